@@ -1,0 +1,39 @@
+//! `chaya`: convert, inspect, evaluate and run CHAYA models from the command line.
+
+mod commands;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "chaya", version, about = "CHAYA-v1 on-device runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a PyTorch checkpoint (.pt) or safetensors state dict into a CHAYA model file.
+    Convert(commands::convert::Args),
+    /// Show a model file's hyper-parameters, parameter count, types and tokenizer.
+    Inspect(commands::inspect::Args),
+    /// Perplexity of a UTF-8 text file.
+    Eval(commands::eval::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let result = match Cli::parse().command {
+        Command::Convert(args) => commands::convert::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

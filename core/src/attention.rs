@@ -1,0 +1,256 @@
+//! `CachedAttention`: CHAYA's causal self-attention as a tract op that owns the KV cache.
+//!
+//! Inputs: `qkv` `[T, 3·d_model]` (the fused projection, q|k|v) and `pos` (i64
+//! scalar, the absolute position of the first of the `T` tokens). The op rotates
+//! q and k with [`ChayaRope`], writes the rotated keys and the values of positions
+//! `pos..pos+T` into its cache, and attends every query over positions
+//! `0..=its own`. Output: `[T, d_model]`, heads concatenated in order.
+//!
+//! The cache is a preallocated buffer indexed by absolute position, so keys stay
+//! tied to their true positions (the spec forbids shifting) and a session rewinds
+//! by simply passing a smaller `pos`: nothing is copied or re-rotated.
+
+use crate::rope::ChayaRope;
+use tract_core::internal::*;
+
+/// Causal multi-head attention with CHAYA's RoPE over an in-op KV cache.
+#[derive(Clone, Debug)]
+pub struct CachedAttention {
+    /// Number of heads.
+    pub n_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// RoPE tables; their length is the cache capacity (context length).
+    pub rope: Arc<ChayaRope>,
+}
+
+impl PartialEq for CachedAttention {
+    fn eq(&self, other: &Self) -> bool {
+        self.n_heads == other.n_heads
+            && self.head_dim == other.head_dim
+            && Arc::ptr_eq(&self.rope, &other.rope)
+    }
+}
+impl Eq for CachedAttention {}
+
+impl Op for CachedAttention {
+    fn name(&self) -> StaticName {
+        "CachedAttention".into()
+    }
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "heads: {}, head_dim: {}, capacity: {}",
+            self.n_heads,
+            self.head_dim,
+            self.rope.max_positions()
+        )])
+    }
+    op_as_typed_op!();
+}
+
+impl EvalOp for CachedAttention {
+    not_out_of_plan!();
+
+    fn state(&self, _ctx: &EvalContext) -> TractResult<Option<Box<dyn OpState>>> {
+        Ok(Some(Box::new(KvCache::default())))
+    }
+}
+
+impl TypedOp for CachedAttention {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 2, "CachedAttention takes qkv and pos");
+        let qkv = inputs[0];
+        let d_model = self.n_heads * self.head_dim;
+        ensure!(qkv.rank() == 2 && qkv.shape[1] == (3 * d_model).to_dim());
+        Ok(tvec!(f32::fact(tvec![
+            qkv.shape[0].clone(),
+            d_model.to_dim()
+        ])))
+    }
+    as_op!();
+}
+
+/// Rotated keys and values of one layer, `[head][position][head_dim]`, allocated
+/// at first use for the full capacity.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    keys: Vec<f32>,
+    values: Vec<f32>,
+}
+
+impl OpState for KvCache {
+    fn eval(
+        &mut self,
+        _ctx: &EvalContext,
+        op: &dyn Op,
+        inputs: TVec<TValue>,
+    ) -> TractResult<TVec<TValue>> {
+        let op = op
+            .downcast_ref::<CachedAttention>()
+            .context("CachedAttention state")?;
+        let (qkv, pos) = args_2!(inputs);
+        let pos = usize::try_from(pos.cast_to_scalar::<i64>()?).context("negative position")?;
+        let qkv = qkv.try_as_plain_ram()?;
+        let qkv = qkv.as_slice::<f32>()?;
+        let out = self.attend(op, qkv, pos)?;
+        Ok(tvec!(out.into_tvalue()))
+    }
+
+    fn reset_lanes(&mut self, _lanes: &[LaneId]) -> TractResult<()> {
+        Ok(())
+    }
+}
+
+impl KvCache {
+    fn attend(&mut self, op: &CachedAttention, qkv: &[f32], pos: usize) -> TractResult<Tensor> {
+        let (heads, hd) = (op.n_heads, op.head_dim);
+        let capacity = op.rope.max_positions();
+        let d = heads * hd;
+        let t_len = qkv.len() / (3 * d);
+        ensure!(
+            pos + t_len <= capacity,
+            "positions {pos}..{} exceed the context length {capacity}",
+            pos + t_len
+        );
+        if self.keys.is_empty() {
+            self.keys = vec![0.0; heads * capacity * hd];
+            self.values = vec![0.0; heads * capacity * hd];
+        }
+        // Rotate q (into `queries`) and k (into the cache); copy v into the cache.
+        let mut queries = vec![0.0f32; t_len * d];
+        for t in 0..t_len {
+            let row = &qkv[t * 3 * d..][..3 * d];
+            for h in 0..heads {
+                let slot = (h * capacity + pos + t) * hd;
+                op.rope.apply(
+                    &row[h * hd..][..hd],
+                    pos + t,
+                    &mut queries[t * d + h * hd..][..hd],
+                );
+                op.rope.apply(
+                    &row[d + h * hd..][..hd],
+                    pos + t,
+                    &mut self.keys[slot..][..hd],
+                );
+                self.values[slot..][..hd].copy_from_slice(&row[2 * d + h * hd..][..hd]);
+            }
+        }
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut out = Tensor::zero::<f32>(&[t_len, d])?;
+        let mut out_view = out.try_as_plain_ram_mut()?;
+        let out_data = out_view.as_slice_mut::<f32>()?;
+        let mut scores = vec![0.0f32; pos + t_len];
+        for t in 0..t_len {
+            let visible = pos + t + 1;
+            for h in 0..heads {
+                let q = &queries[t * d + h * hd..][..hd];
+                let keys = &self.keys[h * capacity * hd..][..visible * hd];
+                let values = &self.values[h * capacity * hd..][..visible * hd];
+                let scores = &mut scores[..visible];
+                for (s, k) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
+                    *s = dot(q, k) * scale;
+                }
+                softmax_in_place(scores);
+                let o = &mut out_data[t * d + h * hd..][..hd];
+                for (&w, v) in scores.iter().zip(values.chunks_exact(hd)) {
+                    for (o, &v) in o.iter_mut().zip(v) {
+                        *o += w * v;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Dot product with eight independent accumulators, so it vectorizes.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
+    let (b8, b_rest) = b.split_at(a8.len());
+    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Numerically stable softmax.
+fn softmax_in_place(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(heads: usize, hd: usize, cap: usize) -> CachedAttention {
+        CachedAttention {
+            n_heads: heads,
+            head_dim: hd,
+            rope: Arc::new(ChayaRope::new(hd, 10000.0, cap)),
+        }
+    }
+
+    fn qkv(t_len: usize, d: usize, seed: u32) -> Vec<f32> {
+        (0..t_len * 3 * d)
+            .map(|i| ((i as u32).wrapping_mul(2654435761) ^ seed) % 1000)
+            .map(|v| v as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn incremental_decode_equals_whole_prefill() {
+        let op = op(2, 8, 16);
+        let input = qkv(5, 16, 7);
+        let whole = KvCache::default().attend(&op, &input, 0).unwrap();
+        let mut cache = KvCache::default();
+        let mut rows = vec![];
+        for t in 0..5 {
+            let out = cache.attend(&op, &input[t * 48..][..48], t).unwrap();
+            rows.extend(values(&out));
+        }
+        let whole = values(&whole);
+        for (a, b) in whole.iter().zip(&rows) {
+            assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn first_token_attends_only_to_itself() {
+        let op = op(1, 4, 4);
+        let input = qkv(1, 4, 3);
+        let out = KvCache::default().attend(&op, &input, 0).unwrap();
+        assert_eq!(values(&out), &input[8..12]);
+    }
+
+    #[test]
+    fn positions_past_capacity_are_an_error() {
+        let op = op(1, 4, 4);
+        let err = KvCache::default()
+            .attend(&op, &qkv(2, 4, 1), 3)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("exceed the context length"),
+            "{err}"
+        );
+    }
+}

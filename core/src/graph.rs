@@ -1,0 +1,162 @@
+//! Builds CHAYA's forward pass as tract graphs, read top to bottom like the spec.
+//!
+//! Two graphs: the *body* maps `ids [T]` at absolute position `pos` to the final
+//! hidden states projected to the embedding width `[T, e_dim]`, keeping a KV
+//! cache per layer ([`CachedAttention`]); the *head* maps `[N, e_dim]` to logits
+//! `[N, vocab]` through the tied embedding. Splitting them lets generation run
+//! the 50257-wide head on the last position only.
+
+use crate::attention::CachedAttention;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::model_file::DenseTensor;
+use crate::rope::ChayaRope;
+use std::collections::HashMap;
+use tract_core::internal::*;
+use tract_core::ops::array::Gather;
+use tract_core::ops::einsum::EinSum;
+use tract_core::ops::nn::RmsNorm;
+
+/// A runnable, optimized tract plan.
+pub type Plan = Arc<TypedRunnableModel>;
+
+/// Incrementally wires the CHAYA graph into a [`TypedModel`].
+struct GraphBuilder<'w> {
+    model: TypedModel,
+    tensors: &'w HashMap<String, DenseTensor>,
+    eps: f32,
+}
+
+impl GraphBuilder<'_> {
+    fn weight(&self, name: &str) -> Result<Tensor> {
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| Error::InvalidModel(format!("missing tensor `{name}`")))?;
+        Ok(Tensor::from_shape(&t.shape, &t.values)?)
+    }
+
+    /// `x · Wᵀ` with `W` stored `[out, in]` as in PyTorch.
+    fn linear(&mut self, name: &str, x: OutletId) -> Result<OutletId> {
+        let w = self.model.add_const(name, self.weight(name)?)?;
+        let op = EinSum::new("tk,nk->tn".parse()?, f32::datum_type());
+        Ok(self
+            .model
+            .wire_node(format!("{name}.matmul"), op, &[x, w])?[0])
+    }
+
+    /// `g · x / sqrt(mean(x²) + eps)` over the last axis.
+    fn rmsnorm(&mut self, name: &str, x: OutletId) -> Result<OutletId> {
+        let op = RmsNorm {
+            axis: 1,
+            eps: rctensor0(self.eps),
+        };
+        let normed = self.model.wire_node(format!("{name}.rms"), op, &[x])?[0];
+        let scale = self.weight(name)?;
+        let len = scale.len();
+        let scale = self.model.add_const(name, scale.into_shape(&[1, len])?)?;
+        Ok(self.model.wire_node(
+            format!("{name}.mul"),
+            tract_core::ops::math::mul(),
+            &[normed, scale],
+        )?[0])
+    }
+
+    fn add(&mut self, name: &str, a: OutletId, b: OutletId) -> Result<OutletId> {
+        Ok(self
+            .model
+            .wire_node(name, tract_core::ops::math::add(), &[a, b])?[0])
+    }
+}
+
+/// Builds and optimizes the body graph (inputs `ids`, `pos`; output `[T, e_dim]`).
+pub fn build_body(config: &Config, tensors: &HashMap<String, DenseTensor>) -> Result<TypedModel> {
+    let mut g = GraphBuilder {
+        model: TypedModel::default(),
+        tensors,
+        eps: config.norm_eps,
+    };
+    let t = g.model.symbols.sym("T");
+    let ids = g.model.add_source("ids", i64::fact(tvec![t.to_dim()]))?;
+    let pos = g.model.add_source("pos", i64::scalar_fact())?;
+    let rope = Arc::new(ChayaRope::new(
+        config.head_dim(),
+        config.rope_base,
+        config.context_length,
+    ));
+
+    let table = g.model.add_const(
+        "token_embedding.weight",
+        g.weight("token_embedding.weight")?,
+    )?;
+    let e = g.model.wire_node(
+        "embed",
+        Gather {
+            axis: 0,
+            output_type: None,
+        },
+        &[table, ids],
+    )?[0];
+    let mut x = g.linear("emb_proj.weight", e)?;
+    for i in 0..config.n_layers {
+        let l = |s: &str| format!("layers.{i}.{s}");
+        let h = g.rmsnorm(&l("norm1.scale"), x)?;
+        let qkv = g.linear(&l("attn.qkv.weight"), h)?;
+        let attention = CachedAttention {
+            n_heads: config.n_heads,
+            head_dim: config.head_dim(),
+            rope: rope.clone(),
+        };
+        let a = g.model.wire_node(l("attn.sdpa"), attention, &[qkv, pos])?[0];
+        let a = g.linear(&l("attn.out.weight"), a)?;
+        x = g.add(&l("attn.residual"), x, a)?;
+
+        let h = g.rmsnorm(&l("norm2.scale"), x)?;
+        let gate = g.linear(&l("ffn.w1.weight"), h)?;
+        let gate = g
+            .model
+            .wire_node(l("ffn.silu"), tract_core::ops::nn::silu::silu(), &[gate])?[0];
+        let up = g.linear(&l("ffn.w2.weight"), h)?;
+        let hidden = g
+            .model
+            .wire_node(l("ffn.gate"), tract_core::ops::math::mul(), &[gate, up])?[0];
+        let down = g.linear(&l("ffn.w3.weight"), hidden)?;
+        x = g.add(&l("ffn.residual"), x, down)?;
+    }
+    let x = g.rmsnorm("norm_f.scale", x)?;
+    let out = g.linear("out_proj.weight", x)?;
+    g.model.select_output_outlets(&[out])?;
+    Ok(g.model)
+}
+
+/// Builds the tied output head (input `hidden [N, e_dim]`, output logits `[N, vocab]`).
+pub fn build_head(config: &Config, tensors: &HashMap<String, DenseTensor>) -> Result<TypedModel> {
+    let mut g = GraphBuilder {
+        model: TypedModel::default(),
+        tensors,
+        eps: config.norm_eps,
+    };
+    let n = g.model.symbols.sym("N");
+    let hidden = g.model.add_source(
+        "hidden",
+        f32::fact(tvec![n.to_dim(), config.e_dim.to_dim()]),
+    )?;
+    let logits = g.linear("token_embedding.weight", hidden)?;
+    g.model.select_output_outlets(&[logits])?;
+    Ok(g.model)
+}
+
+/// Optimizes a graph and makes it runnable on `threads` threads.
+pub fn into_plan(model: TypedModel, threads: usize) -> Result<Plan> {
+    let model = model.into_optimized()?;
+    let executor = if threads > 1 {
+        tract_linalg::multithread::Executor::multithread(threads)
+    } else {
+        tract_linalg::multithread::Executor::SingleThread
+    };
+    let options = RunOptions {
+        executor: Some(executor),
+        ..RunOptions::default()
+    };
+    Ok(model.into_runnable_with_options(&options)?)
+}

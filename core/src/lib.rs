@@ -1,0 +1,34 @@
+//! # chaya — the CHAYA-v1 language model on device
+//!
+//! Loads a single-file CHAYA model (safetensors with config and tokenizer
+//! inside), compiles it into tract graphs with a KV cache, and runs it on CPU.
+//!
+//! ```no_run
+//! use chaya::{LoadOptions, Logits, Model};
+//! let model = Model::load("chaya.safetensors", &LoadOptions::default())?;
+//! let mut session = model.session()?;
+//! let ids = model.tokenizer().encode("Once upon a time")?;
+//! let logits = session.feed(&ids, Logits::Last)?;
+//! assert_eq!(logits.len(), model.config().vocab_size);
+//! # Ok::<(), chaya::Error>(())
+//! ```
+
+pub mod attention;
+pub mod config;
+pub mod error;
+pub mod eval;
+pub mod graph;
+#[cfg(feature = "convert")]
+pub mod import;
+pub mod model;
+pub mod model_file;
+pub mod quant;
+pub mod rope;
+pub mod session;
+pub mod tokenizer;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use model::{LoadOptions, Model};
+pub use session::{Logits, Session};
+pub use tokenizer::Tokenizer;

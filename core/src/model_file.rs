@@ -1,0 +1,229 @@
+//! The single-file model format: a safetensors file whose metadata carries the
+//! hyper-parameters and the tokenizer, so an app ships one asset.
+//!
+//! Metadata keys: `format` = `chaya-v1`, `config` = [`Config`] as JSON,
+//! `tokenizer` = the `tokenizer.json` text. Tensors keep the checkpoint's names.
+//! Matrices are stored as `F32`, `F16`, `BF16`, or `I8` with a sibling
+//! `<name>.scale` (`F32`, one scale per row: `w[r][c] = q[r][c] · scale[r]`);
+//! norm scales are always `F32`.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use safetensors::{Dtype, SafeTensors};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// Value of the `format` metadata key.
+pub const FORMAT: &str = "chaya-v1";
+/// Suffix of the per-row scales of an int8 matrix.
+pub const SCALE_SUFFIX: &str = ".scale_q";
+
+/// One tensor as stored: raw little-endian bytes with their type and shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredTensor {
+    /// Element type.
+    pub dtype: Dtype,
+    /// Shape, outermost first.
+    pub shape: Vec<usize>,
+    /// Little-endian element bytes.
+    pub data: Vec<u8>,
+}
+
+impl StoredTensor {
+    /// An `F32` tensor.
+    pub fn f32(shape: Vec<usize>, values: &[f32]) -> StoredTensor {
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        StoredTensor {
+            dtype: Dtype::F32,
+            shape,
+            data,
+        }
+    }
+}
+
+/// A weight matrix or vector decoded to f32, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseTensor {
+    /// Shape, outermost first.
+    pub shape: Vec<usize>,
+    /// Values, row-major.
+    pub values: Vec<f32>,
+}
+
+/// Everything a model file holds, decoded and validated.
+#[derive(Debug)]
+pub struct ModelFile {
+    /// Hyper-parameters.
+    pub config: Config,
+    /// The `tokenizer.json` text.
+    pub tokenizer_json: String,
+    /// Every tensor named in [`Config::tensor_shapes`], as f32.
+    pub tensors: HashMap<String, DenseTensor>,
+    /// Storage type of each tensor (`I8`, `F16`, `F32`...), for reports.
+    pub dtypes: BTreeMap<String, Dtype>,
+}
+
+impl ModelFile {
+    /// Reads a model file, memory-mapped.
+    pub fn read_path(path: impl AsRef<Path>) -> Result<ModelFile> {
+        let path = path.as_ref();
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len < 8 {
+            return Err(Error::InvalidModel(format!(
+                "{} is only {len} bytes long",
+                path.display()
+            )));
+        }
+        // SAFETY: the mapping is read-only and dropped before this call returns;
+        // `parse` checks every offset against the mapped length first. A file
+        // truncated by another process *while* we read it could still fault.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        Self::read_bytes(&map)
+    }
+
+    /// Reads a model file from memory (e.g. an app asset).
+    pub fn read_bytes(bytes: &[u8]) -> Result<ModelFile> {
+        let invalid = |what: String| Error::InvalidModel(what);
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| invalid(format!("not a safetensors file ({e})")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        match meta.get("format").map(String::as_str) {
+            Some(FORMAT) => {}
+            Some(other) => return Err(invalid(format!("format `{other}`, expected `{FORMAT}`"))),
+            None => {
+                return Err(invalid(format!(
+                    "no `format` metadata: not a CHAYA model file (convert checkpoints with `chaya convert`)"
+                )))
+            }
+        }
+        let config_json = meta
+            .get("config")
+            .ok_or_else(|| invalid("no `config` metadata".into()))?;
+        let config: Config = serde_json::from_str(config_json)
+            .map_err(|e| invalid(format!("`config` metadata is not a valid config: {e}")))?;
+        config.validate()?;
+        let tokenizer_json = meta
+            .get("tokenizer")
+            .ok_or_else(|| invalid("no `tokenizer` metadata".into()))?
+            .clone();
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| invalid(format!("corrupt tensor table ({e})")))?;
+
+        let expected = config.tensor_shapes();
+        let mut allowed: Vec<String> = expected.iter().map(|(n, _)| n.clone()).collect();
+        allowed.extend(expected.iter().map(|(n, _)| format!("{n}{SCALE_SUFFIX}")));
+        if let Some(unknown) = st
+            .names()
+            .into_iter()
+            .find(|n| !allowed.iter().any(|a| a == n))
+        {
+            return Err(invalid(format!("unexpected tensor `{unknown}`")));
+        }
+        let mut tensors = HashMap::new();
+        let mut dtypes = BTreeMap::new();
+        for (name, shape) in expected {
+            let view = st
+                .tensor(&name)
+                .map_err(|_| invalid(format!("missing tensor `{name}`")))?;
+            if view.shape() != shape.as_slice() {
+                return Err(invalid(format!(
+                    "tensor `{name}` has shape {:?}, expected {shape:?}",
+                    view.shape()
+                )));
+            }
+            let scales = match view.dtype() {
+                Dtype::I8 => {
+                    let scale_name = format!("{name}{SCALE_SUFFIX}");
+                    let scales = st.tensor(&scale_name).map_err(|_| {
+                        invalid(format!("int8 tensor `{name}` has no `{scale_name}`"))
+                    })?;
+                    if scales.dtype() != Dtype::F32 || scales.shape() != [shape[0]] {
+                        return Err(invalid(format!(
+                            "`{scale_name}` must be F32 [{}]",
+                            shape[0]
+                        )));
+                    }
+                    Some(decode(Dtype::F32, scales.data()).unwrap_or_default())
+                }
+                _ => None,
+            };
+            let mut values = decode(view.dtype(), view.data()).ok_or_else(|| {
+                invalid(format!(
+                    "tensor `{name}` has unsupported type {:?}",
+                    view.dtype()
+                ))
+            })?;
+            if let Some(scales) = scales {
+                let cols = values.len() / shape[0];
+                for (row, scale) in values.chunks_mut(cols).zip(scales) {
+                    row.iter_mut().for_each(|v| *v *= scale);
+                }
+            }
+            dtypes.insert(name.clone(), view.dtype());
+            tensors.insert(name, DenseTensor { shape, values });
+        }
+        Ok(ModelFile {
+            config,
+            tokenizer_json,
+            tensors,
+            dtypes,
+        })
+    }
+}
+
+/// Decodes little-endian `F32`, `F16`, `BF16` or `I8` bytes to f32.
+fn decode(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    let pairs = || {
+        bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    Some(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => pairs().map(|h| half::f16::from_bits(h).to_f32()).collect(),
+        Dtype::BF16 => pairs().map(|h| half::bf16::from_bits(h).to_f32()).collect(),
+        Dtype::I8 => bytes.iter().map(|&b| b as i8 as f32).collect(),
+        _ => return None,
+    })
+}
+
+/// Writes a model file atomically: to a temporary sibling first, renamed into
+/// place only when complete, so a failure never leaves a partial file.
+pub fn write_model_file(
+    path: impl AsRef<Path>,
+    config: &Config,
+    tokenizer_json: &str,
+    tensors: &BTreeMap<String, StoredTensor>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let metadata = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        (
+            "config".to_string(),
+            serde_json::to_string(config).expect("config serializes"),
+        ),
+        ("tokenizer".to_string(), tokenizer_json.to_string()),
+    ]);
+    let mut views = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let view = safetensors::tensor::TensorView::new(t.dtype, t.shape.clone(), &t.data)
+            .map_err(|e| Error::InvalidModel(format!("tensor `{name}`: {e}")))?;
+        views.push((name.as_str(), view));
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.partial"));
+    let written = safetensors::serialize_to_file(views, Some(metadata), &tmp)
+        .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}

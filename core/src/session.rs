@@ -1,0 +1,95 @@
+//! `Session`: one conversation's KV cache over a shared [`Model`].
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use tract_core::internal::*;
+
+/// Which positions to compute logits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last position (generation).
+    Last,
+    /// Every fed position (scoring text).
+    All,
+}
+
+/// A sequence of tokens held in a KV cache, extended a few tokens at a time.
+///
+/// Position `i` of the cache holds token `tokens()[i]`; feeding appends at the
+/// end, [`Session::truncate`] rewinds without recomputing anything before the cut.
+#[derive(Debug)]
+pub struct Session {
+    model: Model,
+    state: TypedSimpleState,
+    tokens: Vec<u32>,
+}
+
+impl Session {
+    /// An empty session on `model`.
+    pub fn new(model: Model) -> Result<Session> {
+        let state = model.body().spawn()?;
+        Ok(Session {
+            model,
+            state,
+            tokens: Vec::new(),
+        })
+    }
+
+    /// The model this session runs.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Tokens currently in the cache, position 0 first.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Forgets every cached token after the first `len`.
+    pub fn truncate(&mut self, len: usize) {
+        self.tokens.truncate(len);
+    }
+
+    /// Empties the cache.
+    pub fn reset(&mut self) {
+        self.tokens.clear();
+    }
+
+    /// Appends `ids` to the cache and returns the logits of the last position
+    /// (`[vocab]`) or of every fed position (`[ids.len() × vocab]`, row-major).
+    pub fn feed(&mut self, ids: &[u32], logits: Logits) -> Result<Vec<f32>> {
+        let config = self.model.config();
+        if ids.is_empty() {
+            return Err(Error::InvalidInput("no tokens to feed".into()));
+        }
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= config.vocab_size) {
+            return Err(Error::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary ({})",
+                config.vocab_size
+            )));
+        }
+        let pos = self.tokens.len();
+        if pos + ids.len() > config.context_length {
+            return Err(Error::InvalidInput(format!(
+                "{} tokens do not fit after {pos} cached ones in a context of {}",
+                ids.len(),
+                config.context_length
+            )));
+        }
+        let input = tensor1(&ids.iter().map(|&id| id as i64).collect::<Vec<_>>());
+        let hidden = self.state.run(tvec![
+            input.into_tvalue(),
+            tensor0(pos as i64).into_tvalue()
+        ]);
+        // On failure the cache may hold partial rows past `pos`; they are unreachable
+        // because `tokens` was not extended.
+        let hidden = hidden?.remove(0);
+        self.tokens.extend_from_slice(ids);
+        let hidden = match logits {
+            Logits::All => hidden,
+            Logits::Last => hidden.slice(0, ids.len() - 1, ids.len())?.into_tvalue(),
+        };
+        let out = self.model.head().run(tvec![hidden])?.remove(0);
+        Ok(out.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+    }
+}
