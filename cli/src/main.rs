@@ -20,6 +20,8 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Perplexity of a UTF-8 text file.
     Eval(commands::eval::Args),
+    /// Generate text from a prompt (streams to stdout), or chat interactively.
+    Generate(commands::generate::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,6 +30,7 @@ fn main() -> std::process::ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Generate(args) => commands::generate::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -17,6 +17,7 @@ pub mod attention;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod generate;
 pub mod graph;
 #[cfg(feature = "convert")]
 pub mod import;
@@ -24,11 +25,15 @@ pub mod model;
 pub mod model_file;
 pub mod quant;
 pub mod rope;
+pub mod sampler;
 pub mod session;
+pub mod stop_strings;
 pub mod tokenizer;
+pub mod utf8_stream;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use generate::{CancelHandle, GenerateOptions, GenerateSummary, StopReason};
 pub use model::{LoadOptions, Model};
 pub use session::{Logits, Session};
 pub use tokenizer::Tokenizer;

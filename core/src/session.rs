@@ -1,6 +1,7 @@
 //! `Session`: one conversation's KV cache over a shared [`Model`].
 
 use crate::error::{Error, Result};
+use crate::generate::CancelHandle;
 use crate::model::Model;
 use tract_core::internal::*;
 
@@ -21,7 +22,24 @@ pub enum Logits {
 pub struct Session {
     model: Model,
     state: TypedSimpleState,
+    /// Tokens in the cache, position 0 first.
     tokens: Vec<u32>,
+    /// Index in the conversation's tokens of the token at cache position 0
+    /// (non-zero once the context overflowed).
+    window_start: usize,
+    /// Prompts and generated text since the last reset.
+    transcript: String,
+    cancel: CancelHandle,
+}
+
+/// Result of [`Session::sync`].
+pub(crate) struct SyncStep {
+    /// Logits of the last context token.
+    pub logits: Vec<f32>,
+    /// Cached positions kept.
+    pub reused: usize,
+    /// Tokens computed.
+    pub fed: usize,
 }
 
 impl Session {
@@ -32,6 +50,9 @@ impl Session {
             model,
             state,
             tokens: Vec::new(),
+            window_start: 0,
+            transcript: String::new(),
+            cancel: CancelHandle::default(),
         })
     }
 
@@ -50,9 +71,67 @@ impl Session {
         self.tokens.truncate(len);
     }
 
-    /// Empties the cache.
+    /// Empties the cache and forgets the conversation.
     pub fn reset(&mut self) {
         self.tokens.clear();
+        self.window_start = 0;
+        self.transcript.clear();
+    }
+
+    /// A handle that cancels this session's generation from any thread.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
+    }
+
+    /// The conversation so far: prompts and generated text since the last reset.
+    pub fn transcript(&self) -> &str {
+        &self.transcript
+    }
+
+    pub(crate) fn set_transcript(&mut self, text: String) {
+        self.transcript = text;
+    }
+
+    pub(crate) fn append_transcript(&mut self, text: &str) {
+        self.transcript.push_str(text);
+    }
+
+    /// Makes the cache hold the most recent window of `context` (all of it when
+    /// it fits) and returns the logits of its last token.
+    ///
+    /// Cached positions that agree with the window are kept, so only new tokens
+    /// are computed. CHAYA's keys cannot be shifted to new positions (spec), so
+    /// when the window would outgrow the context length the session keeps the
+    /// last three quarters of the context and re-prefills them from position 0.
+    pub(crate) fn sync(&mut self, context: &[u32]) -> Result<SyncStep> {
+        let ctx = self.model.config().context_length;
+        let mut start = self.window_start.min(context.len().saturating_sub(1));
+        if context.len() - start > ctx {
+            start = context.len() - (ctx - ctx / 4).max(1);
+            log::info!(
+                "context overflow: re-prefilling the last {} tokens",
+                context.len() - start
+            );
+        }
+        let window = &context[start..];
+        let shared = if start == self.window_start {
+            self.tokens
+                .iter()
+                .zip(window)
+                .take_while(|(a, b)| a == b)
+                .count()
+        } else {
+            0
+        };
+        let reused = shared.min(window.len() - 1);
+        self.tokens.truncate(reused);
+        self.window_start = start;
+        let logits = self.feed(&window[reused..], Logits::Last)?;
+        Ok(SyncStep {
+            logits,
+            reused,
+            fed: window.len() - reused,
+        })
     }
 
     /// Appends `ids` to the cache and returns the logits of the last position

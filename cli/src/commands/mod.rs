@@ -2,6 +2,7 @@
 
 pub mod convert;
 pub mod eval;
+pub mod generate;
 pub mod inspect;
 
 use chaya::{LoadOptions, Model};

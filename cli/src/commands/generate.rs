@@ -1,0 +1,172 @@
+//! `chaya generate`: stream a completion, or chat interactively.
+
+use chaya::{GenerateOptions, GenerateSummary, Session};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file.
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Prompt text. Without -p or -f: interactive multi-turn prompt loop.
+    #[arg(short, long, conflicts_with = "file")]
+    prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(short, long)]
+    file: Option<PathBuf>,
+    /// Maximum number of new tokens.
+    #[arg(short = 'n', long)]
+    max_tokens: Option<usize>,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Keep the k most likely tokens (0 = off).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Nucleus sampling threshold (1 = off).
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Minimum probability relative to the best token (0 = off).
+    #[arg(long)]
+    min_p: Option<f32>,
+    /// Repetition penalty (1 = off).
+    #[arg(long)]
+    repeat_penalty: Option<f32>,
+    /// Frequency penalty.
+    #[arg(long)]
+    frequency_penalty: Option<f32>,
+    /// Presence penalty.
+    #[arg(long)]
+    presence_penalty: Option<f32>,
+    /// Start from the original CHAYA CLI's settings (sampler order, penalties, dynamic temperature).
+    #[arg(long)]
+    compat: bool,
+    /// Random seed (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop before this string (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Keep going past the end-of-text token.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Compute threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print one JSON object (text, token ids, stop reason, timings) instead of streaming.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Args {
+    fn options(&self) -> GenerateOptions {
+        let base = if self.compat {
+            GenerateOptions::compat()
+        } else {
+            GenerateOptions::default()
+        };
+        GenerateOptions {
+            max_tokens: self.max_tokens.unwrap_or(base.max_tokens),
+            temperature: self.temperature.unwrap_or(base.temperature),
+            top_k: self.top_k.unwrap_or(base.top_k),
+            top_p: self.top_p.unwrap_or(base.top_p),
+            min_p: self.min_p.unwrap_or(base.min_p),
+            repetition_penalty: self.repeat_penalty.unwrap_or(base.repetition_penalty),
+            frequency_penalty: self.frequency_penalty.unwrap_or(base.frequency_penalty),
+            presence_penalty: self.presence_penalty.unwrap_or(base.presence_penalty),
+            seed: self.seed,
+            stop_strings: self.stop.clone(),
+            stop_at_eos: !self.ignore_eos,
+            ..base
+        }
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let model = super::load_model(&args.model, args.threads)?;
+    let mut session = model.session()?;
+    let options = args.options();
+    let prompt = match (&args.prompt, &args.file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?,
+        (None, None) => return interactive(&mut session, &options),
+    };
+    if args.json {
+        let summary = session.generate(&prompt, &options, |_| true)?;
+        println!("{}", summary_json(&summary));
+    } else {
+        let summary = stream(&mut session, &prompt, &options)?;
+        report(&summary);
+    }
+    Ok(())
+}
+
+/// Generates, printing text to stdout as it arrives.
+fn stream(
+    session: &mut Session,
+    prompt: &str,
+    options: &GenerateOptions,
+) -> anyhow::Result<GenerateSummary> {
+    let mut stdout = std::io::stdout().lock();
+    let summary = session.generate(prompt, options, |piece| {
+        // A closed stdout (e.g. `| head`) stops generation instead of failing.
+        stdout
+            .write_all(piece.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_ok()
+    })?;
+    writeln!(stdout).ok();
+    Ok(summary)
+}
+
+/// Prints timings to stderr.
+fn report(s: &GenerateSummary) {
+    eprintln!(
+        "[{} prompt tokens ({} reused), {} generated, stop: {:?}; first token {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s]",
+        s.prompt_tokens,
+        s.reused_tokens,
+        s.tokens.len(),
+        s.stop_reason,
+        s.time_to_first_token.as_secs_f64() * 1e3,
+        s.prefill_tokens_per_second,
+        s.decode_tokens_per_second
+    );
+}
+
+fn summary_json(s: &GenerateSummary) -> serde_json::Value {
+    serde_json::json!({
+        "text": s.text,
+        "tokens": s.tokens,
+        "stop_reason": format!("{:?}", s.stop_reason),
+        "prompt_tokens": s.prompt_tokens,
+        "reused_tokens": s.reused_tokens,
+        "prefill_tokens": s.prefill_tokens,
+        "time_to_first_token_ms": s.time_to_first_token.as_secs_f64() * 1e3,
+        "prefill_tokens_per_second": s.prefill_tokens_per_second,
+        "decode_tokens_per_second": s.decode_tokens_per_second,
+    })
+}
+
+/// A prompt loop keeping the conversation in the session's cache.
+fn interactive(session: &mut Session, options: &GenerateOptions) -> anyhow::Result<()> {
+    eprintln!(
+        "Interactive mode: type a prompt and press Enter; /reset clears the context, Ctrl-D quits."
+    );
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line == "/reset" {
+            session.reset();
+            continue;
+        }
+        let summary = stream(session, &format!("{line}\n"), options)?;
+        report(&summary);
+    }
+}

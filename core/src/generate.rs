@@ -1,0 +1,417 @@
+//! Text generation: options, the streaming loop, and its summary.
+
+use crate::error::{Error, Result};
+use crate::sampler::{Sampler, SamplerChain};
+use crate::session::Session;
+use crate::stop_strings::{StopCheck, StopStrings};
+use crate::utf8_stream::Utf8Stream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How to generate. `GenerateOptions::default()` gives sensible chat/completion
+/// settings; [`GenerateOptions::compat`] reproduces the original CHAYA CLI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateOptions {
+    /// Maximum number of new tokens (1..=1,000,000).
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 means greedy (0..=100).
+    pub temperature: f32,
+    /// Keep only the k most likely tokens; 0 disables (≤ vocabulary size).
+    pub top_k: usize,
+    /// Nucleus sampling threshold in (0, 1]; 1 disables.
+    pub top_p: f32,
+    /// Minimum probability relative to the best token, in [0, 1); 0 disables.
+    pub min_p: f32,
+    /// Repetition penalty (> 0; 1 disables).
+    pub repetition_penalty: f32,
+    /// Subtracted per occurrence of a token in the context (-100..=100).
+    pub frequency_penalty: f32,
+    /// Subtracted once for a token present in the context (-100..=100).
+    pub presence_penalty: f32,
+    /// Original CLI behaviour: its sampler order, sign-blind repetition penalty
+    /// and, with `temperature > 0`, the dynamic schedule from 1.0 to 0.6.
+    pub compat: bool,
+    /// Seed of the random draw; `None` picks one from the clock.
+    pub seed: Option<u64>,
+    /// Generation stops before any of these strings; they are never emitted.
+    pub stop_strings: Vec<String>,
+    /// Stop at the end-of-text token.
+    pub stop_at_eos: bool,
+    /// Added to the logits of chosen token ids (`f32::NEG_INFINITY` bans).
+    pub logit_bias: Vec<(u32, f32)>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            max_tokens: 128,
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repetition_penalty: 1.1,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            compat: false,
+            seed: None,
+            stop_strings: Vec::new(),
+            stop_at_eos: true,
+            logit_bias: Vec::new(),
+        }
+    }
+}
+
+impl GenerateOptions {
+    /// The original CHAYA CLI's defaults (spec: "Reference generation behaviour").
+    pub fn compat() -> Self {
+        GenerateOptions {
+            max_tokens: 150,
+            temperature: 0.8,
+            top_k: 50,
+            top_p: 0.92,
+            min_p: 0.0,
+            repetition_penalty: 1.15,
+            frequency_penalty: 0.3,
+            presence_penalty: 0.5,
+            compat: true,
+            ..GenerateOptions::default()
+        }
+    }
+
+    /// Greedy decoding (temperature 0, no penalties).
+    pub fn greedy() -> Self {
+        GenerateOptions {
+            temperature: 0.0,
+            repetition_penalty: 1.0,
+            ..GenerateOptions::default()
+        }
+    }
+
+    /// Checks every value against its documented range.
+    pub fn validate(&self, vocab_size: usize) -> Result<()> {
+        let invalid = |name, reason: String| Err(Error::InvalidOption { name, reason });
+        let within = |v: f32, lo: f32, hi: f32| v.is_finite() && v >= lo && v <= hi;
+        if self.max_tokens == 0 || self.max_tokens > 1_000_000 {
+            return invalid(
+                "max_tokens",
+                format!("{} is not in 1..=1000000", self.max_tokens),
+            );
+        }
+        if !within(self.temperature, 0.0, 100.0) {
+            return invalid(
+                "temperature",
+                format!("{} is not in 0..=100", self.temperature),
+            );
+        }
+        if self.top_k > vocab_size {
+            return invalid(
+                "top_k",
+                format!("{} exceeds the vocabulary ({vocab_size})", self.top_k),
+            );
+        }
+        if !within(self.top_p, 0.0, 1.0) || self.top_p == 0.0 {
+            return invalid("top_p", format!("{} is not in (0, 1]", self.top_p));
+        }
+        if !within(self.min_p, 0.0, 1.0) || self.min_p == 1.0 {
+            return invalid("min_p", format!("{} is not in [0, 1)", self.min_p));
+        }
+        if !within(self.repetition_penalty, 0.0, 100.0) || self.repetition_penalty == 0.0 {
+            return invalid(
+                "repetition_penalty",
+                format!("{} is not in (0, 100]", self.repetition_penalty),
+            );
+        }
+        for (name, v) in [
+            ("frequency_penalty", self.frequency_penalty),
+            ("presence_penalty", self.presence_penalty),
+        ] {
+            if !within(v, -100.0, 100.0) {
+                return invalid(name, format!("{v} is not in -100..=100"));
+            }
+        }
+        if self.stop_strings.len() > 64
+            || self
+                .stop_strings
+                .iter()
+                .any(|s| s.is_empty() || s.len() > 1024)
+        {
+            return invalid(
+                "stop_strings",
+                "at most 64 strings of 1 to 1024 bytes".into(),
+            );
+        }
+        for &(id, bias) in &self.logit_bias {
+            if id as usize >= vocab_size {
+                return invalid(
+                    "logit_bias",
+                    format!("token id {id} is outside the vocabulary ({vocab_size})"),
+                );
+            }
+            if bias.is_nan() || bias == f32::INFINITY {
+                return invalid(
+                    "logit_bias",
+                    format!("bias {bias} for token {id} must be finite or -inf"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The sampler chain these options describe.
+    pub fn sampler_chain(&self, seed: u64) -> SamplerChain {
+        let mut steps = Vec::new();
+        if !self.logit_bias.is_empty() {
+            steps.push(Sampler::LogitBias(self.logit_bias.clone()));
+        }
+        let temperature = if !self.compat {
+            Sampler::Temperature(self.temperature)
+        } else {
+            Sampler::DynamicTemperature {
+                from: 1.0,
+                to: 0.6,
+                steps: self.max_tokens,
+            }
+        };
+        if self.compat && self.temperature > 0.0 {
+            steps.push(temperature.clone());
+        }
+        if self.repetition_penalty != 1.0 {
+            steps.push(Sampler::Repetition {
+                penalty: self.repetition_penalty,
+                divide_always: self.compat,
+            });
+        }
+        if self.frequency_penalty != 0.0 {
+            steps.push(Sampler::Frequency(self.frequency_penalty));
+        }
+        if self.presence_penalty != 0.0 {
+            steps.push(Sampler::Presence(self.presence_penalty));
+        }
+        if self.temperature == 0.0 {
+            return SamplerChain::greedy(steps);
+        }
+        steps.extend([
+            Sampler::TopK(self.top_k),
+            Sampler::TopP(self.top_p),
+            Sampler::MinP(self.min_p),
+        ]);
+        if !self.compat {
+            steps.push(temperature);
+        }
+        SamplerChain::new(steps, seed)
+    }
+}
+
+/// Why generation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// `max_tokens` were generated.
+    Length,
+    /// The model produced the end-of-text token.
+    EndOfText,
+    /// A stop string appeared.
+    StopString,
+    /// The token callback returned `false`.
+    Callback,
+    /// [`CancelHandle::cancel`] was called.
+    Cancelled,
+}
+
+/// What a generation did and how fast.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateSummary {
+    /// All emitted text.
+    pub text: String,
+    /// Generated token ids (including a final end-of-text token, if any).
+    pub tokens: Vec<u32>,
+    /// Tokens of the new prompt text.
+    pub prompt_tokens: usize,
+    /// Context tokens whose cache entries were reused from the previous call.
+    pub reused_tokens: usize,
+    /// Context tokens computed by the prompt prefill.
+    pub prefill_tokens: usize,
+    /// Times the context overflowed and the window was re-prefilled.
+    pub context_shifts: usize,
+    /// Why generation stopped.
+    pub stop_reason: StopReason,
+    /// From the call to the first sampled token.
+    pub time_to_first_token: Duration,
+    /// Prompt prefill speed.
+    pub prefill_tokens_per_second: f64,
+    /// Speed of the generated tokens after the first.
+    pub decode_tokens_per_second: f64,
+}
+
+/// Stops a running generation from any thread, within one decode step.
+#[derive(Clone, Debug, Default)]
+pub struct CancelHandle {
+    running: Arc<AtomicBool>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl CancelHandle {
+    /// Cancels the generation in progress; does nothing when none is running.
+    pub fn cancel(&self) {
+        if self.running.load(Ordering::SeqCst) {
+            self.cancelled.store(true, Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn start(&self) {
+        self.cancelled.store(false, Ordering::SeqCst);
+        self.running.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn finish(&self) {
+        self.running.store(false, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+impl Session {
+    /// Continues the conversation with `prompt` and streams generated text to
+    /// `on_text` as complete UTF-8 pieces; `on_text` returns `false` to stop.
+    ///
+    /// The session's context is everything generated or prompted since the last
+    /// [`Session::reset`], plus `prompt`; cached positions shared with the
+    /// previous call are reused, so only new tokens are prefilled.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        options: &GenerateOptions,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<GenerateSummary> {
+        let start = Instant::now();
+        let model = self.model().clone();
+        let config = model.config();
+        options.validate(config.vocab_size)?;
+        let cancel = self.cancel_handle();
+        cancel.start();
+        let _running = scopeguard(|| cancel.finish());
+
+        let prompt_tokens = model.tokenizer().encode(prompt)?.len();
+        let conversation = format!("{}{prompt}", self.transcript());
+        let mut context = model.tokenizer().encode(&conversation)?;
+        if context.is_empty() {
+            context.push(config.eos_token_id);
+        }
+        let seed = options.seed.unwrap_or_else(clock_seed);
+        let mut sampler = options.sampler_chain(seed);
+        let mut utf8 = Utf8Stream::default();
+        let mut stops = StopStrings::new(&options.stop_strings);
+        let mut summary = GenerateSummary {
+            text: String::new(),
+            tokens: Vec::new(),
+            prompt_tokens,
+            reused_tokens: 0,
+            prefill_tokens: 0,
+            context_shifts: 0,
+            stop_reason: StopReason::Length,
+            time_to_first_token: Duration::ZERO,
+            prefill_tokens_per_second: 0.0,
+            decode_tokens_per_second: 0.0,
+        };
+        let step = self.sync(&context)?;
+        (summary.reused_tokens, summary.prefill_tokens) = (step.reused, step.fed);
+        summary.prefill_tokens_per_second = step.fed as f64 / start.elapsed().as_secs_f64();
+        let mut logits = step.logits;
+        let mut decode_start = Instant::now();
+        self.set_transcript(conversation);
+
+        for i in 0..options.max_tokens {
+            if cancel.is_cancelled() {
+                summary.stop_reason = StopReason::Cancelled;
+                break;
+            }
+            let token = sampler.sample(&logits, &context, i);
+            if i == 0 {
+                summary.time_to_first_token = start.elapsed();
+                decode_start = Instant::now();
+            }
+            summary.tokens.push(token);
+            context.push(token);
+            if options.stop_at_eos && token == config.eos_token_id {
+                summary.stop_reason = StopReason::EndOfText;
+                break;
+            }
+            let piece = utf8.push(model.tokenizer().token_bytes(token)?);
+            let (text, stopped) = match stops.push(&piece) {
+                StopCheck::Continue(text) => (text, false),
+                StopCheck::Stop(text) => (text, true),
+            };
+            if !self.emit(&text, &mut summary, &mut on_text) {
+                summary.stop_reason = StopReason::Callback;
+                break;
+            }
+            if stopped {
+                summary.stop_reason = StopReason::StopString;
+                break;
+            }
+            if i + 1 == options.max_tokens || cancel.is_cancelled() {
+                continue;
+            }
+            let step = self.sync(&context)?;
+            summary.context_shifts += usize::from(step.reused == 0);
+            logits = step.logits;
+        }
+        if summary.stop_reason != StopReason::StopString
+            && summary.stop_reason != StopReason::Callback
+        {
+            // Text held back as a possible stop-string start is real output. Bytes of
+            // an unfinished character are dropped rather than shown as U+FFFD.
+            let rest = stops.finish();
+            self.emit(&rest, &mut summary, &mut on_text);
+        }
+        let decoded = summary.tokens.len().saturating_sub(1);
+        if decoded > 0 {
+            summary.decode_tokens_per_second =
+                decoded as f64 / decode_start.elapsed().as_secs_f64();
+        }
+        log::info!(
+            "generated {} tokens ({:?}), prefill {} reused {}",
+            summary.tokens.len(),
+            summary.stop_reason,
+            summary.prefill_tokens,
+            summary.reused_tokens
+        );
+        Ok(summary)
+    }
+
+    /// Records emitted text in the summary and the transcript, then calls the callback.
+    fn emit(
+        &mut self,
+        text: &str,
+        summary: &mut GenerateSummary,
+        on_text: &mut impl FnMut(&str) -> bool,
+    ) -> bool {
+        if text.is_empty() {
+            return true;
+        }
+        summary.text.push_str(text);
+        self.append_transcript(text);
+        on_text(text)
+    }
+}
+
+/// Runs a closure when dropped (also on early return).
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f()
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
