@@ -40,6 +40,9 @@ pub struct GenerateOptions {
     pub stop_at_eos: bool,
     /// Added to the logits of chosen token ids (`f32::NEG_INFINITY` bans).
     pub logit_bias: Vec<(u32, f32)>,
+    /// When the context window is full, keep going by re-prefilling its last
+    /// three quarters; `false` stops with [`StopReason::Context`] instead.
+    pub context_shift: bool,
 }
 
 impl Default for GenerateOptions {
@@ -58,6 +61,7 @@ impl Default for GenerateOptions {
             stop_strings: Vec::new(),
             stop_at_eos: true,
             logit_bias: Vec::new(),
+            context_shift: true,
         }
     }
 }
@@ -216,6 +220,8 @@ pub enum StopReason {
     Callback,
     /// [`CancelHandle::cancel`] was called.
     Cancelled,
+    /// The context window is full and `context_shift` is off.
+    Context,
 }
 
 /// What a generation did and how fast.
@@ -299,6 +305,14 @@ impl Session {
         if context.is_empty() {
             context.push(config.eos_token_id);
         }
+        if !options.context_shift && !self.fits(context.len()) {
+            return Err(Error::InvalidInput(format!(
+                "the conversation ({} tokens) exceeds the context window ({}) and \
+                 context_shift is off; reset the session or shorten the prompt",
+                context.len(),
+                config.context_length
+            )));
+        }
         let seed = options.seed.unwrap_or_else(clock_seed);
         let mut sampler = options.sampler_chain(seed);
         let mut utf8 = Utf8Stream::default();
@@ -353,6 +367,10 @@ impl Session {
             }
             if i + 1 == options.max_tokens || cancel.is_cancelled() {
                 continue;
+            }
+            if !options.context_shift && !self.fits(context.len()) {
+                summary.stop_reason = StopReason::Context;
+                break;
             }
             let step = self.sync(&context)?;
             summary.context_shifts += usize::from(step.reused == 0);

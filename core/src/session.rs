@@ -96,6 +96,11 @@ impl Session {
         self.transcript.push_str(text);
     }
 
+    /// Whether a context of `len` tokens fits the window without a shift.
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        len - self.window_start <= self.model.config().context_length
+    }
+
     /// Makes the cache hold the most recent window of `context` (all of it when
     /// it fits) and returns the logits of its last token.
     ///

@@ -51,6 +51,12 @@ pub struct Args {
     /// Keep going past the end-of-text token.
     #[arg(long)]
     ignore_eos: bool,
+    /// Add BIAS to the logit of token ID, as `ID=BIAS` (`ID=-inf` bans it; repeatable).
+    #[arg(long, value_parser = parse_logit_bias, allow_hyphen_values = true)]
+    logit_bias: Vec<(u32, f32)>,
+    /// Stop when the context window is full instead of re-prefilling its last part.
+    #[arg(long)]
+    no_context_shift: bool,
     /// Compute threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -78,9 +84,25 @@ impl Args {
             seed: self.seed,
             stop_strings: self.stop.clone(),
             stop_at_eos: !self.ignore_eos,
+            logit_bias: self.logit_bias.clone(),
+            context_shift: !self.no_context_shift,
             ..base
         }
     }
+}
+
+/// Parses `ID=BIAS`.
+fn parse_logit_bias(s: &str) -> Result<(u32, f32), String> {
+    let (id, bias) = s.split_once('=').ok_or("expected ID=BIAS")?;
+    let id = id
+        .trim()
+        .parse()
+        .map_err(|e| format!("token id `{id}`: {e}"))?;
+    let bias = bias
+        .trim()
+        .parse()
+        .map_err(|e| format!("bias `{bias}`: {e}"))?;
+    Ok((id, bias))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -143,6 +165,7 @@ fn summary_json(s: &GenerateSummary) -> serde_json::Value {
         "prompt_tokens": s.prompt_tokens,
         "reused_tokens": s.reused_tokens,
         "prefill_tokens": s.prefill_tokens,
+        "context_shifts": s.context_shifts,
         "time_to_first_token_ms": s.time_to_first_token.as_secs_f64() * 1e3,
         "prefill_tokens_per_second": s.prefill_tokens_per_second,
         "decode_tokens_per_second": s.decode_tokens_per_second,

@@ -1,0 +1,426 @@
+//! Generation behaviour on the committed tiny random-weight model: determinism,
+//! stop conditions, cancellation, context overflow, multi-turn reuse, threads.
+
+mod common;
+
+use chaya::stop_strings::{StopCheck, StopStrings};
+use chaya::utf8_stream::Utf8Stream;
+use chaya::{Error, GenerateOptions, GenerateSummary, Session, StopReason};
+use common::tiny_model;
+use std::sync::mpsc;
+
+/// Sampling with every knob in play, seeded.
+fn sampled(seed: u64, max_tokens: usize) -> GenerateOptions {
+    GenerateOptions {
+        max_tokens,
+        seed: Some(seed),
+        stop_at_eos: false,
+        presence_penalty: 0.2,
+        frequency_penalty: 0.1,
+        ..GenerateOptions::default()
+    }
+}
+
+fn greedy(max_tokens: usize) -> GenerateOptions {
+    GenerateOptions {
+        max_tokens,
+        stop_at_eos: false,
+        ..GenerateOptions::greedy()
+    }
+}
+
+/// Generates in a fresh session, returning the summary and the streamed pieces.
+fn run(
+    session: &mut Session,
+    prompt: &str,
+    options: &GenerateOptions,
+) -> (GenerateSummary, Vec<String>) {
+    let mut pieces = Vec::new();
+    let summary = session
+        .generate(prompt, options, |piece| {
+            pieces.push(piece.to_string());
+            true
+        })
+        .expect("generation succeeds");
+    (summary, pieces)
+}
+
+fn generate_text(threads: usize, prompt: &str, options: &GenerateOptions) -> String {
+    let model = tiny_model(threads);
+    let mut session = model.session().unwrap();
+    run(&mut session, prompt, options).0.text
+}
+
+#[test]
+fn streamed_pieces_make_up_the_summary() {
+    let model = tiny_model(1);
+    let mut session = model.session().unwrap();
+    let (summary, pieces) = run(&mut session, "Once upon a time", &sampled(3, 24));
+    assert_eq!(pieces.concat(), summary.text);
+    assert!(pieces.iter().all(|p| !p.is_empty()));
+    assert_eq!(summary.tokens.len(), 24);
+    assert_eq!(summary.stop_reason, StopReason::Length);
+    assert_eq!(summary.prompt_tokens, 4);
+    assert_eq!(summary.prefill_tokens, 4);
+    let decoded = model.tokenizer().decode(&summary.tokens).unwrap();
+    assert_eq!(decoded.trim_end_matches('\u{FFFD}'), summary.text);
+}
+
+#[test]
+fn same_seed_gives_the_same_text_for_any_thread_count() {
+    let options = sampled(7, 40);
+    let one = generate_text(1, "The weather today", &options);
+    assert_eq!(one, generate_text(1, "The weather today", &options));
+    assert_eq!(one, generate_text(2, "The weather today", &options));
+    assert_eq!(one, generate_text(4, "The weather today", &options));
+    let other = generate_text(1, "The weather today", &sampled(8, 40));
+    assert_ne!(one, other, "different seeds should differ");
+}
+
+#[test]
+fn end_of_text_stops_unless_ignored() {
+    let model = tiny_model(1);
+    let eos = model.config().eos_token_id;
+    let mut options = GenerateOptions {
+        logit_bias: vec![(eos, 1000.0)],
+        ..greedy(10)
+    };
+    options.stop_at_eos = true;
+    let mut session = model.session().unwrap();
+    let (summary, pieces) = run(&mut session, "Hello", &options);
+    assert_eq!(summary.stop_reason, StopReason::EndOfText);
+    assert_eq!(summary.tokens, vec![eos]);
+    assert!(pieces.is_empty());
+
+    options.stop_at_eos = false;
+    let (summary, _) = run(&mut model.session().unwrap(), "Hello", &options);
+    assert_eq!(summary.stop_reason, StopReason::Length);
+    assert_eq!(summary.tokens, vec![eos; 10]);
+}
+
+#[test]
+fn stop_string_split_across_tokens_is_found_and_not_emitted() {
+    let model = tiny_model(1);
+    let free = run(
+        &mut model.session().unwrap(),
+        "In the beginning",
+        &greedy(30),
+    )
+    .0;
+    // A stop string made of the end of one token's text and the start of the next.
+    let token_texts: Vec<String> = free
+        .tokens
+        .iter()
+        .map(|&t| {
+            String::from_utf8(model.tokenizer().token_bytes(t).unwrap().to_vec())
+                .unwrap_or_default()
+        })
+        .collect();
+    let k = (2..token_texts.len() - 1)
+        .find(|&k| {
+            token_texts[k].len() >= 2
+                && token_texts[k + 1].len() >= 2
+                && token_texts[k].is_ascii()
+                && token_texts[k + 1].is_ascii()
+        })
+        .expect("two ASCII tokens in a row");
+    let boundary: usize = token_texts[..=k].iter().map(String::len).sum();
+    let stop = free.text[boundary - 2..boundary + 2].to_string();
+    let expected = &free.text[..free.text.find(&stop).unwrap()];
+
+    let options = GenerateOptions {
+        stop_strings: vec!["never appears \u{1F600}".into(), stop.clone()],
+        ..greedy(30)
+    };
+    let (summary, pieces) = run(&mut model.session().unwrap(), "In the beginning", &options);
+    assert_eq!(summary.stop_reason, StopReason::StopString, "stop {stop:?}");
+    assert_eq!(summary.text, expected);
+    assert_eq!(pieces.concat(), expected);
+}
+
+#[test]
+fn utf8_pieces_of_real_tokens_never_split_characters() {
+    let model = tiny_model(1);
+    let text = "naïve café — 日本語のテキスト 😀🇫🇷 👩‍👩‍👧 ok";
+    let ids = model.tokenizer().encode(text).unwrap();
+    assert!(
+        ids.len() > text.chars().count() / 2,
+        "multi-byte text spans many tokens"
+    );
+    let mut utf8 = Utf8Stream::default();
+    let mut stops = StopStrings::new(&["🇫🇷 👩".to_string()]);
+    let mut emitted = String::new();
+    for &id in &ids {
+        let piece = utf8.push(model.tokenizer().token_bytes(id).unwrap());
+        assert!(!piece.contains('\u{FFFD}'));
+        match stops.push(&piece) {
+            StopCheck::Continue(p) => emitted.push_str(&p),
+            StopCheck::Stop(p) => {
+                emitted.push_str(&p);
+                break;
+            }
+        }
+    }
+    assert_eq!(emitted, "naïve café — 日本語のテキスト 😀");
+}
+
+#[test]
+fn callback_returning_false_stops_generation() {
+    let model = tiny_model(1);
+    let mut session = model.session().unwrap();
+    let mut calls = 0;
+    let summary = session
+        .generate("Hello", &sampled(1, 100), |_| {
+            calls += 1;
+            calls < 3
+        })
+        .unwrap();
+    assert_eq!(calls, 3);
+    assert_eq!(summary.stop_reason, StopReason::Callback);
+    assert!(summary.tokens.len() < 100);
+}
+
+#[test]
+fn cancel_from_another_thread_stops_within_one_step() {
+    let model = tiny_model(1);
+    let mut session = model.session().unwrap();
+    let cancel = session.cancel_handle();
+    let (to_canceller, requests) = mpsc::channel::<()>();
+    let (to_generator, acks) = mpsc::channel::<()>();
+    let canceller = std::thread::spawn(move || {
+        requests.recv().unwrap();
+        cancel.cancel();
+        to_generator.send(()).unwrap();
+    });
+    let mut pieces_at_cancel = None;
+    let mut pieces = 0;
+    let summary = session
+        .generate("Hello", &sampled(2, 100_000), |_| {
+            pieces += 1;
+            if pieces == 5 {
+                to_canceller.send(()).unwrap();
+                acks.recv().unwrap();
+                pieces_at_cancel = Some(pieces);
+            }
+            true
+        })
+        .unwrap();
+    canceller.join().unwrap();
+    assert_eq!(summary.stop_reason, StopReason::Cancelled);
+    assert_eq!(Some(pieces), pieces_at_cancel, "no token after the cancel");
+
+    // The handle is re-armed: the next generation runs to its end.
+    let (summary, _) = run(&mut session, " again", &sampled(2, 5));
+    assert_eq!(summary.stop_reason, StopReason::Length);
+}
+
+#[test]
+fn cancel_at_an_arbitrary_moment_returns_promptly() {
+    let model = tiny_model(1);
+    let mut session = model.session().unwrap();
+    let cancel = session.cancel_handle();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        cancel.cancel();
+    });
+    let summary = session
+        .generate("Hello", &sampled(4, 1_000_000), |_| true)
+        .unwrap();
+    canceller.join().unwrap();
+    assert_eq!(summary.stop_reason, StopReason::Cancelled);
+    assert!(summary.tokens.len() < 1_000_000);
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_keeps_its_last_three_quarters() {
+    let model = tiny_model(1);
+    let ctx = model.config().context_length;
+    let prompt = "one two three four five six seven eight nine ten ".repeat(60);
+    let prompt_ids = model.tokenizer().encode(&prompt).unwrap();
+    assert!(prompt_ids.len() >= 600);
+    let (summary, _) = run(&mut model.session().unwrap(), &prompt, &sampled(5, 20));
+    assert_eq!(summary.prompt_tokens, prompt_ids.len());
+    assert_eq!(summary.prefill_tokens, ctx - ctx / 4);
+    assert_eq!(summary.tokens.len(), 20);
+    assert_eq!(summary.stop_reason, StopReason::Length);
+}
+
+#[test]
+fn generation_runs_past_the_context_by_shifting() {
+    let model = tiny_model(1);
+    let ctx = model.config().context_length;
+    let (summary, pieces) = run(
+        &mut model.session().unwrap(),
+        "Hello",
+        &sampled(6, ctx + 100),
+    );
+    assert_eq!(summary.tokens.len(), ctx + 100);
+    assert_eq!(summary.stop_reason, StopReason::Length);
+    assert!(summary.context_shifts >= 1);
+    assert_eq!(pieces.concat(), summary.text);
+}
+
+#[test]
+fn without_context_shift_generation_stops_when_the_window_is_full() {
+    let model = tiny_model(1);
+    let ctx = model.config().context_length;
+    let options = GenerateOptions {
+        context_shift: false,
+        ..sampled(6, ctx + 100)
+    };
+    let (summary, _) = run(&mut model.session().unwrap(), "Hello", &options);
+    assert_eq!(summary.stop_reason, StopReason::Context);
+    assert_eq!(summary.prompt_tokens + summary.tokens.len(), ctx + 1);
+    assert_eq!(summary.context_shifts, 0);
+
+    let long_prompt = "word ".repeat(ctx + 10);
+    let err = model
+        .session()
+        .unwrap()
+        .generate(&long_prompt, &options, |_| true)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput(ref m) if m.contains("context window")),
+        "{err}"
+    );
+}
+
+#[test]
+fn follow_up_reuses_the_cache_and_matches_a_fresh_session() {
+    let model = tiny_model(1);
+    let options = greedy(12);
+    let mut session = model.session().unwrap();
+    let (first, _) = run(&mut session, "The old lighthouse", &options);
+    let (second, _) = run(&mut session, " Then the keeper said", &options);
+
+    let conversation = format!("The old lighthouse{} Then the keeper said", first.text);
+    let context_len = model.tokenizer().encode(&conversation).unwrap().len();
+    assert!(second.reused_tokens > 0);
+    assert_eq!(second.reused_tokens + second.prefill_tokens, context_len);
+    assert!(
+        second.prefill_tokens <= second.prompt_tokens + 2,
+        "only new tokens are prefilled: {second:?}"
+    );
+    let (fresh, _) = run(&mut model.session().unwrap(), &conversation, &options);
+    assert_eq!(fresh.prefill_tokens, context_len);
+    assert_eq!(second.text, fresh.text);
+    assert_eq!(second.tokens, fresh.tokens);
+
+    session.reset();
+    let (after_reset, _) = run(&mut session, "The old lighthouse", &options);
+    assert_eq!(after_reset.reused_tokens, 0);
+    assert_eq!(after_reset.text, first.text);
+}
+
+#[test]
+fn concurrent_sessions_on_one_model_match_running_alone() {
+    let model = tiny_model(1);
+    let jobs: Vec<(String, GenerateOptions)> = (0..4)
+        .map(|i| (format!("Story number {i}:"), sampled(100 + i, 32)))
+        .collect();
+    let alone: Vec<String> = jobs
+        .iter()
+        .map(|(p, o)| run(&mut model.session().unwrap(), p, o).0.text)
+        .collect();
+    let together: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(p, o)| {
+                let model = model.clone();
+                scope.spawn(move || run(&mut model.session().unwrap(), p, o).0.text)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(alone, together);
+}
+
+#[test]
+fn out_of_range_options_are_typed_errors() {
+    let model = tiny_model(1);
+    let mut session = model.session().unwrap();
+    let vocab = model.config().vocab_size as u32;
+    let cases = [
+        (
+            "temperature",
+            GenerateOptions {
+                temperature: -1.0,
+                ..Default::default()
+            },
+        ),
+        (
+            "temperature",
+            GenerateOptions {
+                temperature: f32::NAN,
+                ..Default::default()
+            },
+        ),
+        (
+            "top_p",
+            GenerateOptions {
+                top_p: 0.0,
+                ..Default::default()
+            },
+        ),
+        (
+            "min_p",
+            GenerateOptions {
+                min_p: 1.5,
+                ..Default::default()
+            },
+        ),
+        (
+            "top_k",
+            GenerateOptions {
+                top_k: vocab as usize + 1,
+                ..Default::default()
+            },
+        ),
+        (
+            "max_tokens",
+            GenerateOptions {
+                max_tokens: 0,
+                ..Default::default()
+            },
+        ),
+        (
+            "repetition_penalty",
+            GenerateOptions {
+                repetition_penalty: 0.0,
+                ..Default::default()
+            },
+        ),
+        (
+            "presence_penalty",
+            GenerateOptions {
+                presence_penalty: f32::INFINITY,
+                ..Default::default()
+            },
+        ),
+        (
+            "stop_strings",
+            GenerateOptions {
+                stop_strings: vec![String::new()],
+                ..Default::default()
+            },
+        ),
+        (
+            "logit_bias",
+            GenerateOptions {
+                logit_bias: vec![(vocab, 1.0)],
+                ..Default::default()
+            },
+        ),
+    ];
+    for (name, options) in cases {
+        match session.generate("Hi", &options, |_| true) {
+            Err(Error::InvalidOption { name: got, reason }) => {
+                assert_eq!(got, name, "{reason}");
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{name}: expected InvalidOption, got {other:?}"),
+        }
+    }
+    // Errors lose nothing: the session still works.
+    assert_eq!(run(&mut session, "Hi", &greedy(3)).0.tokens.len(), 3);
+}
