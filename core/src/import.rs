@@ -337,6 +337,8 @@ fn infer_config(
         ffn_dim,
         context_length: options.context_length.unwrap_or(512),
         train_context: wrapper.get("seq_len").map_or(256, |&v| v.max(0) as usize),
+        // GPT-2's `<|endoftext|>` is its last token; `convert` takes it from the tokenizer.
+        eos_token_id: emb[0].saturating_sub(1) as u32,
         ..Config::chaya_62m()
     };
     let checks = [

@@ -191,6 +191,20 @@ fn decode(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
     })
 }
 
+/// safetensors writes through a private (0600) temporary file; a model is an
+/// asset to share, so give it the usual 0644.
+fn make_world_readable(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Writes a model file atomically: to a temporary sibling first, renamed into
 /// place only when complete, so a failure never leaves a partial file.
 pub fn write_model_file(
@@ -221,6 +235,7 @@ pub fn write_model_file(
     let tmp = path.with_file_name(format!(".{file_name}.partial"));
     let written = safetensors::serialize_to_file(views, Some(metadata), &tmp)
         .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))
+        .and_then(|()| make_world_readable(&tmp))
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);

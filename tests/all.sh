@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Every test of the project: Rust (unit, integration, reference fixtures,
+# generated-header staleness), then the C ABI, then the uniffi bindings from
+# Python, Kotlin (JVM) and Swift (Linux). Needs no PyTorch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+timed() { local t=$SECONDS; "$@"; echo "    ($(( SECONDS - t )) s)"; }
+
+step "format";  timed cargo fmt --all --check
+step "clippy";  timed cargo clippy --workspace --all-targets --all-features -- -D warnings
+step "rust tests"; timed cargo test --workspace --all-features
+step "C ABI";   timed bash tests/c/run.sh
+step "bindings (Python, Kotlin, Swift)"; timed bash tests/bindings.sh
+step "all tests passed"
