@@ -22,6 +22,8 @@ enum Command {
     Eval(commands::eval::Args),
     /// Generate text from a prompt (streams to stdout), or chat interactively.
     Generate(commands::generate::Args),
+    /// Measure load time, first-token latency, prefill and decode speed, peak memory.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +33,7 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Generate(args) => commands::generate::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

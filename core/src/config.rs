@@ -70,7 +70,7 @@ impl Config {
                 return bad(format!("{name} = {value} is out of range"));
             }
         }
-        if self.d_model % self.n_heads != 0 || self.head_dim() % 2 != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) || !self.head_dim().is_multiple_of(2) {
             return bad(format!(
                 "d_model {} must split into {} heads of even width",
                 self.d_model, self.n_heads

@@ -69,7 +69,7 @@ pub fn read_checkpoint(
             })?;
         let tensors = tensors
             .into_iter()
-            .map(|(name, t)| Ok((name, to_dense(&t).map_err(|e| bad(e))?)))
+            .map(|(name, t)| Ok((name, to_dense(&t).map_err(bad)?)))
             .collect::<Result<Vec<_>>>()?;
         (tensors, HashMap::new())
     };

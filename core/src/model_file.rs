@@ -92,9 +92,9 @@ impl ModelFile {
             Some(FORMAT) => {}
             Some(other) => return Err(invalid(format!("format `{other}`, expected `{FORMAT}`"))),
             None => {
-                return Err(invalid(format!(
-                    "no `format` metadata: not a CHAYA model file (convert checkpoints with `chaya convert`)"
-                )))
+                return Err(invalid(
+                    "no `format` metadata: not a CHAYA model file (convert checkpoints with `chaya convert`)".to_string()
+                ))
             }
         }
         let config_json = meta

@@ -1,0 +1,173 @@
+//! [`Session`]: one conversation, streaming generation to a [`TokenSink`].
+
+use crate::error::{ChayaError, TokenSinkError};
+use crate::model::to_u32;
+use crate::options::GenerateOptions;
+use crate::teardown::{mark_thread, SafeDrop};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+
+/// Receives generated text as it is produced, implemented in the foreign language.
+#[uniffi::export(foreign)]
+pub trait TokenSink: Send + Sync {
+    /// Called with each new piece of text (whole UTF-8 characters, never empty).
+    /// Returns `true` to go on, `false` to stop (stop reason `CALLBACK`).
+    /// If it throws, generation stops and `generate` fails with `ChayaError.Callback`.
+    fn on_token(&self, text: String) -> Result<bool, TokenSinkError>;
+}
+
+/// Why generation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum StopReason {
+    /// `max_tokens` were generated.
+    Length,
+    /// The model produced the end-of-text token.
+    EndOfText,
+    /// A stop string appeared.
+    StopString,
+    /// The token sink returned `false`.
+    Callback,
+    /// `Session.cancel` was called.
+    Cancelled,
+    /// The context window is full and `context_shift` is off.
+    Context,
+}
+
+impl From<chaya::StopReason> for StopReason {
+    fn from(reason: chaya::StopReason) -> Self {
+        match reason {
+            chaya::StopReason::Length => StopReason::Length,
+            chaya::StopReason::EndOfText => StopReason::EndOfText,
+            chaya::StopReason::StopString => StopReason::StopString,
+            chaya::StopReason::Callback => StopReason::Callback,
+            chaya::StopReason::Cancelled => StopReason::Cancelled,
+            chaya::StopReason::Context => StopReason::Context,
+        }
+    }
+}
+
+/// What a generation did and how fast.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct GenerateSummary {
+    /// All emitted text (the concatenation of the pieces given to the sink).
+    pub text: String,
+    /// Generated token ids (including a final end-of-text token, if any).
+    pub tokens: Vec<u32>,
+    /// Tokens of the new prompt text.
+    pub prompt_tokens: u32,
+    /// Context tokens whose cache entries were reused from the previous call.
+    pub reused_tokens: u32,
+    /// Context tokens computed by the prompt prefill.
+    pub prefill_tokens: u32,
+    /// Times the context overflowed and the window was re-prefilled.
+    pub context_shifts: u32,
+    /// Why generation stopped.
+    pub stop_reason: StopReason,
+    /// Milliseconds from the call to the first sampled token.
+    pub time_to_first_token_ms: f64,
+    /// Prompt prefill speed.
+    pub prefill_tokens_per_second: f64,
+    /// Speed of the generated tokens after the first.
+    pub decode_tokens_per_second: f64,
+}
+
+impl From<chaya::GenerateSummary> for GenerateSummary {
+    fn from(s: chaya::GenerateSummary) -> Self {
+        GenerateSummary {
+            text: s.text,
+            tokens: s.tokens,
+            prompt_tokens: to_u32(s.prompt_tokens),
+            reused_tokens: to_u32(s.reused_tokens),
+            prefill_tokens: to_u32(s.prefill_tokens),
+            context_shifts: to_u32(s.context_shifts),
+            stop_reason: s.stop_reason.into(),
+            time_to_first_token_ms: s.time_to_first_token.as_secs_f64() * 1000.0,
+            prefill_tokens_per_second: s.prefill_tokens_per_second,
+            decode_tokens_per_second: s.decode_tokens_per_second,
+        }
+    }
+}
+
+/// One conversation over a `Model`: its context (KV cache) carries over
+/// from one `generate` to the next until `reset`.
+///
+/// One call runs at a time: `generate` or `reset` while a generation runs fails
+/// with `ChayaError.Busy`. `cancel` works from any thread at any time.
+#[derive(Debug, uniffi::Object)]
+pub struct Session {
+    inner: Mutex<SafeDrop<chaya::Session>>,
+    /// Outside the mutex, so `cancel` never waits for a running generation.
+    cancel: chaya::CancelHandle,
+}
+
+impl Session {
+    pub(crate) fn new(session: chaya::Session) -> Session {
+        Session {
+            cancel: session.cancel_handle(),
+            inner: Mutex::new(SafeDrop::new(session)),
+        }
+    }
+
+    /// The core session, or `Busy` when a call holds it.
+    fn lock(&self, call: &str) -> Result<MutexGuard<'_, SafeDrop<chaya::Session>>, ChayaError> {
+        match self.inner.try_lock() {
+            Ok(guard) => Ok(guard),
+            Err(TryLockError::WouldBlock) => Err(ChayaError::Busy {
+                message: format!("cannot {call}: the session is generating"),
+            }),
+            // A panic in core left the context in an unknown state: start over.
+            Err(TryLockError::Poisoned(poisoned)) => {
+                self.inner.clear_poison();
+                let mut guard = poisoned.into_inner();
+                guard.reset();
+                Ok(guard)
+            }
+        }
+    }
+}
+
+#[uniffi::export]
+impl Session {
+    /// Appends `prompt` to the conversation and generates a continuation,
+    /// streaming each new piece of text to `sink`. Blocks until generation
+    /// stops; call it off the UI thread.
+    pub fn generate(
+        &self,
+        prompt: String,
+        options: GenerateOptions,
+        sink: Arc<dyn TokenSink>,
+    ) -> Result<GenerateSummary, ChayaError> {
+        let mut session = self.lock("generate")?;
+        mark_thread();
+        let mut sink_error = None;
+        let summary = session.generate(&prompt, &options.into(), |text| {
+            match sink.on_token(text.to_owned()) {
+                Ok(go_on) => go_on,
+                Err(error) => {
+                    sink_error = Some(error);
+                    false
+                }
+            }
+        })?;
+        match sink_error {
+            Some(error) => Err(error.into()),
+            None => Ok(summary.into()),
+        }
+    }
+
+    /// Stops the running generation within one decode step (stop reason
+    /// `CANCELLED`); does nothing when none runs. Callable from any thread.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Forgets the conversation: the next `generate` starts from an empty context.
+    pub fn reset(&self) -> Result<(), ChayaError> {
+        self.lock("reset")?.reset();
+        Ok(())
+    }
+
+    /// The conversation so far: prompts and generated text since the last reset.
+    pub fn transcript(&self) -> Result<String, ChayaError> {
+        Ok(self.lock("read the transcript")?.transcript().to_owned())
+    }
+}

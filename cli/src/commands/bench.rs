@@ -1,0 +1,201 @@
+//! `chaya bench`: load time, time to first token, prefill and decode speed,
+//! peak memory — each measured over repeated runs, reported as median and spread.
+
+use crate::progress;
+use chaya::{LoadOptions, Logits, Model, Session};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file.
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Compute threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Repetitions of each measurement.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Tokens decoded per decode measurement.
+    #[arg(long, default_value_t = 32)]
+    decode_tokens: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One measured quantity over all runs.
+struct Metric {
+    name: &'static str,
+    unit: &'static str,
+    samples: Vec<f64>,
+}
+
+impl Metric {
+    fn median(&self) -> f64 {
+        let mut s = self.samples.clone();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2.0
+        }
+    }
+
+    fn min(&self) -> f64 {
+        self.samples.iter().copied().fold(f64::INFINITY, f64::min)
+    }
+
+    fn max(&self) -> f64 {
+        self.samples
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+}
+
+/// Deterministic prompt ids spread over the vocabulary.
+fn prompt(len: usize, vocab: usize) -> Vec<u32> {
+    (0..len).map(|i| ((i * 7919 + 13) % vocab) as u32).collect()
+}
+
+fn argmax(logits: &[f32]) -> u32 {
+    (0..logits.len())
+        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+        .unwrap_or(0) as u32
+}
+
+/// Seconds to prefill `ids` into a fresh session and pick the next token.
+fn time_prefill(model: &Model, ids: &[u32]) -> anyhow::Result<f64> {
+    let mut session = model.session()?;
+    let start = Instant::now();
+    argmax(&session.feed(ids, Logits::Last)?);
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Decode speed (tokens/s) of `n` greedy tokens after a `context`-token prefill.
+fn time_decode(model: &Model, context: usize, n: usize) -> anyhow::Result<f64> {
+    let mut session: Session = model.session()?;
+    let mut next =
+        argmax(&session.feed(&prompt(context, model.config().vocab_size), Logits::Last)?);
+    let start = Instant::now();
+    for _ in 0..n {
+        next = argmax(&session.feed(&[next], Logits::Last)?);
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Peak resident memory of this process in MB (Linux), if known.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    anyhow::ensure!(args.decode_tokens > 0, "--decode-tokens must be at least 1");
+    let options = LoadOptions {
+        threads: args.threads,
+        ..LoadOptions::default()
+    };
+    let file_mb = std::fs::metadata(&args.model)?.len() as f64 / 1e6;
+    let metric = |name, unit| Metric {
+        name,
+        unit,
+        samples: Vec::new(),
+    };
+    let mut load = metric("load", "ms");
+    let mut ttft = metric("first token (16-token prompt)", "ms");
+    let mut load_ttft = metric("load + first token", "ms");
+    let mut prefill64 = metric("prefill 64 tokens", "tok/s");
+    let mut prefill256 = metric("prefill 256 tokens", "tok/s");
+    let mut decode64 = metric("decode at context 64", "tok/s");
+    let mut decode448 = metric("decode at context 448", "tok/s");
+
+    let bar = progress::bar("benchmarking", "runs");
+    bar.set_length(args.runs as u64);
+    let mut threads = 0;
+    for _ in 0..args.runs {
+        let start = Instant::now();
+        let model = Model::load(&args.model, &options)?;
+        load.samples.push(start.elapsed().as_secs_f64() * 1e3);
+        let vocab = model.config().vocab_size;
+        let first = time_prefill(&model, &prompt(16, vocab))? * 1e3;
+        ttft.samples.push(first);
+        load_ttft.samples.push(start.elapsed().as_secs_f64() * 1e3);
+        threads = model.threads();
+        let context_length = model.config().context_length;
+        anyhow::ensure!(
+            context_length >= 448 + args.decode_tokens,
+            "the model's context ({context_length}) is too short for this benchmark"
+        );
+        prefill64
+            .samples
+            .push(64.0 / time_prefill(&model, &prompt(64, vocab))?);
+        prefill256
+            .samples
+            .push(256.0 / time_prefill(&model, &prompt(256, vocab))?);
+        decode64
+            .samples
+            .push(time_decode(&model, 64, args.decode_tokens)?);
+        decode448
+            .samples
+            .push(time_decode(&model, 448, args.decode_tokens)?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let metrics = [
+        load, ttft, load_ttft, prefill64, prefill256, decode64, decode448,
+    ];
+    let peak = peak_rss_mb();
+    if args.json {
+        let entries: serde_json::Map<String, serde_json::Value> = metrics
+            .iter()
+            .map(|m| {
+                let value = serde_json::json!({
+                    "unit": m.unit, "median": m.median(), "min": m.min(), "max": m.max(),
+                    "samples": m.samples,
+                });
+                (m.name.to_string(), value)
+            })
+            .collect();
+        let report = serde_json::json!({
+            "model": args.model.display().to_string(),
+            "file_mb": file_mb,
+            "threads": threads,
+            "runs": args.runs,
+            "peak_rss_mb": peak,
+            "metrics": entries,
+        });
+        println!("{report:#}");
+        return Ok(());
+    }
+    println!(
+        "{} ({file_mb:.1} MB), {threads} threads, {} runs",
+        args.model.display(),
+        args.runs
+    );
+    println!(
+        "{:<32} {:>10} {:>21}",
+        "measurement", "median", "min .. max"
+    );
+    for m in &metrics {
+        println!(
+            "{:<32} {:>10.1} {:>9.1} .. {:<9.1} {}",
+            m.name,
+            m.median(),
+            m.min(),
+            m.max(),
+            m.unit
+        );
+    }
+    if let Some(peak) = peak {
+        println!("{:<32} {peak:>10.1} MB", "peak resident memory");
+    }
+    Ok(())
+}

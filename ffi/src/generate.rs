@@ -1,0 +1,252 @@
+//! Streaming generation, its summary, and cancellation.
+
+use crate::options::chaya_options;
+use crate::session::chaya_session;
+use crate::status::{chaya_status, deref, guard, guard_or, panic_message, utf8, Failure};
+use crate::strings::{chaya_string_free, to_owned_c_string};
+use chaya_core::{GenerateSummary, StopReason};
+use std::ffi::{c_char, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+/// Receives generated text as it is produced.
+///
+/// `utf8` points to `len` bytes of valid UTF-8 forming whole characters; it is
+/// NOT NUL-terminated and is valid only during the call (copy it to keep it).
+/// `user_data` is the pointer given to chaya_generate. Return true to go on,
+/// false to stop the generation (its stop reason is then
+/// CHAYA_STOP_CALLBACK).
+///
+/// The callback runs on the thread that called chaya_generate. It may call
+/// chaya_cancel and any function on the model, but any other call on the same
+/// session fails with CHAYA_ERR_BUSY (chaya_session_free is undefined
+/// behaviour). It must not unwind (C++ exceptions, longjmp) through the
+/// library.
+pub type chaya_token_callback =
+    Option<unsafe extern "C" fn(utf8: *const c_char, len: usize, user_data: *mut c_void) -> bool>;
+
+/// Why a generation stopped.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum chaya_stop_reason {
+    /// max_tokens tokens were generated.
+    CHAYA_STOP_LENGTH = 0,
+    /// The model produced its end-of-text token (with stop_at_eos).
+    CHAYA_STOP_END_OF_TEXT = 1,
+    /// A stop string appeared (it was not emitted).
+    CHAYA_STOP_STOP_STRING = 2,
+    /// The token callback returned false.
+    CHAYA_STOP_CALLBACK = 3,
+    /// chaya_cancel was called.
+    CHAYA_STOP_CANCELLED = 4,
+    /// The context window is full and the context_shift option is off.
+    CHAYA_STOP_CONTEXT = 5,
+}
+
+impl From<StopReason> for chaya_stop_reason {
+    fn from(reason: StopReason) -> Self {
+        match reason {
+            StopReason::Length => chaya_stop_reason::CHAYA_STOP_LENGTH,
+            StopReason::EndOfText => chaya_stop_reason::CHAYA_STOP_END_OF_TEXT,
+            StopReason::StopString => chaya_stop_reason::CHAYA_STOP_STOP_STRING,
+            StopReason::Callback => chaya_stop_reason::CHAYA_STOP_CALLBACK,
+            StopReason::Cancelled => chaya_stop_reason::CHAYA_STOP_CANCELLED,
+            StopReason::Context => chaya_stop_reason::CHAYA_STOP_CONTEXT,
+        }
+    }
+}
+
+/// What a generation produced and how fast.
+///
+/// Filled by chaya_generate, which owns `text`: release it with
+/// chaya_summary_free once done with the summary. On failure the summary is
+/// zeroed (text NULL), and freeing it is still allowed.
+#[repr(C)]
+#[derive(Debug)]
+pub struct chaya_summary {
+    /// All generated text (everything passed to the token callback),
+    /// NUL-terminated, owned by the summary. Generated text may itself contain
+    /// NUL characters: text_len is its exact length.
+    pub text: *mut c_char,
+    /// Length of text in bytes, without the terminating NUL.
+    pub text_len: usize,
+    /// Tokens of the prompt given to this call.
+    pub prompt_tokens: usize,
+    /// Tokens generated (including a final end-of-text token, if any).
+    pub generated_tokens: usize,
+    /// Context tokens whose KV-cache entries were reused from previous calls
+    /// on the session.
+    pub reused_tokens: usize,
+    /// Context tokens computed by the prompt prefill.
+    pub prefill_tokens: usize,
+    /// Times the context overflowed and the window was re-prefilled.
+    pub context_shifts: usize,
+    /// Why the generation stopped.
+    pub stop_reason: chaya_stop_reason,
+    /// Milliseconds from the call to the first generated token.
+    pub time_to_first_token_ms: f64,
+    /// Milliseconds the whole chaya_generate call took.
+    pub total_ms: f64,
+    /// Prompt prefill speed in tokens per second.
+    pub prefill_tokens_per_second: f64,
+    /// Speed of the generated tokens after the first, in tokens per second
+    /// (0 when fewer than two were generated).
+    pub decode_tokens_per_second: f64,
+}
+
+impl chaya_summary {
+    /// The zeroed summary written before generating.
+    fn empty() -> chaya_summary {
+        chaya_summary {
+            text: std::ptr::null_mut(),
+            text_len: 0,
+            prompt_tokens: 0,
+            generated_tokens: 0,
+            reused_tokens: 0,
+            prefill_tokens: 0,
+            context_shifts: 0,
+            stop_reason: chaya_stop_reason::CHAYA_STOP_LENGTH,
+            time_to_first_token_ms: 0.0,
+            total_ms: 0.0,
+            prefill_tokens_per_second: 0.0,
+            decode_tokens_per_second: 0.0,
+        }
+    }
+
+    /// The C form of `s`; allocates the text.
+    fn from_core(s: &GenerateSummary, start: Instant) -> chaya_summary {
+        chaya_summary {
+            text: to_owned_c_string(s.text.as_bytes()),
+            text_len: s.text.len(),
+            prompt_tokens: s.prompt_tokens,
+            generated_tokens: s.tokens.len(),
+            reused_tokens: s.reused_tokens,
+            prefill_tokens: s.prefill_tokens,
+            context_shifts: s.context_shifts,
+            stop_reason: s.stop_reason.into(),
+            time_to_first_token_ms: s.time_to_first_token.as_secs_f64() * 1e3,
+            total_ms: start.elapsed().as_secs_f64() * 1e3,
+            prefill_tokens_per_second: s.prefill_tokens_per_second,
+            decode_tokens_per_second: s.decode_tokens_per_second,
+        }
+    }
+}
+
+/// Continues the session's conversation with `prompt` and generates text,
+/// streaming it to `on_token` (NULL: no streaming, read the summary's text).
+///
+/// The context is everything prompted and generated on the session since its
+/// creation or last reset, followed by `prompt` (which may be empty); cached
+/// tokens shared with the previous call are reused. `opts` may be NULL for the
+/// defaults. `out_summary` may be NULL; otherwise it is overwritten (free a
+/// previous summary first) and must be released with chaya_summary_free.
+///
+/// Returns CHAYA_OK whatever the stop reason (see the summary), or:
+/// CHAYA_ERR_NULL_POINTER (session or prompt NULL, or an options array NULL
+/// with a non-zero count), CHAYA_ERR_INVALID_UTF8 (prompt or a stop string),
+/// CHAYA_ERR_INVALID_OPTION (the message names the field), CHAYA_ERR_BUSY (a
+/// generation already runs on this session), CHAYA_ERR_TOKENIZER,
+/// CHAYA_ERR_INVALID_INPUT, CHAYA_ERR_INFERENCE, CHAYA_ERR_PANIC.
+///
+/// Blocks until done; call chaya_cancel from another thread (or from the
+/// callback) to stop early.
+///
+/// # Safety
+/// `session` is NULL or a live session; `prompt` is NULL or NUL-terminated;
+/// `opts` is NULL or valid, its arrays valid for their counts; `on_token` is
+/// NULL or a valid callback; `out_summary` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chaya_generate(
+    session: *mut chaya_session,
+    prompt: *const c_char,
+    opts: *const chaya_options,
+    on_token: chaya_token_callback,
+    user_data: *mut c_void,
+    out_summary: *mut chaya_summary,
+) -> chaya_status {
+    let start = Instant::now();
+    guard(|| {
+        if !out_summary.is_null() {
+            // SAFETY: non-NULL and writable (caller); the old value is not read.
+            unsafe { out_summary.write(chaya_summary::empty()) };
+        }
+        // SAFETY: NULL or live (caller). Only shared access is taken: the
+        // session itself is behind a mutex, so concurrent calls are sound.
+        let handle = unsafe { deref(session, "session") }?;
+        // SAFETY: NULL or NUL-terminated (caller).
+        let prompt = unsafe { utf8(prompt, "prompt") }?;
+        // SAFETY: NULL or valid (caller).
+        let options = match unsafe { opts.as_ref() } {
+            // SAFETY: arrays valid for their counts (caller).
+            Some(opts) => unsafe { opts.to_core() }?,
+            None => Default::default(),
+        };
+        let mut session = handle.lock()?;
+        let mut callback_panic = None;
+        let summary = session.generate(prompt, &options, |piece| {
+            let Some(on_token) = on_token else {
+                return true;
+            };
+            // SAFETY: `on_token` is a valid callback (caller); `piece` outlives the call.
+            let call = || unsafe { on_token(piece.as_ptr().cast(), piece.len(), user_data) };
+            // Only a Rust callback declared "C-unwind" could unwind here; stop then.
+            catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|payload| {
+                callback_panic = Some(panic_message(&*payload));
+                false
+            })
+        })?;
+        if let Some(message) = callback_panic {
+            return Err(Failure::new(
+                chaya_status::CHAYA_ERR_PANIC,
+                format!("the token callback panicked: {message}"),
+            ));
+        }
+        if !out_summary.is_null() {
+            // SAFETY: non-NULL and writable (caller); it holds the empty summary.
+            unsafe { out_summary.write(chaya_summary::from_core(&summary, start)) };
+        }
+        Ok(())
+    })
+}
+
+/// Frees the text owned by a summary and zeroes its text and text_len. NULL, or
+/// a summary already freed this way, is a no-op.
+///
+/// # Safety
+/// `summary` is NULL or points to a summary filled by chaya_generate (or
+/// zeroed) whose text was not freed by other means.
+#[no_mangle]
+pub unsafe extern "C" fn chaya_summary_free(summary: *mut chaya_summary) {
+    guard_or((), || {
+        if summary.is_null() {
+            return;
+        }
+        // SAFETY: non-NULL and valid (caller). Only the two fields are accessed,
+        // through raw pointers: no reference to the whole struct is made, so a
+        // stop_reason the caller overwrote cannot be an invalid enum value here.
+        let text = unsafe {
+            std::ptr::addr_of_mut!((*summary).text_len).write(0);
+            std::ptr::addr_of_mut!((*summary).text).replace(std::ptr::null_mut())
+        };
+        // SAFETY: NULL or allocated by chaya_generate, not freed yet (caller).
+        unsafe { chaya_string_free(text) };
+    })
+}
+
+/// Asks the generation running on `session` to stop; it ends within one
+/// decoding step with stop reason CHAYA_STOP_CANCELLED. Thread-safe: meant to
+/// be called from another thread (or from the token callback) while
+/// chaya_generate runs. Does nothing when no generation is running (it does
+/// not cancel the next one).
+///
+/// # Safety
+/// `session` is NULL or a live session (not being freed concurrently).
+#[no_mangle]
+pub unsafe extern "C" fn chaya_cancel(session: *const chaya_session) -> chaya_status {
+    guard(|| {
+        // SAFETY: NULL or live (caller); only the cancel flag is touched, never
+        // the session, which chaya_generate may be using.
+        unsafe { deref(session, "session") }?.cancel.cancel();
+        Ok(())
+    })
+}

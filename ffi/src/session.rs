@@ -1,0 +1,110 @@
+//! Session handles: a conversation's KV cache over a shared model.
+
+use crate::model::chaya_model;
+use crate::status::{chaya_status, deref, guard, guard_or, write_out, Failure, FfiResult};
+use chaya_core::{CancelHandle, Session};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+
+/// A conversation with a model: its KV cache and transcript.
+///
+/// Opaque. Created by chaya_session_new, freed by chaya_session_free. Each
+/// chaya_generate continues the conversation (the prompt is appended to what
+/// was prompted and generated before); chaya_session_reset starts over.
+///
+/// Threads: a session runs one generation at a time. A call made while a
+/// generation runs on it (from another thread, or from inside its token
+/// callback) fails with CHAYA_ERR_BUSY instead of blocking, except
+/// chaya_cancel, which may be called from any thread at any time. Distinct
+/// sessions, even of one model, run in parallel.
+pub struct chaya_session {
+    /// Shares the session's cancel flag; read without the lock, so chaya_cancel
+    /// works while chaya_generate holds the session.
+    pub(crate) cancel: CancelHandle,
+    pub(crate) session: Mutex<Session>,
+}
+
+impl chaya_session {
+    /// Takes the session for one call, or fails with CHAYA_ERR_BUSY.
+    ///
+    /// A session whose previous call panicked is reset: its cache may be
+    /// inconsistent with its token list.
+    pub(crate) fn lock(&self) -> FfiResult<MutexGuard<'_, Session>> {
+        match self.session.try_lock() {
+            Ok(session) => Ok(session),
+            Err(TryLockError::WouldBlock) => Err(Failure::new(
+                chaya_status::CHAYA_ERR_BUSY,
+                "the session is busy: a generation is running on it",
+            )),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                let mut session = poisoned.into_inner();
+                session.reset();
+                self.session.clear_poison();
+                Ok(session)
+            }
+        }
+    }
+}
+
+/// Creates a session with an empty conversation on `model`, stored in `*out`
+/// (NULL on failure). Free it with chaya_session_free.
+///
+/// The session shares the model's weights (no copy) and keeps them alive, so
+/// the model handle may be freed before its sessions.
+///
+/// # Safety
+/// `model` is NULL or a live model; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chaya_session_new(
+    model: *const chaya_model,
+    out: *mut *mut chaya_session,
+) -> chaya_status {
+    guard(|| {
+        // SAFETY: NULL or writable (caller).
+        unsafe { write_out(out, std::ptr::null_mut(), "out") }?;
+        // SAFETY: NULL or live (caller).
+        let model = unsafe { deref(model, "model") }?;
+        let session = model.model.session()?;
+        let handle = Box::new(chaya_session {
+            cancel: session.cancel_handle(),
+            session: Mutex::new(session),
+        });
+        // SAFETY: checked non-NULL and writable above.
+        unsafe { out.write(Box::into_raw(handle)) };
+        Ok(())
+    })
+}
+
+/// Frees a session. NULL is a no-op.
+///
+/// Must not be called while a generation runs on the session (including from
+/// its token callback); using the session afterwards or freeing it twice is
+/// undefined behaviour.
+///
+/// # Safety
+/// `session` is NULL or a session from chaya_session_new, not yet freed and not
+/// in use by any thread.
+#[no_mangle]
+pub unsafe extern "C" fn chaya_session_free(session: *mut chaya_session) {
+    guard_or((), || {
+        if !session.is_null() {
+            // SAFETY: allocated by chaya_session_new with Box::into_raw, freed
+            // once and not in use (caller).
+            drop(unsafe { Box::from_raw(session) });
+        }
+    })
+}
+
+/// Forgets the conversation: the next chaya_generate starts from an empty
+/// context. CHAYA_ERR_BUSY while a generation runs on the session.
+///
+/// # Safety
+/// `session` is NULL or a live session.
+#[no_mangle]
+pub unsafe extern "C" fn chaya_session_reset(session: *mut chaya_session) -> chaya_status {
+    guard(|| {
+        // SAFETY: NULL or live (caller); only shared access is taken.
+        let session = unsafe { deref(session, "session") }?;
+        session.lock()?.reset();
+        Ok(())
+    })
+}

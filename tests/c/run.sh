@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Tests the C API from C: builds the chaya-ffi crate, compiles
+# tests/c/test_chaya.c against the shared and the static library, runs both on
+# the tiny random model, then runs the shared build under valgrind (installed
+# with apt-get when missing and possible; skipped otherwise).
+#
+# Usage: bash tests/c/run.sh [PROFILE]     PROFILE: dev (default, reuses the test build), release, ...
+# Exits non-zero on any failure.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+profile="${1:-dev}"
+case "$profile" in
+    release) cargo_flags=(--release); profile_dir=release ;;
+    dev | debug) cargo_flags=(); profile_dir=debug ;;
+    *) cargo_flags=(--profile "$profile"); profile_dir="$profile" ;;
+esac
+target_dir="${CARGO_TARGET_DIR:-target}"
+lib_dir="$target_dir/$profile_dir"
+out_dir="$target_dir/c-tests/$profile_dir"
+model=models/chaya-tiny-random.safetensors
+cc="${CC:-cc}"
+
+step() { printf '\n==> %s\n' "$*"; }
+run() { printf '+ %s\n' "$*"; "$@"; }
+
+[[ -f "$model" ]] || { echo "error: $model not found" >&2; exit 1; }
+
+step "Building the C library (profile $profile)"
+run cargo build -p chaya-ffi "${cargo_flags[@]}"
+for lib in "$lib_dir/libchaya.so" "$lib_dir/libchaya.a"; do
+    [[ -f "$lib" ]] || { echo "error: $lib was not built" >&2; exit 1; }
+done
+
+mkdir -p "$out_dir"
+cflags=(-std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wpedantic -Werror -g -O1 -I ffi/include)
+
+step "Checking that the header compiles as C++ (cpp_compat)"
+if command -v "${CXX:-c++}" >/dev/null; then
+    run "${CXX:-c++}" -std=c++11 -Wall -Wextra -Werror -fsyntax-only -x c++ -I ffi/include ffi/include/chaya.h
+else
+    echo "no C++ compiler: skipped"
+fi
+
+step "Compiling against the shared library"
+abs_lib_dir="$(cd "$lib_dir" && pwd)"
+run "$cc" "${cflags[@]}" tests/c/test_chaya.c -o "$out_dir/test_chaya_shared" \
+    -L "$lib_dir" -lchaya -Wl,-rpath,"$abs_lib_dir" -lpthread -lm
+
+step "Compiling against the static library"
+run "$cc" "${cflags[@]}" tests/c/test_chaya.c -o "$out_dir/test_chaya_static" \
+    "$lib_dir/libchaya.a" -lpthread -ldl -lm -Wl,-z,noexecstack
+
+step "Running the shared-library test"
+run "$out_dir/test_chaya_shared" "$model"
+
+step "Running the static-library test"
+run "$out_dir/test_chaya_static" "$model"
+
+step "Running the shared-library test under valgrind"
+if ! command -v valgrind >/dev/null && command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then
+    echo "valgrind missing: installing it with apt-get"
+    apt-get install -y -qq valgrind >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq valgrind >/dev/null 2>&1; } \
+        || true
+fi
+if command -v valgrind >/dev/null; then
+    run valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
+        --show-leak-kinds=definite,indirect --error-exitcode=1 \
+        --suppressions=tests/c/valgrind.supp \
+        "$out_dir/test_chaya_shared" "$model"
+    echo "valgrind: no errors, no definite or indirect leaks"
+else
+    echo "valgrind not available: skipped"
+fi
+
+step "C API tests passed"

@@ -1,0 +1,534 @@
+/*
+ * Tests of the C API (ffi/include/chaya.h) from C.
+ *
+ * Usage: test_chaya MODEL.safetensors
+ * Built and run by tests/c/run.sh, against the shared and the static library.
+ * Prints one line per failed check and ends with "N passed, N failed".
+ */
+
+#include "chaya.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed = 0;
+static int failed = 0;
+
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (cond) {                                                        \
+            passed++;                                                      \
+        } else {                                                           \
+            failed++;                                                      \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fprintf(stderr, "\n");                                         \
+        }                                                                  \
+    } while (0)
+
+/* Checks that `call` returns `expected`, printing chaya_last_error otherwise. */
+#define CHECK_STATUS(call, expected)                                               \
+    do {                                                                           \
+        chaya_status status_ = (call);                                             \
+        CHECK(status_ == (expected), "%s returned %d, expected %d (last error: %s)", \
+              #call, (int)status_, (int)(expected), chaya_last_error());            \
+    } while (0)
+
+/* ------------------------------------------------------------------ helpers */
+
+/* Text accumulated by the token callback. */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t calls;
+    /* Stop (return false) once this many calls were made; 0 never. */
+    size_t stop_after;
+    /* Call chaya_cancel on this session at the first call, when set. */
+    const chaya_session *cancel_at_first;
+} buffer;
+
+static void buffer_free(buffer *b) {
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+static bool collect(const char *utf8, size_t len, void *user_data) {
+    buffer *b = user_data;
+    if (b->len + len + 1 > b->cap) {
+        b->cap = (b->len + len + 1) * 2;
+        b->data = realloc(b->data, b->cap);
+        if (!b->data) abort();
+    }
+    memcpy(b->data + b->len, utf8, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    b->calls++;
+    if (b->cancel_at_first && b->calls == 1) {
+        CHECK_STATUS(chaya_cancel(b->cancel_at_first), CHAYA_OK);
+    }
+    return b->stop_after == 0 || b->calls < b->stop_after;
+}
+
+/* Strict UTF-8 validation (no overlongs, surrogates or values past U+10FFFF). */
+static bool valid_utf8(const char *text, size_t len) {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t n;
+        unsigned int cp;
+        if (c < 0x80) { i++; continue; }
+        else if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
+        else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
+        else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
+        else return false;
+        for (size_t k = 1; k <= n; k++) {
+            if (i + k >= len || (s[i + k] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+static unsigned char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *data = malloc(size > 0 ? (size_t)size : 1);
+    if (data && fread(data, 1, (size_t)size, f) != (size_t)size) {
+        free(data);
+        data = NULL;
+    }
+    fclose(f);
+    *len = (size_t)size;
+    return data;
+}
+
+/* Seeded options giving exactly `max_tokens` tokens. */
+static chaya_options seeded(uint32_t max_tokens, uint64_t seed) {
+    chaya_options opts = chaya_options_default();
+    opts.max_tokens = max_tokens;
+    opts.has_seed = true;
+    opts.seed = seed;
+    opts.stop_at_eos = false;
+    return opts;
+}
+
+static const char *PROMPT = "Once upon a time";
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_basics(const chaya_model *model, const chaya_model *from_memory) {
+    const char *version = chaya_version();
+    CHECK(version && strlen(version) > 0, "empty version");
+    CHECK(chaya_vocab_size(model) > 0, "vocab size 0");
+    CHECK(chaya_vocab_size(model) == chaya_vocab_size(from_memory), "vocab sizes differ");
+    CHECK(chaya_context_length(model) > 0, "context length 0");
+    CHECK(chaya_context_length(model) == chaya_context_length(from_memory),
+          "context lengths differ");
+
+    chaya_load_options lo = chaya_load_options_default();
+    CHECK(lo.threads == 0 && lo.context_length == 0, "load defaults %u %u", lo.threads,
+          lo.context_length);
+    chaya_options d = chaya_options_default();
+    CHECK(d.max_tokens == 128 && fabsf(d.temperature - 0.8f) < 1e-6f && d.top_k == 40 &&
+              d.stop_at_eos && !d.has_seed && !d.compat && d.n_stop_strings == 0 &&
+              d.stop_strings == NULL && d.n_logit_bias == 0,
+          "unexpected defaults");
+    CHECK(chaya_options_compat().compat, "compat options without compat");
+}
+
+static void test_generate(const chaya_model *model, const chaya_model *from_memory) {
+    chaya_session *session = NULL;
+    CHECK_STATUS(chaya_session_new(model, &session), CHAYA_OK);
+    chaya_options opts = seeded(24, 42);
+
+    buffer first = {0};
+    chaya_summary summary;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &opts, collect, &first, &summary), CHAYA_OK);
+    CHECK(strcmp(chaya_last_error(), "") == 0, "last error after success: %s",
+          chaya_last_error());
+    CHECK(first.len > 0 && first.calls > 0, "no text streamed");
+    CHECK(valid_utf8(first.data, first.len), "streamed text is not valid UTF-8");
+    CHECK(summary.text != NULL && summary.text_len == first.len &&
+              memcmp(summary.text, first.data, first.len) == 0 &&
+              summary.text[summary.text_len] == '\0',
+          "summary text differs from the streamed text");
+    CHECK(summary.generated_tokens == 24, "generated %zu tokens", summary.generated_tokens);
+    CHECK(summary.stop_reason == CHAYA_STOP_LENGTH, "stop reason %d", (int)summary.stop_reason);
+    CHECK(first.calls <= summary.generated_tokens, "%zu callbacks for %zu tokens", first.calls,
+          summary.generated_tokens);
+    size_t n_prompt = 0;
+    CHECK_STATUS(chaya_tokenize(model, PROMPT, NULL, 0, &n_prompt), CHAYA_ERR_BUFFER_TOO_SMALL);
+    CHECK(summary.prompt_tokens == n_prompt && n_prompt > 0, "prompt tokens %zu vs %zu",
+          summary.prompt_tokens, n_prompt);
+    CHECK(summary.prefill_tokens == n_prompt && summary.reused_tokens == 0,
+          "prefill %zu reused %zu", summary.prefill_tokens, summary.reused_tokens);
+    CHECK(summary.time_to_first_token_ms > 0 && summary.total_ms >= summary.time_to_first_token_ms &&
+              summary.prefill_tokens_per_second > 0 && summary.decode_tokens_per_second > 0,
+          "timings ttft %f total %f prefill %f decode %f", summary.time_to_first_token_ms,
+          summary.total_ms, summary.prefill_tokens_per_second, summary.decode_tokens_per_second);
+    chaya_summary_free(&summary);
+    CHECK(summary.text == NULL && summary.text_len == 0, "summary not cleared");
+    chaya_summary_free(&summary); /* a freed summary may be freed again */
+
+    /* A second call continues the conversation: the cache is reused. */
+    buffer cont = {0};
+    CHECK_STATUS(chaya_generate(session, " And then", &opts, collect, &cont, &summary), CHAYA_OK);
+    CHECK(summary.reused_tokens > 0, "nothing reused by the continuation");
+    chaya_summary_free(&summary);
+    buffer_free(&cont);
+
+    /* Same seed after a reset: identical text. */
+    CHECK_STATUS(chaya_session_reset(session), CHAYA_OK);
+    buffer second = {0};
+    CHECK_STATUS(chaya_generate(session, PROMPT, &opts, collect, &second, NULL), CHAYA_OK);
+    CHECK(second.len == first.len && memcmp(second.data, first.data, first.len) == 0,
+          "same seed, different text:\n  %s\n  %s", first.data, second.data);
+
+    /* Same seed on the model loaded from memory: identical text too. */
+    chaya_session *other = NULL;
+    CHECK_STATUS(chaya_session_new(from_memory, &other), CHAYA_OK);
+    buffer third = {0};
+    CHECK_STATUS(chaya_generate(other, PROMPT, &opts, collect, &third, NULL), CHAYA_OK);
+    CHECK(third.len == first.len && memcmp(third.data, first.data, first.len) == 0,
+          "model from memory generates different text");
+
+    /* No callback: the text is only in the summary. */
+    CHECK_STATUS(chaya_session_reset(other), CHAYA_OK);
+    CHECK_STATUS(chaya_generate(other, PROMPT, &opts, NULL, NULL, &summary), CHAYA_OK);
+    CHECK(summary.text_len == first.len && memcmp(summary.text, first.data, first.len) == 0,
+          "text without streaming differs");
+    chaya_summary_free(&summary);
+
+    /* Stop string: a piece of the known output stops generation before it. */
+    size_t cut = first.len / 2;
+    while (cut > 0 && ((unsigned char)first.data[cut] & 0xC0) == 0x80) cut--;
+    size_t end = cut + 1;
+    while (end < first.len && ((unsigned char)first.data[end] & 0xC0) == 0x80) end++;
+    if (cut > 0 && end <= first.len) {
+        char stop[64] = {0};
+        memcpy(stop, first.data + cut, end - cut);
+        const char *stops[] = {stop};
+        chaya_options with_stop = opts;
+        with_stop.stop_strings = stops;
+        with_stop.n_stop_strings = 1;
+        size_t expected = (size_t)(strstr(first.data, stop) - first.data);
+        CHECK_STATUS(chaya_session_reset(other), CHAYA_OK);
+        CHECK_STATUS(chaya_generate(other, PROMPT, &with_stop, NULL, NULL, &summary), CHAYA_OK);
+        CHECK(summary.stop_reason == CHAYA_STOP_STOP_STRING, "stop reason %d",
+              (int)summary.stop_reason);
+        CHECK(summary.text_len == expected && memcmp(summary.text, first.data, expected) == 0,
+              "text before the stop string: %zu bytes, expected %zu", summary.text_len, expected);
+        chaya_summary_free(&summary);
+    }
+
+    buffer_free(&first);
+    buffer_free(&second);
+    buffer_free(&third);
+    chaya_session_free(other);
+    chaya_session_free(session);
+}
+
+/* --- cancellation from another thread */
+
+typedef struct {
+    buffer text;
+    pthread_mutex_t lock;
+    pthread_cond_t started;
+    bool has_started;
+    chaya_session *session;
+    chaya_status busy_generate;
+    chaya_status busy_reset;
+    chaya_status cancel;
+    char busy_message_copy[256];
+} cancel_test;
+
+static bool collect_and_signal(const char *utf8, size_t len, void *user_data) {
+    cancel_test *t = user_data;
+    collect(utf8, len, &t->text);
+    if (t->text.calls == 3) {
+        pthread_mutex_lock(&t->lock);
+        t->has_started = true;
+        pthread_cond_signal(&t->started);
+        pthread_mutex_unlock(&t->lock);
+    }
+    return true;
+}
+
+static void *canceller(void *arg) {
+    cancel_test *t = arg;
+    pthread_mutex_lock(&t->lock);
+    while (!t->has_started) pthread_cond_wait(&t->started, &t->lock);
+    pthread_mutex_unlock(&t->lock);
+    /* The session is generating on the main thread: other calls are refused. */
+    chaya_options opts = chaya_options_default();
+    t->busy_generate = chaya_generate(t->session, "x", &opts, NULL, NULL, NULL);
+    snprintf(t->busy_message_copy, sizeof t->busy_message_copy, "%s", chaya_last_error());
+    t->busy_reset = chaya_session_reset(t->session);
+    t->cancel = chaya_cancel(t->session);
+    return NULL;
+}
+
+static void test_cancel_from_thread(const chaya_model *model) {
+    cancel_test t;
+    memset(&t, 0, sizeof t);
+    pthread_mutex_init(&t.lock, NULL);
+    pthread_cond_init(&t.started, NULL);
+    CHECK_STATUS(chaya_session_new(model, &t.session), CHAYA_OK);
+
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, canceller, &t) == 0, "pthread_create");
+    chaya_options opts = seeded(100000, 7);
+    chaya_summary summary;
+    CHECK_STATUS(chaya_generate(t.session, PROMPT, &opts, collect_and_signal, &t, &summary),
+                 CHAYA_OK);
+    pthread_join(thread, NULL);
+
+    CHECK(summary.stop_reason == CHAYA_STOP_CANCELLED, "stop reason %d",
+          (int)summary.stop_reason);
+    CHECK(summary.generated_tokens >= 3 && summary.generated_tokens < 100000,
+          "generated %zu tokens", summary.generated_tokens);
+    CHECK(t.busy_generate == CHAYA_ERR_BUSY, "generate during generate: %d",
+          (int)t.busy_generate);
+    CHECK(strstr(t.busy_message_copy, "busy") != NULL, "busy message: %s", t.busy_message_copy);
+    CHECK(t.busy_reset == CHAYA_ERR_BUSY, "reset during generate: %d", (int)t.busy_reset);
+    CHECK(t.cancel == CHAYA_OK, "cancel: %d", (int)t.cancel);
+    chaya_summary_free(&summary);
+
+    /* The session is usable after a cancelled generation. */
+    chaya_options zeroed;
+    memset(&zeroed, 0, sizeof zeroed); /* not valid: max_tokens is 0 */
+    CHECK_STATUS(chaya_generate(t.session, " more", &zeroed, NULL, NULL, NULL),
+                 CHAYA_ERR_INVALID_OPTION);
+    chaya_options few = seeded(4, 7);
+    CHECK_STATUS(chaya_generate(t.session, " more", &few, NULL, NULL, &summary), CHAYA_OK);
+    CHECK(summary.stop_reason == CHAYA_STOP_LENGTH && summary.generated_tokens == 4,
+          "after cancel: reason %d, %zu tokens", (int)summary.stop_reason,
+          summary.generated_tokens);
+    chaya_summary_free(&summary);
+
+    buffer_free(&t.text);
+    chaya_session_free(t.session);
+    pthread_cond_destroy(&t.started);
+    pthread_mutex_destroy(&t.lock);
+}
+
+/* --- errors */
+
+static void test_errors(const char *model_path, const chaya_model *model) {
+    chaya_model *missing = (chaya_model *)1;
+    const char *path = "/nonexistent-dir/missing-model.safetensors";
+    CHECK_STATUS(chaya_model_load(path, NULL, &missing), CHAYA_ERR_IO);
+    CHECK(strstr(chaya_last_error(), path) != NULL, "IO message without the path: %s",
+          chaya_last_error());
+    CHECK(missing == NULL, "out not cleared on failure");
+    CHECK_STATUS(chaya_model_load(NULL, NULL, &missing), CHAYA_ERR_NULL_POINTER);
+    CHECK_STATUS(chaya_model_load(model_path, NULL, NULL), CHAYA_ERR_NULL_POINTER);
+
+    chaya_load_options lo = chaya_load_options_default();
+    lo.context_length = 100000;
+    CHECK_STATUS(chaya_model_load(model_path, &lo, &missing), CHAYA_ERR_INVALID_OPTION);
+    CHECK(strstr(chaya_last_error(), "context_length") != NULL, "message: %s",
+          chaya_last_error());
+
+    const uint8_t garbage[] = "definitely not a safetensors file";
+    CHECK_STATUS(chaya_model_load_from_memory(garbage, sizeof garbage, NULL, &missing),
+                 CHAYA_ERR_INVALID_MODEL);
+    CHECK_STATUS(chaya_model_load_from_memory(NULL, 10, NULL, &missing), CHAYA_ERR_NULL_POINTER);
+    CHECK(missing == NULL, "out not cleared on failure");
+
+    chaya_session *session = NULL;
+    CHECK_STATUS(chaya_session_new(NULL, &session), CHAYA_ERR_NULL_POINTER);
+    CHECK_STATUS(chaya_session_new(model, NULL), CHAYA_ERR_NULL_POINTER);
+    CHECK_STATUS(chaya_session_new(model, &session), CHAYA_OK);
+
+    chaya_options opts = seeded(4, 1);
+    chaya_summary summary;
+    CHECK_STATUS(chaya_generate(session, NULL, &opts, NULL, NULL, &summary),
+                 CHAYA_ERR_NULL_POINTER);
+    CHECK(strstr(chaya_last_error(), "prompt") != NULL, "message: %s", chaya_last_error());
+    CHECK(summary.text == NULL, "summary not zeroed on failure");
+    chaya_summary_free(&summary);
+    CHECK_STATUS(chaya_generate(NULL, PROMPT, &opts, NULL, NULL, NULL), CHAYA_ERR_NULL_POINTER);
+    CHECK_STATUS(chaya_generate(session, "\xff\xfe", &opts, NULL, NULL, NULL),
+                 CHAYA_ERR_INVALID_UTF8);
+
+    chaya_options bad = opts;
+    bad.temperature = -1.0f;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
+                 CHAYA_ERR_INVALID_OPTION);
+    CHECK(strstr(chaya_last_error(), "temperature") != NULL, "message: %s", chaya_last_error());
+
+    bad = opts;
+    bad.n_stop_strings = 2; /* with stop_strings NULL */
+    CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
+                 CHAYA_ERR_NULL_POINTER);
+    const char *invalid_stop[] = {"\xc3"};
+    bad = opts;
+    bad.stop_strings = invalid_stop;
+    bad.n_stop_strings = 1;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
+                 CHAYA_ERR_INVALID_UTF8);
+    uint32_t bias_ids[] = {(uint32_t)chaya_vocab_size(model)};
+    float bias_values[] = {1.0f};
+    bad = opts;
+    bad.logit_bias_ids = bias_ids;
+    bad.logit_bias_values = bias_values;
+    bad.n_logit_bias = 1;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
+                 CHAYA_ERR_INVALID_OPTION);
+    CHECK(strstr(chaya_last_error(), "logit_bias") != NULL, "message: %s", chaya_last_error());
+    bias_ids[0] = 0;
+    bias_values[0] = -INFINITY;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL), CHAYA_OK);
+
+    /* Tokenize: too small a buffer reports the needed size. */
+    const char *text = "Hello world, this is a naïve test — 東京!";
+    uint32_t small[1];
+    size_t needed = 0;
+    CHECK_STATUS(chaya_tokenize(model, text, small, 1, &needed), CHAYA_ERR_BUFFER_TOO_SMALL);
+    CHECK(needed > 1, "needed %zu", needed);
+    uint32_t *ids = malloc(needed * sizeof *ids);
+    size_t n = 0;
+    CHECK_STATUS(chaya_tokenize(model, text, ids, needed, &n), CHAYA_OK);
+    CHECK(n == needed, "%zu ids, %zu needed", n, needed);
+    char *decoded = NULL;
+    CHECK_STATUS(chaya_detokenize(model, ids, n, &decoded), CHAYA_OK);
+    CHECK(decoded && strcmp(decoded, text) == 0, "round trip: %s", decoded ? decoded : "(null)");
+    chaya_string_free(decoded);
+    free(ids);
+    CHECK_STATUS(chaya_tokenize(model, text, NULL, 0, NULL), CHAYA_ERR_NULL_POINTER);
+    CHECK_STATUS(chaya_tokenize(model, "\xff", NULL, 0, &n), CHAYA_ERR_INVALID_UTF8);
+    CHECK_STATUS(chaya_tokenize(model, "", NULL, 0, &n), CHAYA_OK);
+    CHECK(n == 0, "empty text gives %zu ids", n);
+
+    uint32_t out_of_range = (uint32_t)chaya_vocab_size(model);
+    decoded = (char *)1;
+    CHECK_STATUS(chaya_detokenize(model, &out_of_range, 1, &decoded), CHAYA_ERR_INVALID_INPUT);
+    CHECK(decoded == NULL, "out not cleared on failure");
+    CHECK_STATUS(chaya_detokenize(model, NULL, 0, &decoded), CHAYA_OK);
+    CHECK(decoded && decoded[0] == '\0', "empty detokenize");
+    chaya_string_free(decoded);
+    CHECK_STATUS(chaya_detokenize(model, NULL, 3, &decoded), CHAYA_ERR_NULL_POINTER);
+
+    CHECK_STATUS(chaya_session_reset(NULL), CHAYA_ERR_NULL_POINTER);
+    CHECK_STATUS(chaya_cancel(NULL), CHAYA_ERR_NULL_POINTER);
+    CHECK(chaya_vocab_size(NULL) == 0 && chaya_context_length(NULL) == 0, "NULL model getters");
+    chaya_session_free(session);
+}
+
+/* --- misuse */
+
+static void test_misuse(const char *model_path) {
+    /* Free functions accept NULL. */
+    chaya_model_free(NULL);
+    chaya_session_free(NULL);
+    chaya_string_free(NULL);
+    chaya_summary_free(NULL);
+    chaya_summary zeroed;
+    memset(&zeroed, 0, sizeof zeroed);
+    chaya_summary_free(&zeroed);
+
+    chaya_model *model = NULL;
+    chaya_load_options lo = chaya_load_options_default();
+    lo.threads = 1;
+    lo.context_length = 64;
+    CHECK_STATUS(chaya_model_load(model_path, &lo, &model), CHAYA_OK);
+    CHECK(chaya_context_length(model) == 64, "context length %zu", chaya_context_length(model));
+    chaya_session *session = NULL;
+    CHECK_STATUS(chaya_session_new(model, &session), CHAYA_OK);
+    /* The session keeps the model alive. */
+    chaya_model_free(model);
+
+    /* A callback that stops at once. */
+    buffer once = {0};
+    once.stop_after = 1;
+    chaya_options opts = seeded(50, 3);
+    chaya_summary summary;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &opts, collect, &once, &summary), CHAYA_OK);
+    CHECK(summary.stop_reason == CHAYA_STOP_CALLBACK, "stop reason %d", (int)summary.stop_reason);
+    CHECK(once.calls == 1, "%zu calls", once.calls);
+    chaya_summary_free(&summary);
+    buffer_free(&once);
+
+    /* Cancelling when nothing runs does not cancel the next generation. */
+    CHECK_STATUS(chaya_cancel(session), CHAYA_OK);
+    opts = seeded(5, 3);
+    CHECK_STATUS(chaya_generate(session, PROMPT, &opts, NULL, NULL, &summary), CHAYA_OK);
+    CHECK(summary.stop_reason == CHAYA_STOP_LENGTH, "stop reason %d", (int)summary.stop_reason);
+    chaya_summary_free(&summary);
+
+    /* Huge max_tokens, cancelled at once (from the callback itself); the context
+     * of 64 tokens overflows first, which must not matter. */
+    buffer cancel_now = {0};
+    cancel_now.cancel_at_first = session;
+    opts = seeded(1000000, 3);
+    CHECK_STATUS(chaya_generate(session, PROMPT, &opts, collect, &cancel_now, &summary),
+                 CHAYA_OK);
+    CHECK(summary.stop_reason == CHAYA_STOP_CANCELLED, "stop reason %d",
+          (int)summary.stop_reason);
+    CHECK(summary.generated_tokens < 1000, "%zu tokens", summary.generated_tokens);
+    chaya_summary_free(&summary);
+    buffer_free(&cancel_now);
+
+    /* Long enough to overflow the 64-token context: the window slides. */
+    opts = seeded(80, 3);
+    CHECK_STATUS(chaya_generate(session, PROMPT, &opts, NULL, NULL, &summary), CHAYA_OK);
+    CHECK(summary.generated_tokens == 80 && summary.context_shifts > 0,
+          "%zu tokens, %zu shifts", summary.generated_tokens, summary.context_shifts);
+    chaya_summary_free(&summary);
+
+    /* max_tokens over the limit is an option error, not a hang. */
+    opts.max_tokens = 2000000;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &opts, NULL, NULL, NULL),
+                 CHAYA_ERR_INVALID_OPTION);
+    CHECK(strstr(chaya_last_error(), "max_tokens") != NULL, "message: %s", chaya_last_error());
+
+    chaya_session_free(session);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s MODEL.safetensors\n", argv[0]);
+        return 2;
+    }
+    const char *path = argv[1];
+    printf("chaya %s, model %s\n", chaya_version(), path);
+
+    chaya_model *model = NULL;
+    CHECK_STATUS(chaya_model_load(path, NULL, &model), CHAYA_OK);
+    size_t len = 0;
+    unsigned char *bytes = read_file(path, &len);
+    CHECK(bytes != NULL, "cannot read %s", path);
+    chaya_model *from_memory = NULL;
+    if (bytes) {
+        CHECK_STATUS(chaya_model_load_from_memory(bytes, len, NULL, &from_memory), CHAYA_OK);
+        free(bytes); /* the model keeps its own copy */
+    }
+    if (!model || !from_memory) {
+        fprintf(stderr, "cannot load the model: %s\n", chaya_last_error());
+        return 1;
+    }
+
+    test_basics(model, from_memory);
+    test_generate(model, from_memory);
+    test_cancel_from_thread(model);
+    test_errors(path, model);
+    test_misuse(path);
+
+    chaya_model_free(from_memory);
+    chaya_model_free(model);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Tests the generated Python bindings (bindings/python/chaya.py) for real.
+
+Loads the built libchaya_uniffi.so through the generated module and drives a
+small model: streaming, determinism, cancel from another thread, typed errors,
+loading from bytes.
+
+Usage: python3 tests/python/test_bindings.py [MODEL] [--lib LIBRARY]
+  MODEL    model file (default: models/chaya-tiny-random.safetensors)
+  LIBRARY  the cdylib (default: target/$PROFILE/libchaya_uniffi.so, PROFILE=debug)
+Paths are relative to the repository root. Ends with "python: N passed, N failed".
+"""
+
+import argparse
+import atexit
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def import_chaya(lib):
+    """Imports the generated module with the library beside it, as it expects."""
+    folder = tempfile.mkdtemp(prefix="chaya-python-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.symlink(os.path.join(ROOT, "bindings", "python", "chaya.py"), os.path.join(folder, "chaya.py"))
+    os.symlink(os.path.abspath(lib), os.path.join(folder, "libchaya_uniffi.so"))
+    sys.path.insert(0, folder)
+    import chaya  # noqa: E402
+
+    return chaya
+
+
+def seeded(chaya, **fields):
+    fields.setdefault("max_tokens", 24)
+    fields.setdefault("seed", 42)
+    fields.setdefault("stop_at_eos", False)
+    return chaya.GenerateOptions(**fields)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model", nargs="?", default="models/chaya-tiny-random.safetensors")
+    parser.add_argument("--lib", default=f"target/{os.environ.get('PROFILE', 'debug')}/libchaya_uniffi.so")
+    args = parser.parse_args()
+    model_path = os.path.join(ROOT, args.model)
+    chaya = import_chaya(os.path.join(ROOT, args.lib))
+    model = chaya.Model.from_path(model_path, chaya.LoadOptions(threads=1))
+
+    class Collect(chaya.TokenSink):
+        """A token sink that keeps every piece; `on_piece(count)` decides whether to go on."""
+
+        def __init__(self, on_piece=None):
+            self.pieces = []
+            self.on_piece = on_piece
+
+        def on_token(self, text):
+            self.pieces.append(text)
+            return self.on_piece(len(self.pieces)) if self.on_piece else True
+
+    def test_model_info():
+        assert model.vocab_size() > 0 and model.context_length() > 0
+        assert model.threads() == 1
+        ids = model.encode("Once upon a time")
+        assert ids and all(0 <= i < model.vocab_size() for i in ids)
+        assert model.decode(ids) == "Once upon a time"
+
+    def test_streams_pieces_that_make_the_text():
+        sink = Collect()
+        summary = model.new_session().generate("Once upon a time", seeded(chaya), sink)
+        assert summary.stop_reason == chaya.StopReason.LENGTH, summary.stop_reason
+        assert len(summary.tokens) == 24
+        assert summary.prompt_tokens == len(model.encode("Once upon a time"))
+        assert sink.pieces and all(sink.pieces)
+        assert "".join(sink.pieces) == summary.text
+        assert summary.time_to_first_token_ms > 0 and summary.decode_tokens_per_second > 0
+
+    def test_same_seed_same_text():
+        runs = [model.new_session().generate("The cat", seeded(chaya, seed=7), Collect()) for _ in range(2)]
+        assert runs[0].text == runs[1].text and runs[0].tokens == runs[1].tokens
+
+    def test_cancel_from_another_thread():
+        session = model.new_session()
+        started = threading.Event()
+        result = {}
+
+        def run():
+            try:
+                options = chaya.GenerateOptions(max_tokens=100000, stop_at_eos=False, seed=1)
+                result["summary"] = session.generate("Hello", options, Collect(lambda n: started.set() or True))
+            except Exception as e:  # reported below
+                result["error"] = e
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        assert started.wait(60), "no token within 60 s"
+        session.cancel()
+        thread.join(60)
+        assert not thread.is_alive(), "generation did not stop after cancel"
+        assert "error" not in result, result.get("error")
+        summary = result["summary"]
+        assert summary.stop_reason == chaya.StopReason.CANCELLED, summary.stop_reason
+        assert 0 < len(summary.tokens) < 100000
+
+    def test_sink_returning_false_stops():
+        summary = model.new_session().generate("Hi", seeded(chaya), Collect(lambda n: n < 3))
+        assert summary.stop_reason == chaya.StopReason.CALLBACK
+        assert len(summary.tokens) == 3
+
+    def test_sink_exception_is_a_callback_error():
+        def boom(n):
+            raise ValueError("sink broke")
+
+        try:
+            model.new_session().generate("Hi", seeded(chaya), Collect(boom))
+        except chaya.ChayaError.Callback as e:
+            assert "sink broke" in str(e), str(e)
+        else:
+            raise AssertionError("no ChayaError.Callback")
+
+    def test_generate_inside_the_sink_is_busy():
+        session = model.new_session()
+        errors = []
+
+        def reenter(n):
+            try:
+                session.generate("again", seeded(chaya), Collect())
+            except chaya.ChayaError.Busy as e:
+                errors.append(e)
+            return False
+
+        session.generate("Hi", seeded(chaya), Collect(reenter))
+        assert len(errors) == 1 and "generating" in str(errors[0])
+
+    def test_invalid_temperature_is_invalid_option():
+        try:
+            model.new_session().generate("Hi", chaya.GenerateOptions(temperature=-1.0), Collect())
+        except chaya.ChayaError.InvalidOption as e:
+            assert "temperature" in str(e), str(e)
+        else:
+            raise AssertionError("no ChayaError.InvalidOption")
+
+    def test_missing_file_is_io():
+        try:
+            chaya.Model.from_path(os.path.join(ROOT, "models", "no-such-model.safetensors"))
+        except chaya.ChayaError.Io as e:
+            assert "no-such-model" in str(e), str(e)
+        else:
+            raise AssertionError("no ChayaError.Io")
+
+    def test_garbage_bytes_are_invalid_model():
+        try:
+            chaya.Model.from_bytes(b"not a model")
+        except chaya.ChayaError.InvalidModel:
+            pass
+        else:
+            raise AssertionError("no ChayaError.InvalidModel")
+
+    def test_loads_from_bytes():
+        with open(model_path, "rb") as f:
+            from_bytes = chaya.Model.from_bytes(f.read(), chaya.LoadOptions(threads=1, context_length=64))
+        assert from_bytes.vocab_size() == model.vocab_size()
+        assert from_bytes.context_length() == 64
+        options = seeded(chaya, max_tokens=8)
+        a = from_bytes.new_session().generate("Once", options, Collect())
+        b = model.new_session().generate("Once", options, Collect())
+        assert a.tokens == b.tokens
+
+    def test_session_keeps_the_conversation():
+        session = model.new_session()
+        first = session.generate("Once", seeded(chaya, max_tokens=4), Collect())
+        second = session.generate(" more", seeded(chaya, max_tokens=4), Collect())
+        assert second.reused_tokens > 0
+        assert session.transcript() == "Once" + first.text + " more" + second.text
+        session.reset()
+        assert session.transcript() == ""
+
+    def test_record_defaults_are_cores():
+        record, core = chaya.GenerateOptions(), chaya.default_generate_options()
+        for name in vars(core):
+            a, b = getattr(record, name), getattr(core, name)
+            same = math.isclose(a, b, rel_tol=1e-6) if isinstance(a, float) else a == b
+            assert same, f"{name}: record default {a!r}, core {b!r}"
+        assert chaya.greedy_generate_options().temperature == 0.0
+        assert chaya.compat_generate_options().compat
+
+    tests = [(name, fn) for name, fn in locals().items() if name.startswith("test_")]
+    passed = failed = 0
+    for name, fn in tests:
+        start = time.monotonic()
+        try:
+            fn()
+            passed += 1
+            print(f"ok   {name} ({time.monotonic() - start:.2f} s)", flush=True)
+        except Exception:
+            failed += 1
+            print(f"FAIL {name} ({time.monotonic() - start:.2f} s)", flush=True)
+            traceback.print_exc()
+    print(f"python: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
