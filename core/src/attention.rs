@@ -10,7 +10,9 @@
 //! tied to their true positions (the spec forbids shifting) and a session rewinds
 //! by simply passing a smaller `pos`: nothing is copied or re-rotated.
 
+use crate::parallel::for_each_chunk;
 use crate::rope::ChayaRope;
+use crate::vector::kernels;
 use tract_core::internal::*;
 
 /// Causal multi-head attention with CHAYA's RoPE over an in-op KV cache.
@@ -139,42 +141,53 @@ impl KvCache {
         let mut out = Tensor::zero::<f32>(&[t_len, d])?;
         let mut out_view = out.try_as_plain_ram_mut()?;
         let out_data = out_view.as_slice_mut::<f32>()?;
-        let mut scores = vec![0.0f32; pos + t_len];
-        for t in 0..t_len {
+        let (keys, values) = (&self.keys, &self.values);
+        let head = |t: usize, h: usize, out: &mut [f32]| {
             let visible = pos + t + 1;
-            for h in 0..heads {
-                let q = &queries[t * d + h * hd..][..hd];
-                let keys = &self.keys[h * capacity * hd..][..visible * hd];
-                let values = &self.values[h * capacity * hd..][..visible * hd];
-                let scores = &mut scores[..visible];
-                for (s, k) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
-                    *s = dot(q, k) * scale;
+            let cached = h * capacity * hd..(h * capacity + visible) * hd;
+            let mut scores = vec![0.0f32; visible];
+            let q = &queries[t * d + h * hd..][..hd];
+            attend_head(
+                q,
+                &keys[cached.clone()],
+                &values[cached],
+                scale,
+                &mut scores,
+                out,
+            );
+        };
+        // One task per head when decoding a single token, else one per token.
+        if t_len == 1 {
+            for_each_chunk(out_data, hd, |h, out| head(0, h, out));
+        } else {
+            for_each_chunk(out_data, d, |t, row| {
+                for (h, out) in row.chunks_exact_mut(hd).enumerate() {
+                    head(t, h, out)
                 }
-                softmax_in_place(scores);
-                let o = &mut out_data[t * d + h * hd..][..hd];
-                for (&w, v) in scores.iter().zip(values.chunks_exact(hd)) {
-                    for (o, &v) in o.iter_mut().zip(v) {
-                        *o += w * v;
-                    }
-                }
-            }
+            });
         }
         Ok(out)
     }
 }
 
-/// Dot product with eight independent accumulators, so it vectorizes.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
-    let (b8, b_rest) = b.split_at(a8.len());
-    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
+/// One head's attention: `out += softmax(q·kᵢ · scale) · vᵢ` over the cached
+/// positions (`scores` has one slot per position).
+fn attend_head(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let (hd, k) = (q.len(), kernels());
+    for (s, key) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
+        *s = (k.dot)(q, key) * scale;
     }
-    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
+    softmax_in_place(scores);
+    for (&w, v) in scores.iter().zip(values.chunks_exact(hd)) {
+        (k.axpy)(w, v, out);
+    }
 }
 
 /// Numerically stable softmax.

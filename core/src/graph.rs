@@ -9,7 +9,8 @@
 use crate::attention::CachedAttention;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model_file::DenseTensor;
+use crate::int8::{Int8Embedding, Int8Linear};
+use crate::model_file::Weight;
 use crate::rope::ChayaRope;
 use std::collections::HashMap;
 use tract_core::internal::*;
@@ -23,26 +24,56 @@ pub type Plan = Arc<TypedRunnableModel>;
 /// Incrementally wires the CHAYA graph into a [`TypedModel`].
 struct GraphBuilder<'w> {
     model: TypedModel,
-    tensors: &'w HashMap<String, DenseTensor>,
+    tensors: &'w HashMap<String, Weight>,
     eps: f32,
 }
 
 impl GraphBuilder<'_> {
-    fn weight(&self, name: &str) -> Result<Tensor> {
-        let t = self
-            .tensors
+    fn stored(&self, name: &str) -> Result<&Weight> {
+        self.tensors
             .get(name)
-            .ok_or_else(|| Error::InvalidModel(format!("missing tensor `{name}`")))?;
-        Ok(Tensor::from_shape(&t.shape, &t.values)?)
+            .ok_or_else(|| Error::InvalidModel(format!("missing tensor `{name}`")))
+    }
+
+    /// A tensor stored in a float type, as a tract tensor.
+    fn weight(&self, name: &str) -> Result<Tensor> {
+        match self.stored(name)? {
+            Weight::Dense(t) => Ok(Tensor::from_shape(&t.shape, &t.values)?),
+            Weight::Int8(_) => Err(Error::InvalidModel(format!(
+                "tensor `{name}` must be stored as a float type, not int8"
+            ))),
+        }
     }
 
     /// `x · Wᵀ` with `W` stored `[out, in]` as in PyTorch.
     fn linear(&mut self, name: &str, x: OutletId) -> Result<OutletId> {
+        let node = format!("{name}.matmul");
+        if let Weight::Int8(weight) = self.stored(name)? {
+            let op = Int8Linear {
+                weight: weight.clone(),
+            };
+            return Ok(self.model.wire_node(node, op, &[x])?[0]);
+        }
         let w = self.model.add_const(name, self.weight(name)?)?;
         let op = EinSum::new("tk,nk->tn".parse()?, f32::datum_type());
-        Ok(self
-            .model
-            .wire_node(format!("{name}.matmul"), op, &[x, w])?[0])
+        Ok(self.model.wire_node(node, op, &[x, w])?[0])
+    }
+
+    /// Rows `ids` of the token-embedding table.
+    fn embed(&mut self, ids: OutletId) -> Result<OutletId> {
+        const NAME: &str = "token_embedding.weight";
+        if let Weight::Int8(table) = self.stored(NAME)? {
+            let op = Int8Embedding {
+                table: table.clone(),
+            };
+            return Ok(self.model.wire_node("embed", op, &[ids])?[0]);
+        }
+        let table = self.model.add_const(NAME, self.weight(NAME)?)?;
+        let op = Gather {
+            axis: 0,
+            output_type: None,
+        };
+        Ok(self.model.wire_node("embed", op, &[table, ids])?[0])
     }
 
     /// `g · x / sqrt(mean(x²) + eps)` over the last axis.
@@ -70,7 +101,7 @@ impl GraphBuilder<'_> {
 }
 
 /// Builds and optimizes the body graph (inputs `ids`, `pos`; output `[T, e_dim]`).
-pub fn build_body(config: &Config, tensors: &HashMap<String, DenseTensor>) -> Result<TypedModel> {
+pub fn build_body(config: &Config, tensors: &HashMap<String, Weight>) -> Result<TypedModel> {
     let mut g = GraphBuilder {
         model: TypedModel::default(),
         tensors,
@@ -85,18 +116,7 @@ pub fn build_body(config: &Config, tensors: &HashMap<String, DenseTensor>) -> Re
         config.context_length,
     ));
 
-    let table = g.model.add_const(
-        "token_embedding.weight",
-        g.weight("token_embedding.weight")?,
-    )?;
-    let e = g.model.wire_node(
-        "embed",
-        Gather {
-            axis: 0,
-            output_type: None,
-        },
-        &[table, ids],
-    )?[0];
+    let e = g.embed(ids)?;
     let mut x = g.linear("emb_proj.weight", e)?;
     for i in 0..config.n_layers {
         let l = |s: &str| format!("layers.{i}.{s}");
@@ -130,7 +150,7 @@ pub fn build_body(config: &Config, tensors: &HashMap<String, DenseTensor>) -> Re
 }
 
 /// Builds the tied output head (input `hidden [N, e_dim]`, output logits `[N, vocab]`).
-pub fn build_head(config: &Config, tensors: &HashMap<String, DenseTensor>) -> Result<TypedModel> {
+pub fn build_head(config: &Config, tensors: &HashMap<String, Weight>) -> Result<TypedModel> {
     let mut g = GraphBuilder {
         model: TypedModel::default(),
         tensors,

@@ -21,8 +21,10 @@ pub mod generate;
 pub mod graph;
 #[cfg(feature = "convert")]
 pub mod import;
+pub mod int8;
 pub mod model;
 pub mod model_file;
+pub mod parallel;
 pub mod quant;
 pub mod rope;
 pub mod sampler;
@@ -30,6 +32,7 @@ pub mod session;
 pub mod stop_strings;
 pub mod tokenizer;
 pub mod utf8_stream;
+pub mod vector;
 
 pub use config::Config;
 pub use error::{Error, Result};

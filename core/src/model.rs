@@ -76,7 +76,22 @@ impl Model {
             }
             n => n,
         };
-        let tokenizer = Tokenizer::from_json(&file.tokenizer_json)?;
+        // Parsing the tokenizer takes as long as compiling the graphs: overlap them.
+        let (tokenizer, plans) = std::thread::scope(|scope| {
+            let tokenizer = scope.spawn(|| Tokenizer::from_json(&file.tokenizer_json));
+            let plans = build_body(&config, &file.tensors)
+                .and_then(|body| into_plan(body, threads))
+                .and_then(|body| {
+                    Ok((
+                        body,
+                        into_plan(build_head(&config, &file.tensors)?, threads)?,
+                    ))
+                });
+            (tokenizer.join(), plans)
+        });
+        let tokenizer =
+            tokenizer.map_err(|_| Error::InvalidModel("tokenizer parsing panicked".into()))??;
+        let (body, head) = plans?;
         if tokenizer.vocab_size() != config.vocab_size {
             return Err(Error::InvalidModel(format!(
                 "tokenizer has {} tokens but the model {}",
@@ -84,8 +99,6 @@ impl Model {
                 config.vocab_size
             )));
         }
-        let body = into_plan(build_body(&config, &file.tensors)?, threads)?;
-        let head = into_plan(build_head(&config, &file.tensors)?, threads)?;
         Ok(Model {
             inner: Arc::new(ModelInner {
                 config,

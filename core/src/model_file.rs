@@ -9,9 +9,11 @@
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::quant::{QuantMatrix, Storage};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "chaya-v1";
@@ -50,6 +52,35 @@ pub struct DenseTensor {
     pub values: Vec<f32>,
 }
 
+/// A tensor as the runtime keeps it: f32, or int8 read in place.
+#[derive(Clone, Debug)]
+pub enum Weight {
+    /// Stored as f32, f16 or bf16; decoded to f32.
+    Dense(DenseTensor),
+    /// Stored as int8 with per-row scales; kept as int8.
+    Int8(Arc<QuantMatrix>),
+}
+
+impl Weight {
+    /// Shape, outermost first.
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Weight::Dense(t) => t.shape.clone(),
+            Weight::Int8(m) => vec![m.rows(), m.cols()],
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape().iter().product()
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Everything a model file holds, decoded and validated.
 #[derive(Debug)]
 pub struct ModelFile {
@@ -57,8 +88,8 @@ pub struct ModelFile {
     pub config: Config,
     /// The `tokenizer.json` text.
     pub tokenizer_json: String,
-    /// Every tensor named in [`Config::tensor_shapes`], as f32.
-    pub tensors: HashMap<String, DenseTensor>,
+    /// Every tensor named in [`Config::tensor_shapes`].
+    pub tensors: HashMap<String, Weight>,
     /// Storage type of each tensor (`I8`, `F16`, `F32`...), for reports.
     pub dtypes: BTreeMap<String, Dtype>,
 }
@@ -75,15 +106,24 @@ impl ModelFile {
                 path.display()
             )));
         }
-        // SAFETY: the mapping is read-only and dropped before this call returns;
-        // `parse` checks every offset against the mapped length first. A file
-        // truncated by another process *while* we read it could still fault.
+        // SAFETY: the mapping is read-only and every offset is checked against
+        // its length before use. int8 weights are read from it in place for as
+        // long as the model lives, so the file must not be truncated or
+        // rewritten meanwhile (that could fault): replace model files by
+        // renaming a new file over them, as `chaya convert` does.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        Self::read_bytes(&map)
+        let map = Arc::new(map);
+        Self::parse(&map[..], Some(map.clone()))
     }
 
-    /// Reads a model file from memory (e.g. an app asset).
+    /// Reads a model file from memory (e.g. an app asset); int8 weights are copied.
     pub fn read_bytes(bytes: &[u8]) -> Result<ModelFile> {
+        Self::parse(bytes, None)
+    }
+
+    /// Decodes and validates `bytes`; int8 tensors borrow from `shared` when
+    /// given (it must hold `bytes`), else from copies.
+    fn parse(bytes: &[u8], shared: Option<Storage>) -> Result<ModelFile> {
         let invalid = |what: String| Error::InvalidModel(what);
         let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| invalid(format!("not a safetensors file ({e})")))?;
@@ -132,36 +172,40 @@ impl ModelFile {
                     view.shape()
                 )));
             }
-            let scales = match view.dtype() {
-                Dtype::I8 => {
-                    let scale_name = format!("{name}{SCALE_SUFFIX}");
-                    let scales = st.tensor(&scale_name).map_err(|_| {
-                        invalid(format!("int8 tensor `{name}` has no `{scale_name}`"))
-                    })?;
-                    if scales.dtype() != Dtype::F32 || scales.shape() != [shape[0]] {
-                        return Err(invalid(format!(
-                            "`{scale_name}` must be F32 [{}]",
-                            shape[0]
-                        )));
-                    }
-                    Some(decode(Dtype::F32, scales.data()).unwrap_or_default())
+            let weight = if view.dtype() == Dtype::I8 {
+                let scale_name = format!("{name}{SCALE_SUFFIX}");
+                let scales = st
+                    .tensor(&scale_name)
+                    .map_err(|_| invalid(format!("int8 tensor `{name}` has no `{scale_name}`")))?;
+                if scales.dtype() != Dtype::F32 || scales.shape() != [shape[0]] {
+                    return Err(invalid(format!(
+                        "`{scale_name}` must be F32 [{}]",
+                        shape[0]
+                    )));
                 }
-                _ => None,
+                let scales = decode(Dtype::F32, scales.data()).unwrap_or_default();
+                let (storage, offset) = match &shared {
+                    Some(storage) => (
+                        storage.clone(),
+                        view.data().as_ptr() as usize - bytes.as_ptr() as usize,
+                    ),
+                    None => (Arc::new(view.data().to_vec()) as Storage, 0),
+                };
+                let cols = shape[1..].iter().product();
+                Weight::Int8(Arc::new(QuantMatrix::new(
+                    storage, offset, shape[0], cols, scales,
+                )?))
+            } else {
+                let values = decode(view.dtype(), view.data()).ok_or_else(|| {
+                    invalid(format!(
+                        "tensor `{name}` has unsupported type {:?}",
+                        view.dtype()
+                    ))
+                })?;
+                Weight::Dense(DenseTensor { shape, values })
             };
-            let mut values = decode(view.dtype(), view.data()).ok_or_else(|| {
-                invalid(format!(
-                    "tensor `{name}` has unsupported type {:?}",
-                    view.dtype()
-                ))
-            })?;
-            if let Some(scales) = scales {
-                let cols = values.len() / shape[0];
-                for (row, scale) in values.chunks_mut(cols).zip(scales) {
-                    row.iter_mut().for_each(|v| *v *= scale);
-                }
-            }
             dtypes.insert(name.clone(), view.dtype());
-            tensors.insert(name, DenseTensor { shape, values });
+            tensors.insert(name, weight);
         }
         Ok(ModelFile {
             config,
@@ -186,7 +230,6 @@ fn decode(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
             .collect(),
         Dtype::F16 => pairs().map(|h| half::f16::from_bits(h).to_f32()).collect(),
         Dtype::BF16 => pairs().map(|h| half::bf16::from_bits(h).to_f32()).collect(),
-        Dtype::I8 => bytes.iter().map(|&b| b as i8 as f32).collect(),
         _ => return None,
     })
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use chaya::import::{convert, ConvertOptions, WeightType};
-use chaya::model_file::{DenseTensor, ModelFile};
+use chaya::model_file::{DenseTensor, ModelFile, Weight};
 use chaya::{Config, GenerateOptions, LoadOptions, Logits, Model, Session};
 use common::repo_path;
 use serde_json::Value;
@@ -286,7 +286,7 @@ fn hash_model(config: Config) -> Model {
         .map(|(name, shape)| {
             let n = shape.iter().product();
             let values = (0..n).map(|i| hash_weight(&name, &shape, i)).collect();
-            (name, DenseTensor { shape, values })
+            (name, Weight::Dense(DenseTensor { shape, values }))
         })
         .collect();
     let file = ModelFile {

@@ -114,6 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut prefill64 = metric("prefill 64 tokens", "tok/s");
     let mut prefill256 = metric("prefill 256 tokens", "tok/s");
     let mut decode64 = metric("decode at context 64", "tok/s");
+    let mut decode200 = metric("decode at context 200", "tok/s");
     let mut decode448 = metric("decode at context 448", "tok/s");
 
     let bar = progress::bar("benchmarking", "runs");
@@ -142,6 +143,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         decode64
             .samples
             .push(time_decode(&model, 64, args.decode_tokens)?);
+        decode200
+            .samples
+            .push(time_decode(&model, 200, args.decode_tokens)?);
         decode448
             .samples
             .push(time_decode(&model, 448, args.decode_tokens)?);
@@ -150,7 +154,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     let metrics = [
-        load, ttft, load_ttft, prefill64, prefill256, decode64, decode448,
+        load, ttft, load_ttft, prefill64, prefill256, decode64, decode200, decode448,
     ];
     let peak = peak_rss_mb();
     if args.json {

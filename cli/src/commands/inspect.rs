@@ -41,7 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
     for (name, dtype) in &file.dtypes {
-        *by_type.entry(format!("{dtype:?}")).or_default() += file.tensors[name].values.len();
+        *by_type.entry(format!("{dtype:?}")).or_default() += file.tensors[name].len();
     }
     let types: Vec<String> = by_type
         .iter()
