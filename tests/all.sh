@@ -11,6 +11,8 @@ timed() { local t=$SECONDS; "$@"; echo "    ($(( SECONDS - t )) s)"; }
 step "format";  timed cargo fmt --all --check
 step "clippy";  timed cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "rust tests"; timed cargo test --workspace --all-features
+step "stress: 8 threads x 100 generations, random options and cancellations"
+timed cargo test -p chaya --test stress -- --ignored --nocapture
 step "C ABI";   timed bash tests/c/run.sh
 step "bindings (Python, Kotlin, Swift)"; timed bash tests/bindings.sh
 step "all tests passed"

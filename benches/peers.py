@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""CHAYA speed against its peers, measured in ONE run on one machine:
+PyTorch (the original no-cache loop, and with a KV cache), ONNX Runtime (an
+ONNX export of the same model with a KV cache, in f32 and dynamically quantized
+int8 per-channel weights), then `chaya bench`; prints a markdown table and the
+ratios chaya / peer.
+
+    python3 benches/make_random_checkpoint.py /tmp/chaya-62m-random.safetensors
+    chaya convert /tmp/chaya-62m-random.safetensors -o /tmp/chaya-62m-int8.safetensors
+    chaya convert /tmp/chaya-62m-random.safetensors -o /tmp/chaya-62m-f32.safetensors --dtype f32
+    python3 benches/peers.py --checkpoint /tmp/chaya-62m-random.safetensors \\
+        --int8 /tmp/chaya-62m-int8.safetensors --f32 /tmp/chaya-62m-f32.safetensors
+
+Needs torch, onnx, onnxruntime, safetensors (pip). Every peer runs the same
+measurements as `chaya bench`: first token for a 16-token prompt, prefill of 64
+and 256 tokens, and decode of 32 greedy tokens after a 200-token prompt; the
+median of --runs repetitions.
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from export_onnx import CachedChaya, export
+
+
+def prompt(n, vocab):
+    """The deterministic prompt `chaya bench` uses."""
+    return [(i * 7919 + 13) % vocab for i in range(n)]
+
+
+def median_of(runs, measure):
+    return statistics.median(measure() for _ in range(runs))
+
+
+class TorchNoCache:
+    """The original CLI's loop: every token re-runs the whole sequence."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def logits(self, ids):
+        with torch.no_grad():
+            empty = self.model.empty_cache()
+            return self.model(torch.tensor([ids]), *empty, torch.tensor(0))[0]
+
+    def prefill(self, ids):
+        self.seq = list(ids)
+        return self.logits(self.seq)
+
+    def step(self, token):
+        self.seq.append(token)
+        return self.logits(self.seq)
+
+
+class TorchCached:
+    """The same module, feeding only new tokens against its KV cache."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def run(self, ids):
+        with torch.no_grad():
+            logits, self.k, self.v = self.model(torch.tensor([ids]), self.k, self.v, torch.tensor(self.pos))
+        self.pos += len(ids)
+        return logits
+
+    def prefill(self, ids):
+        self.k, self.v = self.model.empty_cache()
+        self.pos = 0
+        return self.run(ids)
+
+    def step(self, token):
+        return self.run([token])
+
+
+class Ort:
+    """An ONNX Runtime session of the exported graph."""
+
+    def __init__(self, path, threads, shape):
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.shape = shape
+
+    def run(self, ids):
+        logits, self.k, self.v = self.session.run(None, {
+            "ids": np.array([ids], dtype=np.int64), "past_k": self.k, "past_v": self.v,
+            "start": np.array(self.pos, dtype=np.int64)})
+        self.pos += len(ids)
+        return logits
+
+    def prefill(self, ids):
+        layers, heads, head_dim = self.shape
+        self.k = np.zeros((layers, heads, 0, head_dim), dtype=np.float32)
+        self.v = self.k.copy()
+        self.pos = 0
+        return self.run(ids)
+
+    def step(self, token):
+        return self.run([token])
+
+
+def measure(engine, vocab, runs, decode_tokens):
+    """The `chaya bench` measurements of one engine, as {name: median}."""
+    def prefill_time(n):
+        ids = prompt(n, vocab)
+        start = time.perf_counter()
+        engine.prefill(ids)
+        return time.perf_counter() - start
+
+    def decode_speed(context):
+        token = int(np.argmax(engine.prefill(prompt(context, vocab))))
+        start = time.perf_counter()
+        for _ in range(decode_tokens):
+            token = int(np.argmax(engine.step(token)))
+        return decode_tokens / (time.perf_counter() - start)
+
+    return {
+        "first token (16-token prompt)": median_of(runs, lambda: prefill_time(16) * 1e3),
+        "prefill 64 tokens": median_of(runs, lambda: 64 / prefill_time(64)),
+        "prefill 256 tokens": median_of(runs, lambda: 256 / prefill_time(256)),
+        "decode at context 200": median_of(runs, lambda: decode_speed(200)),
+    }
+
+
+def chaya_bench(binary, model, threads, runs):
+    out = subprocess.run([binary, "bench", "-m", model, "--threads", str(threads),
+                          "--runs", str(runs), "--json"], check=True, capture_output=True, text=True)
+    report = json.loads(out.stdout)
+    return {name: m["median"] for name, m in report["metrics"].items()}
+
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    import onnxruntime
+    return f"{cpu}, {os.cpu_count()} cores; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="CHAYA state dict (.safetensors or .pt)")
+    parser.add_argument("--int8", required=True, help="chaya int8 model file of the same weights")
+    parser.add_argument("--f32", required=True, help="chaya f32 model file of the same weights")
+    parser.add_argument("--chaya", default="target/release/chaya", help="the chaya binary")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--decode-tokens", type=int, default=32)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model = CachedChaya.from_checkpoint(args.checkpoint).eval()
+    vocab = model.vocab_size
+    workdir = tempfile.mkdtemp(prefix="chaya-peers-")
+    f32_onnx, int8_onnx = export(model, workdir)
+
+    engines = {
+        "PyTorch, no cache (original CLI)": TorchNoCache(model),
+        "PyTorch, KV cache": TorchCached(model),
+        "ONNX Runtime f32": Ort(f32_onnx, args.threads, model.cache_shape()),
+        "ONNX Runtime int8": Ort(int8_onnx, args.threads, model.cache_shape()),
+    }
+    check = prompt(20, vocab)
+    reference = engines["PyTorch, no cache (original CLI)"].prefill(check).numpy()
+    for name, engine in list(engines.items())[1:]:
+        got = np.asarray(engine.prefill(check)).reshape(-1)
+        diff = np.abs(got - reference.reshape(-1)).max() / np.abs(reference).max()
+        print(f"{name}: last-position logits within {diff:.1e} × max|logit| of PyTorch")
+
+    results = {}
+    for name, engine in engines.items():
+        print(f"measuring {name} ...", flush=True)
+        runs = 1 if "no cache" in name else args.runs
+        results[name] = measure(engine, vocab, runs, args.decode_tokens)
+    for dtype, path in (("f32", args.f32), ("int8", args.int8)):
+        print(f"measuring chaya {dtype} ...", flush=True)
+        results[f"chaya {dtype}"] = chaya_bench(args.chaya, path, args.threads, args.runs)
+
+    metrics = list(next(iter(results.values())).keys())
+    print(f"\n{machine()}; {args.threads} threads, median of {args.runs} runs\n")
+    print("| engine | " + " | ".join(metrics) + " |")
+    print("|---|" + "---:|" * len(metrics))
+    for name, row in results.items():
+        print(f"| {name} | " + " | ".join(f"{row.get(m, math.nan):.1f}" for m in metrics) + " |")
+    ours = results["chaya int8"]
+    print("\nchaya int8 / peer (> 1 means chaya is better; for first-token time, peer / chaya):\n")
+    for name, row in results.items():
+        if name == "chaya int8":
+            continue
+        ratios = [(row[m] / ours[m]) if "first token" in m else (ours[m] / row[m]) for m in metrics]
+        print(f"| {name} | " + " | ".join(f"{r:.2f}×" for r in ratios) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "threads": args.threads, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
