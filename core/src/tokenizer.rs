@@ -20,35 +20,174 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// The parts of a `tokenizer.json` read by [`Tokenizer::from_json`]'s fast path
+/// for GPT-2-style byte-level BPE.
+#[derive(serde::Deserialize)]
+struct ByteLevelBpeJson {
+    normalizer: Option<serde_json::Value>,
+    pre_tokenizer: Option<serde_json::Value>,
+    model: BpeJson,
+    #[serde(default)]
+    added_tokens: Vec<AddedTokenJson>,
+}
+
+#[derive(serde::Deserialize)]
+struct BpeJson {
+    r#type: String,
+    vocab: tokenizers::models::bpe::Vocab,
+    merges: MergesJson,
+    dropout: Option<f32>,
+    unk_token: Option<String>,
+    #[serde(default)]
+    continuing_subword_prefix: Option<String>,
+    #[serde(default)]
+    end_of_word_suffix: Option<String>,
+    #[serde(default)]
+    byte_fallback: bool,
+    #[serde(default)]
+    ignore_merges: bool,
+}
+
+/// Merges as `["a", "b"]` pairs (current format) or `"a b"` strings (older).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum MergesJson {
+    Pairs(Vec<(String, String)>),
+    Strings(Vec<String>),
+}
+
+#[derive(serde::Deserialize)]
+struct AddedTokenJson {
+    id: u32,
+    content: String,
+    #[serde(default)]
+    special: bool,
+}
+
+impl ByteLevelBpeJson {
+    /// Whether this is exactly GPT-2's pipeline: no normalizer, a byte-level
+    /// pre-tokenizer without prefix space, plain BPE. (Post-processor and
+    /// decoder do not affect ids.)
+    fn is_plain_byte_level(&self) -> bool {
+        let pre = self.pre_tokenizer.as_ref();
+        let field = |name: &str| pre.and_then(|p| p.get(name)).cloned();
+        let m = &self.model;
+        self.normalizer.as_ref().is_none_or(serde_json::Value::is_null)
+            && field("type") == Some("ByteLevel".into())
+            && field("add_prefix_space") == Some(false.into())
+            && field("use_regex").is_none_or(|v| v == true)
+            && m.r#type == "BPE"
+            && m.dropout.is_none()
+            && m.unk_token.is_none()
+            && m.continuing_subword_prefix.as_deref().unwrap_or("").is_empty()
+            && m.end_of_word_suffix.as_deref().unwrap_or("").is_empty()
+            && !m.byte_fallback
+            && !m.ignore_merges
+    }
+
+    /// Builds the tokenizer directly (several times faster than the generic
+    /// deserializer, which dominates model load time otherwise).
+    fn build(self) -> Result<(tokenizers::Tokenizer, Vec<Vec<u8>>, Vec<(String, u32)>)> {
+        let failed = |e: tokenizers::Error| Error::Tokenizer(format!("invalid BPE model: {e}"));
+        let merges = match self.model.merges {
+            MergesJson::Pairs(pairs) => pairs,
+            MergesJson::Strings(lines) => lines
+                .into_iter()
+                .map(|line| match line.split_once(' ') {
+                    Some((a, b)) => Ok((a.to_string(), b.to_string())),
+                    None => Err(Error::Tokenizer(format!("merge `{line}` is not `a b`"))),
+                })
+                .collect::<Result<_>>()?,
+        };
+        let vocab: Vec<(&str, u32)> = self.model.vocab.iter().map(|(t, &id)| (t.as_str(), id)).collect();
+        let (pieces, special) = pieces_of(vocab.into_iter(), &self.added_tokens)?;
+        let bpe = tokenizers::models::bpe::BPE::builder()
+            .vocab_and_merges(self.model.vocab, merges)
+            .build()
+            .map_err(failed)?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::byte_level::ByteLevel::new(
+            false, true, true,
+        )));
+        let added: Vec<tokenizers::AddedToken> = self
+            .added_tokens
+            .iter()
+            .map(|t| tokenizers::AddedToken::from(t.content.clone(), t.special))
+            .collect();
+        inner.add_tokens(&added);
+        Ok((inner, pieces, special))
+    }
+}
+
+/// The bytes of every id (byte-level pieces decoded; added tokens as their
+/// text) and the special tokens, from `(token, id)` pairs.
+fn pieces_of<'a>(
+    vocab: impl Iterator<Item = (&'a str, u32)>,
+    added: &[AddedTokenJson],
+) -> Result<(Vec<Vec<u8>>, Vec<(String, u32)>)> {
+    let byte_of_char = byte_level_alphabet();
+    let mut pieces: Vec<Vec<u8>> = Vec::new();
+    let mut set = |id: u32, bytes: Vec<u8>| {
+        let id = id as usize;
+        if id >= 1 << 24 {
+            return Err(Error::Tokenizer(format!("token id {id} is implausibly large")));
+        }
+        if pieces.len() <= id {
+            pieces.resize(id + 1, Vec::new());
+        }
+        pieces[id] = bytes;
+        Ok(())
+    };
+    for (token, id) in vocab {
+        let bytes = token
+            .chars()
+            .map(|c| byte_of_char.get(&c).copied().unwrap_or(b'?'))
+            .collect();
+        set(id, bytes)?;
+    }
+    let mut special = Vec::new();
+    for token in added {
+        set(token.id, token.content.as_bytes().to_vec())?;
+        if token.special {
+            special.push((token.content.clone(), token.id));
+        }
+    }
+    special.sort_by_key(|(_, id)| *id);
+    Ok((pieces, special))
+}
+
 impl Tokenizer {
-    /// Parses a `tokenizer.json` document.
+    /// Parses a `tokenizer.json` document. GPT-2-style byte-level BPE takes a
+    /// fast path; anything else goes through the `tokenizers` deserializer.
     pub fn from_json(json: &str) -> Result<Tokenizer> {
+        let parsed: Option<ByteLevelBpeJson> = serde_json::from_str(json).ok();
+        if let Some(parsed) = parsed.filter(ByteLevelBpeJson::is_plain_byte_level) {
+            let (inner, pieces, special) = parsed.build()?;
+            return Ok(Tokenizer {
+                inner,
+                pieces,
+                special,
+            });
+        }
+        Self::from_json_generic(json)
+    }
+
+    /// [`Tokenizer::from_json`] through the `tokenizers` deserializer.
+    fn from_json_generic(json: &str) -> Result<Tokenizer> {
         let inner: tokenizers::Tokenizer = json
             .parse()
             .map_err(|e| Error::Tokenizer(format!("cannot parse tokenizer.json: {e}")))?;
-        let byte_of_char = byte_level_alphabet();
-        let vocab = inner.get_vocab(true);
-        let size = vocab.values().map(|&id| id as usize + 1).max().unwrap_or(0);
-        let mut pieces = vec![Vec::new(); size];
-        let mut special = Vec::new();
-        let added: HashMap<u32, String> = inner
+        let added: Vec<AddedTokenJson> = inner
             .get_added_tokens_decoder()
             .into_iter()
-            .map(|(id, t)| (id, t.content))
+            .map(|(id, t)| AddedTokenJson {
+                id,
+                content: t.content,
+                special: t.special,
+            })
             .collect();
-        for (token, id) in vocab {
-            pieces[id as usize] = match added.get(&id) {
-                Some(content) => {
-                    special.push((content.clone(), id));
-                    content.as_bytes().to_vec()
-                }
-                None => token
-                    .chars()
-                    .map(|c| byte_of_char.get(&c).copied().unwrap_or(b'?'))
-                    .collect(),
-            };
-        }
-        special.sort_by_key(|(_, id)| *id);
+        let vocab = inner.get_vocab(false);
+        let (pieces, special) = pieces_of(vocab.iter().map(|(t, &id)| (t.as_str(), id)), &added)?;
         Ok(Tokenizer {
             inner,
             pieces,
@@ -141,6 +280,18 @@ mod tests {
     fn known_gpt2_ids() {
         assert_eq!(gpt2().encode("Hello world").unwrap(), vec![15496, 995]);
         assert_eq!(gpt2().token_bytes(220).unwrap(), b" ");
+    }
+
+    #[test]
+    fn fast_path_encodes_like_the_generic_deserializer() {
+        let json = include_str!("../../assets/tokenizer.json");
+        let fast = Tokenizer::from_json(json).unwrap();
+        let generic = Tokenizer::from_json_generic(json).unwrap();
+        let text = "Hello, naïve café — 東京 🚀!\n\n  indented\tTabs <|endoftext|> it's 1234 end";
+        assert_eq!(fast.encode(text).unwrap(), generic.encode(text).unwrap());
+        assert_eq!(fast.pieces, generic.pieces);
+        assert_eq!(fast.special, generic.special);
+        assert!(fast.encode("a<|endoftext|>b").unwrap().contains(&50256));
     }
 
     #[test]
