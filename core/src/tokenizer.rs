@@ -8,7 +8,7 @@ use std::collections::HashMap;
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// Raw bytes of every token id (byte-level BPE pieces decoded).
-    pieces: Vec<Vec<u8>>,
+    pieces: Pieces,
     special: Vec<(String, u32)>,
 }
 
@@ -72,14 +72,19 @@ impl ByteLevelBpeJson {
         let pre = self.pre_tokenizer.as_ref();
         let field = |name: &str| pre.and_then(|p| p.get(name)).cloned();
         let m = &self.model;
-        self.normalizer.as_ref().is_none_or(serde_json::Value::is_null)
+        self.normalizer
+            .as_ref()
+            .is_none_or(serde_json::Value::is_null)
             && field("type") == Some("ByteLevel".into())
             && field("add_prefix_space") == Some(false.into())
             && field("use_regex").is_none_or(|v| v == true)
             && m.r#type == "BPE"
             && m.dropout.is_none()
             && m.unk_token.is_none()
-            && m.continuing_subword_prefix.as_deref().unwrap_or("").is_empty()
+            && m.continuing_subword_prefix
+                .as_deref()
+                .unwrap_or("")
+                .is_empty()
             && m.end_of_word_suffix.as_deref().unwrap_or("").is_empty()
             && !m.byte_fallback
             && !m.ignore_merges
@@ -87,7 +92,7 @@ impl ByteLevelBpeJson {
 
     /// Builds the tokenizer directly (several times faster than the generic
     /// deserializer, which dominates model load time otherwise).
-    fn build(self) -> Result<(tokenizers::Tokenizer, Vec<Vec<u8>>, Vec<(String, u32)>)> {
+    fn build(self) -> Result<Tokenizer> {
         let failed = |e: tokenizers::Error| Error::Tokenizer(format!("invalid BPE model: {e}"));
         let merges = match self.model.merges {
             MergesJson::Pairs(pairs) => pairs,
@@ -99,38 +104,52 @@ impl ByteLevelBpeJson {
                 })
                 .collect::<Result<_>>()?,
         };
-        let vocab: Vec<(&str, u32)> = self.model.vocab.iter().map(|(t, &id)| (t.as_str(), id)).collect();
+        let vocab: Vec<(&str, u32)> = self
+            .model
+            .vocab
+            .iter()
+            .map(|(t, &id)| (t.as_str(), id))
+            .collect();
         let (pieces, special) = pieces_of(vocab.into_iter(), &self.added_tokens)?;
         let bpe = tokenizers::models::bpe::BPE::builder()
             .vocab_and_merges(self.model.vocab, merges)
             .build()
             .map_err(failed)?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::byte_level::ByteLevel::new(
-            false, true, true,
-        )));
+        inner.with_pre_tokenizer(Some(
+            tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, true),
+        ));
         let added: Vec<tokenizers::AddedToken> = self
             .added_tokens
             .iter()
             .map(|t| tokenizers::AddedToken::from(t.content.clone(), t.special))
             .collect();
         inner.add_tokens(&added);
-        Ok((inner, pieces, special))
+        Ok(Tokenizer {
+            inner,
+            pieces,
+            special,
+        })
     }
 }
+
+/// The bytes of every token id.
+type Pieces = Vec<Vec<u8>>;
 
 /// The bytes of every id (byte-level pieces decoded; added tokens as their
 /// text) and the special tokens, from `(token, id)` pairs.
 fn pieces_of<'a>(
     vocab: impl Iterator<Item = (&'a str, u32)>,
     added: &[AddedTokenJson],
-) -> Result<(Vec<Vec<u8>>, Vec<(String, u32)>)> {
+) -> Result<(Pieces, Vec<(String, u32)>)> {
     let byte_of_char = byte_level_alphabet();
-    let mut pieces: Vec<Vec<u8>> = Vec::new();
+    let mut pieces = Pieces::new();
     let mut set = |id: u32, bytes: Vec<u8>| {
         let id = id as usize;
         if id >= 1 << 24 {
-            return Err(Error::Tokenizer(format!("token id {id} is implausibly large")));
+            return Err(Error::Tokenizer(format!(
+                "token id {id} is implausibly large"
+            )));
         }
         if pieces.len() <= id {
             pieces.resize(id + 1, Vec::new());
@@ -162,12 +181,7 @@ impl Tokenizer {
     pub fn from_json(json: &str) -> Result<Tokenizer> {
         let parsed: Option<ByteLevelBpeJson> = serde_json::from_str(json).ok();
         if let Some(parsed) = parsed.filter(ByteLevelBpeJson::is_plain_byte_level) {
-            let (inner, pieces, special) = parsed.build()?;
-            return Ok(Tokenizer {
-                inner,
-                pieces,
-                special,
-            });
+            return parsed.build();
         }
         Self::from_json_generic(json)
     }

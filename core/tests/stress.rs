@@ -52,9 +52,9 @@ fn random_options(rng: &mut ChaCha8Rng, vocab: usize) -> GenerateOptions {
         repetition_penalty: 0.8 + uniform(rng),
         frequency_penalty: uniform(rng),
         presence_penalty: uniform(rng),
-        compat: rng.next_u32() % 5 == 0,
+        compat: rng.next_u32().is_multiple_of(5),
         seed: Some(rng.next_u64()),
-        stop_strings: if rng.next_u32() % 3 == 0 {
+        stop_strings: if rng.next_u32().is_multiple_of(3) {
             vec!["e".into(), "the".into()]
         } else {
             Vec::new()
@@ -90,12 +90,14 @@ fn eight_threads_share_a_model_under_random_load() {
                         if i == WARM_UP {
                             warmed_up.wait();
                         }
-                        if rng.next_u32() % 5 == 0 {
+                        if rng.next_u32().is_multiple_of(5) {
                             session = model.session().unwrap(); // drop mid-conversation
                         }
                         let options = random_options(&mut rng, vocab);
                         let prompt = PROMPTS[rng.next_u32() as usize % PROMPTS.len()];
-                        let cancel_after = (rng.next_u32() % 4 == 0)
+                        let cancel_after = rng
+                            .next_u32()
+                            .is_multiple_of(4)
                             .then(|| Duration::from_micros(rng.next_u32() as u64 % 3000));
                         let handle = session.cancel_handle();
                         let result = std::thread::scope(|inner| {
