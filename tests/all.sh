@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project: Rust (unit, integration, reference fixtures,
 # generated-header staleness), then the C ABI, then the uniffi bindings from
-# Python, Kotlin (JVM) and Swift (Linux). Needs no PyTorch.
+# Python, Kotlin (JVM) and Swift (Linux), then the mobile wrappers. Needs no PyTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,4 +15,5 @@ step "stress: 8 threads x 100 generations, random options and cancellations"
 timed cargo test -p chaya --test stress -- --ignored --nocapture
 step "C ABI";   timed bash tests/c/run.sh
 step "bindings (Python, Kotlin, Swift)"; timed bash tests/bindings.sh
+step "mobile (Kotlin wrapper, Swift package, cargo check for Android)"; timed bash tests/mobile/run.sh
 step "all tests passed"

@@ -1,0 +1,120 @@
+// The coroutine API of the chaya runtime over its uniffi bindings (package uniffi.chaya).
+// Plain Kotlin/JVM: compiled and tested on the JVM by tests/mobile/run.sh.
+
+package ai.chaya
+
+import kotlinx.coroutines.CoroutineDispatcher
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.NonCancellable
+import kotlinx.coroutines.channels.ProducerScope
+import kotlinx.coroutines.channels.trySendBlocking
+import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.channelFlow
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.sync.Mutex
+import kotlinx.coroutines.sync.withLock
+import kotlinx.coroutines.withContext
+import uniffi.chaya.GenerateOptions
+import uniffi.chaya.LoadOptions
+import uniffi.chaya.Model
+import uniffi.chaya.Session
+import uniffi.chaya.TokenSink
+
+/** Load options for phones: one compute thread per performance core (see [performanceCores]). */
+fun phoneLoadOptions(): LoadOptions = LoadOptions(threads = performanceCores().toUInt())
+
+/**
+ * A loaded CHAYA model that streams completions as [Flow]s. Thread-safe: load one and share it.
+ *
+ * Every blocking native call runs on [dispatcher], never on the caller's thread. Failures are
+ * [uniffi.chaya.ChayaException]s, thrown by [load] or by the flow's `collect`.
+ */
+class ChayaModel private constructor(
+    /** The binding object, for what this wrapper does not cover (tokenizer, context length…). */
+    val model: Model,
+    private val dispatcher: CoroutineDispatcher,
+) : AutoCloseable {
+
+    /**
+     * Streams the completion of [prompt] in a fresh context. Generation starts when the flow is
+     * collected; cancelling the collection stops it, and `collect` returns once it has stopped.
+     */
+    fun generate(prompt: String, options: GenerateOptions = GenerateOptions()): Flow<String> =
+        channelFlow {
+            withContext(dispatcher) { model.newSession() }.use { session ->
+                produce(session, prompt, options, dispatcher)
+            }
+        }
+
+    /** Opens a conversation whose context carries over from one `generate` to the next. */
+    suspend fun newSession(): ChayaSession =
+        withContext(dispatcher) { ChayaSession(model.newSession(), dispatcher) }
+
+    /** Frees the native model once no session or call uses it. */
+    override fun close() = model.close()
+
+    /** Loaders. */
+    companion object {
+        /** Loads a model file, memory-mapped: its weights are paged in from the file, not copied. */
+        suspend fun load(
+            path: String,
+            options: LoadOptions = phoneLoadOptions(),
+            dispatcher: CoroutineDispatcher = Dispatchers.IO,
+        ): ChayaModel = withContext(dispatcher) { ChayaModel(Model.fromPath(path, options), dispatcher) }
+
+        /** Loads a model file held in memory, e.g. an asset's bytes (they are copied into native memory). */
+        suspend fun load(
+            bytes: ByteArray,
+            options: LoadOptions = phoneLoadOptions(),
+            dispatcher: CoroutineDispatcher = Dispatchers.IO,
+        ): ChayaModel = withContext(dispatcher) { ChayaModel(Model.fromBytes(bytes, options), dispatcher) }
+    }
+}
+
+/**
+ * One conversation over a [ChayaModel]. Its generations run one at a time, in the order their
+ * flows are collected: a second collection waits for the first instead of failing.
+ */
+class ChayaSession internal constructor(
+    /** The binding object (transcript…). */
+    val session: Session,
+    private val dispatcher: CoroutineDispatcher,
+) : AutoCloseable {
+    private val turn = Mutex()
+
+    /** Appends [prompt] to the conversation and streams the reply, like [ChayaModel.generate]. */
+    fun generate(prompt: String, options: GenerateOptions = GenerateOptions()): Flow<String> =
+        channelFlow { turn.withLock { produce(session, prompt, options, dispatcher) } }
+
+    /** Forgets the conversation, after any running generation. */
+    suspend fun reset() = turn.withLock { withContext(dispatcher) { session.reset() } }
+
+    /** Frees the native session once no call uses it. */
+    override fun close() = session.close()
+}
+
+/**
+ * Runs [session]'s blocking `generate` on [dispatcher] and sends each piece of text into this
+ * channel. If the collector goes away first, the native generation is cancelled and awaited.
+ */
+private suspend fun ProducerScope<String>.produce(
+    session: Session,
+    prompt: String,
+    options: GenerateOptions,
+    dispatcher: CoroutineDispatcher,
+) {
+    val sink = object : TokenSink {
+        // Waits while the collector is behind; false (stop) once it is gone. This also stops a
+        // generation whose cancel() came before it had started, when cancel() does nothing.
+        override fun onToken(text: String): Boolean = trySendBlocking(text).isSuccess
+    }
+    val generation = launch(dispatcher) { session.generate(prompt, options, sink) }
+    try {
+        generation.join()
+    } finally {
+        if (!generation.isCompleted) {
+            session.cancel()
+            withContext(NonCancellable) { generation.join() }
+        }
+    }
+}

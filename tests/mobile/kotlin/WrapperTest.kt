@@ -1,0 +1,202 @@
+// Tests the Android wrapper (android/chaya/src/main/kotlin/ai/chaya) on the JVM with
+// kotlinx-coroutines, JNA and the host-built libchaya_uniffi.so. Run by tests/mobile/run.sh.
+// Usage: WrapperTestKt MODEL — ends with "kotlin-wrapper: N passed, N failed".
+
+package ai.chaya
+
+import java.io.File
+import java.util.concurrent.Executors
+import java.util.concurrent.atomic.AtomicInteger
+import kotlin.system.exitProcess
+import kotlinx.coroutines.CoroutineDispatcher
+import kotlinx.coroutines.CoroutineStart
+import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitAll
+import kotlinx.coroutines.cancelAndJoin
+import kotlinx.coroutines.coroutineScope
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.flow.take
+import kotlinx.coroutines.flow.toList
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
+import kotlinx.coroutines.yield
+import kotlin.coroutines.CoroutineContext
+import uniffi.chaya.ChayaException
+import uniffi.chaya.GenerateOptions
+import uniffi.chaya.LoadOptions
+import uniffi.chaya.Model
+import uniffi.chaya.StopReason
+import uniffi.chaya.TokenSink
+
+fun check(condition: Boolean, message: () -> String) {
+    if (!condition) throw AssertionError(message())
+}
+
+/** Runs [body]; fails unless it throws a [T], which it returns. */
+inline fun <reified T : Throwable> expect(body: () -> Unit): T {
+    try {
+        body()
+    } catch (e: Throwable) {
+        if (e is T) return e
+        throw AssertionError("expected ${T::class.simpleName}, got $e", e)
+    }
+    throw AssertionError("expected ${T::class.simpleName}, nothing thrown")
+}
+
+fun seeded(maxTokens: UInt = 24u) = GenerateOptions(maxTokens = maxTokens, seed = 42u, stopAtEos = false)
+
+/** Endless unless cancelled. */
+val endless = GenerateOptions(maxTokens = 1_000_000u, seed = 1u, stopAtEos = false)
+
+/** A dispatcher on one named worker thread that counts what it is given. */
+class Worker : CoroutineDispatcher() {
+    val dispatched = AtomicInteger()
+    private val executor = Executors.newSingleThreadExecutor { Thread(it, "chaya-worker").apply { isDaemon = true } }
+    override fun dispatch(context: CoroutineContext, block: Runnable) {
+        dispatched.incrementAndGet()
+        executor.execute(block)
+    }
+}
+
+fun main(args: Array<String>) {
+    val modelPath = args.getOrElse(0) { "models/chaya-tiny-random.safetensors" }
+    val oneThread = LoadOptions(threads = 1u)
+    val worker = Worker()
+    val model = runBlocking { ChayaModel.load(modelPath, oneThread, worker) }
+    val tests = linkedMapOf<String, suspend () -> Unit>()
+
+    tests["flow pieces are the text of the plain binding"] = {
+        val pieces = model.generate("Once upon a time", seeded()).toList()
+        val plain = StringBuilder()
+        val summary = Model.fromPath(modelPath, oneThread).use { raw ->
+            raw.newSession().use { session ->
+                session.generate("Once upon a time", seeded(), object : TokenSink {
+                    override fun onToken(text: String) = true.also { plain.append(text) }
+                })
+            }
+        }
+        check(summary.stopReason == StopReason.LENGTH) { "stop reason ${summary.stopReason}" }
+        check(pieces.isNotEmpty() && pieces.joinToString("") == plain.toString()) { "$pieces vs $plain" }
+    }
+
+    tests["native work runs on the given dispatcher, not the collector's thread"] = {
+        val before = worker.dispatched.get()
+        var ticks = 0
+        coroutineScope {
+            // Ticks only while the collector's thread is free during generation.
+            val ticking = launch { while (true) { ticks++; delay(1) } }
+            model.generate("Hello", seeded(maxTokens = 64u)).toList()
+            ticking.cancelAndJoin()
+        }
+        check(worker.dispatched.get() > before) { "nothing was dispatched to the worker" }
+        check(ticks > 1) { "the collector's thread was blocked: $ticks ticks" }
+    }
+
+    tests["take(3) stops an endless generation and frees the session"] = {
+        model.newSession().use { session ->
+            val pieces = withTimeout(60_000) { session.generate("Hello", endless).take(3).toList() }
+            check(pieces.size == 3) { "$pieces" }
+            // Busy if the native generation were still running.
+            check(session.session.transcript().endsWith(pieces.joinToString(""))) { session.session.transcript() }
+        }
+    }
+
+    tests["cancelling the collecting job cancels generation"] = {
+        coroutineScope {
+            model.newSession().use { session ->
+                val got = AtomicInteger()
+                val job = launch { session.generate("Once", endless).collect { got.incrementAndGet() } }
+                withTimeout(60_000) { while (got.get() == 0) yield() }
+                withTimeout(60_000) { job.cancelAndJoin() }
+                val transcript = session.session.transcript() // not Busy: generation has stopped
+                check(transcript.startsWith("Once") && got.get() < 1_000_000) { "${got.get()} pieces" }
+            }
+        }
+    }
+
+    tests["cancel before the first token"] = {
+        coroutineScope {
+            model.newSession().use { session ->
+                val job = launch(start = CoroutineStart.UNDISPATCHED) { session.generate("Hi", endless).collect {} }
+                withTimeout(60_000) { job.cancelAndJoin() }
+                session.session.transcript()
+            }
+        }
+    }
+
+    tests["collections of one session queue instead of failing Busy"] = {
+        coroutineScope {
+            model.newSession().use { session ->
+                val replies = List(3) { i -> async { session.generate("Turn $i.", seeded(maxTokens = 8u)).toList() } }
+                    .awaitAll().map { it.joinToString("") }
+                val transcript = session.session.transcript()
+                check(replies.all { it.isNotEmpty() && transcript.contains(it) }) { "$replies in $transcript" }
+                session.reset()
+                check(session.session.transcript().isEmpty()) { "reset left ${session.session.transcript()}" }
+            }
+        }
+    }
+
+    tests["a missing file throws ChayaException.Io from load"] = {
+        val error = expect<ChayaException.Io> { ChayaModel.load("models/no-such-model.safetensors") }
+        check(error.message!!.contains("no-such-model")) { "message ${error.message}" }
+    }
+
+    tests["an invalid option throws ChayaException.InvalidOption from collect"] = {
+        val error = expect<ChayaException.InvalidOption> {
+            model.generate("Hi", GenerateOptions(temperature = -1f)).toList()
+        }
+        check(error.message!!.contains("temperature")) { "message ${error.message}" }
+    }
+
+    tests["a collector's exception stops generation and is rethrown as is"] = {
+        model.newSession().use { session ->
+            val error = expect<IllegalStateException> {
+                session.generate("Hi", endless).collect { error("collector broke") }
+            }
+            check(error.message == "collector broke") { "message ${error.message}" }
+            check(session.generate("Again", seeded(maxTokens = 4u)).first().isNotEmpty()) { "session unusable" }
+        }
+    }
+
+    tests["loads from bytes"] = {
+        ChayaModel.load(File(modelPath).readBytes(), oneThread).use { fromBytes ->
+            val a = fromBytes.generate("Once", seeded(maxTokens = 8u)).toList()
+            val b = model.generate("Once", seeded(maxTokens = 8u)).toList()
+            check(a == b) { "$a vs $b" }
+        }
+    }
+
+    tests["performance cores"] = {
+        val pixel8 = List(4) { 1_704_000L } + List(4) { 2_367_000L } + listOf(2_910_000L)
+        val twoBig = List(4) { 1_800_000L } + List(2) { 2_400_000L }
+        check(performanceCores(pixel8, 9) == 4) { "pixel8 ${performanceCores(pixel8, 9)}" }
+        check(performanceCores(twoBig, 6) == 2) { "twoBig ${performanceCores(twoBig, 6)}" }
+        check(performanceCores(List(8) { 2_000_000L }, 8) == 4) { "uniform 8" }
+        check(performanceCores(emptyList(), 2) == 1) { "unreadable, 2 processors" }
+        check(performanceCores(emptyList(), 1) == 1) { "unreadable, 1 processor" }
+        check(performanceCores() in 1..MAX_DEFAULT_THREADS) { "this machine: ${performanceCores()}" }
+        check(phoneLoadOptions().threads == performanceCores().toUInt()) { "${phoneLoadOptions()}" }
+    }
+
+    var passed = 0
+    var failed = 0
+    for ((name, test) in tests) {
+        val start = System.nanoTime()
+        val elapsed = { "%.2f s".format((System.nanoTime() - start) / 1e9) }
+        try {
+            runBlocking { test() }
+            passed++
+            println("ok   $name (${elapsed()})")
+        } catch (e: Throwable) {
+            failed++
+            println("FAIL $name (${elapsed()}): $e")
+            e.printStackTrace()
+        }
+    }
+    model.close()
+    println("kotlin-wrapper: $passed passed, $failed failed")
+    exitProcess(if (failed == 0) 0 else 1)
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The mobile packaging tests that run without the Android SDK/NDK or Xcode: the
+# Kotlin coroutine wrapper on the JVM, the Swift package on Linux, and
+# `cargo check` for Android. Fails on the first failure; prints each step's time.
+#
+# Usage: tests/mobile/run.sh [MODEL]   (default: models/chaya-tiny-random.safetensors)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+
+step() {
+    local name=$1 start=${EPOCHREALTIME/./}
+    shift
+    echo "==== mobile: $name"
+    "$@"
+    local us=$((${EPOCHREALTIME/./} - start))
+    printf '==== mobile: %s passed in %d.%01d s\n' "$name" $((us / 1000000)) $((us / 100000 % 10))
+}
+
+step "kotlin wrapper (JVM)" tests/mobile/kotlin.sh "$@"
+step "swift package (Linux)" tests/mobile/swift.sh
+step "cargo check for Android" tests/mobile/android-check.sh
+echo "==== mobile: all passed"
