@@ -36,4 +36,5 @@ LINK=(-Xlinker -L"$WORK/lib" -Xlinker -rpath -Xlinker "$WORK/lib")
 echo "== swift build"
 swift_chroot swift build --package-path "$WORK/package" "${LINK[@]}"
 echo "== swift test"
-swift_chroot swift test --package-path "$WORK/package" "${LINK[@]}"
+# A generation that fails to stop would run for 1M tokens: bound the run.
+swift_chroot timeout 1200 swift test --package-path "$WORK/package" "${LINK[@]}"

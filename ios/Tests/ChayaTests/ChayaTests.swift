@@ -81,7 +81,8 @@ final class ChayaTests: XCTestCase {
         XCTAssertFalse(next.isEmpty)
         let transcript = try session.session.transcript()
         XCTAssertTrue(transcript.hasPrefix("Once"), transcript)
-        XCTAssertTrue(transcript.hasSuffix(" Again" + next.joined()), transcript)
+        XCTAssertTrue(transcript.contains(" Again"), transcript)
+        XCTAssertTrue(transcript.hasSuffix(next.joined()), transcript)
         XCTAssertLessThan(counter.count, 100_000)
     }
 
@@ -114,7 +115,11 @@ final class ChayaTests: XCTestCase {
             for turn in 0..<3 {
                 group.addTask { try await collect(session.generate("Turn \(turn).", options: seeded(8))).joined() }
             }
-            return try await group.reduce(into: []) { $0.append($1) }
+            var replies: [String] = []
+            for try await reply in group {
+                replies.append(reply)
+            }
+            return replies
         }
         let transcript = try session.session.transcript()
         XCTAssertEqual(replies.count, 3)
