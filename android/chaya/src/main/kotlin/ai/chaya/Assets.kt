@@ -13,7 +13,7 @@ import uniffi.chaya.LoadOptions
 /**
  * Loads the model file shipped as asset [name]. The asset is copied once (again after an app
  * update) to no-backup storage and loaded from there memory-mapped, so the weights never pass
- * through the Java heap. To load the bytes instead: `load(context.assets.open(name).use { it.readBytes() })`.
+ * through the Java heap (see [loadAssetBytes] for the alternative).
  */
 suspend fun ChayaModel.Companion.loadAsset(
     context: Context,
@@ -23,6 +23,20 @@ suspend fun ChayaModel.Companion.loadAsset(
 ): ChayaModel {
     val file = withContext(dispatcher) { copyAsset(context, name) }
     return load(file.path, options, dispatcher)
+}
+
+/**
+ * Loads the model file shipped as asset [name] from its bytes: no copy on storage, but the whole
+ * file passes through the Java heap and stays in native memory (not memory-mapped).
+ */
+suspend fun ChayaModel.Companion.loadAssetBytes(
+    context: Context,
+    name: String,
+    options: LoadOptions = phoneLoadOptions(),
+    dispatcher: CoroutineDispatcher = Dispatchers.IO,
+): ChayaModel {
+    val bytes = withContext(dispatcher) { context.assets.open(name).use { it.readBytes() } }
+    return load(bytes, options, dispatcher)
 }
 
 /** The asset's copy in no-backup storage, made or refreshed when older than the installed app. */
