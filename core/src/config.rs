@@ -70,6 +70,13 @@ impl Config {
                 return bad(format!("{name} = {value} is out of range"));
             }
         }
+        // The KV cache is sized by the context: keep it within LoadOptions' range.
+        if self.context_length > 1 << 16 {
+            return bad(format!(
+                "context_length = {} exceeds 65536",
+                self.context_length
+            ));
+        }
         if !self.d_model.is_multiple_of(self.n_heads) || !self.head_dim().is_multiple_of(2) {
             return bad(format!(
                 "d_model {} must split into {} heads of even width",

@@ -206,7 +206,8 @@ fn read_torch(
     bad: &dyn Fn(String) -> Error,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(RawTensors, HashMap<String, i64>)> {
-    let wrapper = read_wrapper_ints(path)
+    let wrapper = check_pickles(path)
+        .and_then(|()| read_wrapper_ints(path))
         .map_err(|e| bad(format!("not a readable PyTorch checkpoint ({e})")))?;
     let key = wrapper.is_some().then_some("model_state_dict");
     let pth =
@@ -228,6 +229,100 @@ fn read_torch(
         progress(i + 1, names.len());
     }
     Ok((tensors, wrapper.unwrap_or_default()))
+}
+
+/// Largest pickle accepted inside a checkpoint (CHAYA's is a few KB).
+const MAX_PICKLE_BYTES: u64 = 16 << 20;
+
+/// Checks every pickle of a torch zip before candle's unpickler reads it: that
+/// unpickler allocates whatever a string's length field says, so a corrupt
+/// length would abort the process on a failed allocation.
+fn check_pickles(path: &Path) -> std::result::Result<(), String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| e.to_string())?;
+    for i in 0..zip.len() {
+        let entry = zip.by_index(i).map_err(|e| e.to_string())?;
+        let name = entry.name().map_err(|e| e.to_string())?.into_owned();
+        if !name.ends_with(".pkl") {
+            continue;
+        }
+        let mut pickle = Vec::new();
+        entry
+            .take(MAX_PICKLE_BYTES + 1)
+            .read_to_end(&mut pickle)
+            .map_err(|e| format!("{name}: {e}"))?;
+        if pickle.len() as u64 > MAX_PICKLE_BYTES {
+            return Err(format!("{name} is larger than {MAX_PICKLE_BYTES} bytes"));
+        }
+        check_pickle(&pickle).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Walks the opcodes candle's unpickler knows and checks that every length
+/// field fits in the remaining bytes. Stops at `STOP` or at an opcode candle
+/// rejects anyway.
+fn check_pickle(bytes: &[u8]) -> std::result::Result<(), String> {
+    let mut at = 0usize;
+    let take = |at: &mut usize, n: usize| -> std::result::Result<usize, String> {
+        let start = *at;
+        match start.checked_add(n).filter(|&end| end <= bytes.len()) {
+            Some(end) => {
+                *at = end;
+                Ok(start)
+            }
+            None => Err(format!(
+                "opcode at byte {start} needs {n} bytes, {} remain",
+                bytes.len() - start
+            )),
+        }
+    };
+    while at < bytes.len() {
+        let op = bytes[at];
+        at += 1;
+        match op {
+            b'.' => return Ok(()),
+            0x80 | b'q' | b'h' | b'K' => drop(take(&mut at, 1)?),
+            b'M' => drop(take(&mut at, 2)?),
+            b'r' | b'j' | b'J' => drop(take(&mut at, 4)?),
+            b'G' => drop(take(&mut at, 8)?),
+            b'X' => {
+                let start = take(&mut at, 4)?;
+                let len = u32::from_le_bytes(bytes[start..start + 4].try_into().expect("4 bytes"));
+                take(&mut at, len as usize)?;
+            }
+            0x8a => {
+                let start = take(&mut at, 1)?;
+                take(&mut at, bytes[start] as usize)?;
+            }
+            b'c' => {
+                for _ in 0..2 {
+                    let line = bytes[at..].iter().position(|&b| b == b'\n');
+                    let line = line.ok_or("unterminated GLOBAL name")?;
+                    at += line + 1;
+                }
+            }
+            b')'
+            | b'R'
+            | b'('
+            | b't'
+            | b'Q'
+            | 0x85..=0x89
+            | b'N'
+            | b's'
+            | b'u'
+            | b'}'
+            | b'd'
+            | b'b'
+            | 0x81
+            | b']'
+            | b'a'
+            | b'e' => {}
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// The integer entries of a wrapping dict that has a `model_state_dict`, or

@@ -35,7 +35,13 @@ struct ModelInner {
 }
 
 impl Model {
-    /// Loads a model file from a path (memory-mapped while it is read).
+    /// Loads a model file from a path, memory-mapped.
+    ///
+    /// A truncated or corrupt file gives [`Error::InvalidModel`] (its length is
+    /// checked against the tensor table before mapping). int8 weights are read
+    /// from the mapping for as long as the model lives, so the file must not be
+    /// truncated or rewritten in place meanwhile: that can raise SIGBUS or
+    /// change the weights. Replace model files by renaming a new file over them.
     pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let start = std::time::Instant::now();
         let model = Self::from_file(ModelFile::read_path(path.as_ref())?, options)?;

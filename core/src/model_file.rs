@@ -96,21 +96,22 @@ pub struct ModelFile {
 
 impl ModelFile {
     /// Reads a model file, memory-mapped.
+    ///
+    /// Before mapping, the safetensors header is read with plain reads and the
+    /// file's length checked against its tensor table, so a truncated or
+    /// corrupt file fails with [`Error::InvalidModel`] rather than a fault.
+    /// int8 weights stay in the mapping for the model's lifetime: the file must
+    /// not be truncated or rewritten in place meanwhile (reading a page cut off
+    /// by truncation raises SIGBUS; rewritten bytes change the weights). Replace
+    /// model files by renaming a new file over them, as `chaya convert` does.
     pub fn read_path(path: impl AsRef<Path>) -> Result<ModelFile> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        if len < 8 {
-            return Err(Error::InvalidModel(format!(
-                "{} is only {len} bytes long",
-                path.display()
-            )));
-        }
+        check_length(&mut file, len)
+            .map_err(|what| Error::InvalidModel(format!("{}: {what}", path.display())))?;
         // SAFETY: the mapping is read-only and every offset is checked against
-        // its length before use. int8 weights are read from it in place for as
-        // long as the model lives, so the file must not be truncated or
-        // rewritten meanwhile (that could fault): replace model files by
-        // renaming a new file over them, as `chaya convert` does.
+        // its length before use; see the doc comment for files changed while mapped.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let map = Arc::new(map);
         Self::parse(&map[..], Some(map.clone()))
@@ -183,7 +184,7 @@ impl ModelFile {
                         shape[0]
                     )));
                 }
-                let scales = decode(Dtype::F32, scales.data()).unwrap_or_default();
+                let scales = decode(Dtype::F32, scales.data())?.unwrap_or_default();
                 let (storage, offset) = match &shared {
                     Some(storage) => (
                         storage.clone(),
@@ -196,7 +197,7 @@ impl ModelFile {
                     storage, offset, shape[0], cols, scales,
                 )?))
             } else {
-                let values = decode(view.dtype(), view.data()).ok_or_else(|| {
+                let values = decode(view.dtype(), view.data())?.ok_or_else(|| {
                     invalid(format!(
                         "tensor `{name}` has unsupported type {:?}",
                         view.dtype()
@@ -216,22 +217,90 @@ impl ModelFile {
     }
 }
 
-/// Decodes little-endian `F32`, `F16`, `BF16` or `I8` bytes to f32.
-fn decode(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+/// Largest safetensors header accepted (the `safetensors` crate's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Checks that a file is exactly as long as its safetensors header says,
+/// reading only the header; the error names what is wrong.
+fn check_length(file: &mut std::fs::File, len: u64) -> std::result::Result<(), String> {
+    use std::io::Read;
+    if len < 8 {
+        return Err(format!("only {len} bytes long"));
+    }
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n).map_err(|e| e.to_string())?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER_BYTES {
+        return Err(format!(
+            "not a safetensors file (header length {n} exceeds {MAX_HEADER_BYTES} bytes)"
+        ));
+    }
+    if 8 + n > len {
+        return Err(format!(
+            "truncated: the header needs {} bytes, the file has {len}",
+            8 + n
+        ));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    let table: safetensors::tensor::Metadata = serde_json::from_slice(&header)
+        .map_err(|e| format!("not a safetensors file (bad header: {e})"))?;
+    let tensors = table.tensors();
+    let data_len = tensors
+        .values()
+        .map(|t| t.data_offsets.1)
+        .max()
+        .unwrap_or(0) as u64;
+    let expected = 8 + n + data_len;
+    if len < expected {
+        let cut = len - 8 - n;
+        let name = tensors
+            .iter()
+            .find(|(_, t)| (t.data_offsets.0 as u64) <= cut && cut < t.data_offsets.1 as u64)
+            .map_or(String::new(), |(name, _)| format!(" in tensor `{name}`"));
+        return Err(format!(
+            "truncated{name}: the tensor table needs {expected} bytes, the file has {len}"
+        ));
+    }
+    if len > expected {
+        return Err(format!(
+            "{} bytes after the last tensor (the tensor table ends at byte {expected})",
+            len - expected
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes little-endian `F32`, `F16` or `BF16` bytes to f32; `Ok(None)` for
+/// other types, an error when the values do not fit in memory.
+fn decode(dtype: Dtype, bytes: &[u8]) -> Result<Option<Vec<f32>>> {
+    let width = match dtype {
+        Dtype::F32 => 4,
+        Dtype::F16 | Dtype::BF16 => 2,
+        _ => return Ok(None),
+    };
+    let mut values = Vec::new();
+    values.try_reserve_exact(bytes.len() / width).map_err(|_| {
+        Error::InvalidModel(format!(
+            "{} values do not fit in memory",
+            bytes.len() / width
+        ))
+    })?;
     let pairs = || {
         bytes
             .chunks_exact(2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
     };
-    Some(match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => pairs().map(|h| half::f16::from_bits(h).to_f32()).collect(),
-        Dtype::BF16 => pairs().map(|h| half::bf16::from_bits(h).to_f32()).collect(),
-        _ => return None,
-    })
+    match dtype {
+        Dtype::F32 => values.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        ),
+        Dtype::F16 => values.extend(pairs().map(|h| half::f16::from_bits(h).to_f32())),
+        _ => values.extend(pairs().map(|h| half::bf16::from_bits(h).to_f32())),
+    }
+    Ok(Some(values))
 }
 
 /// safetensors writes through a private (0600) temporary file; a model is an

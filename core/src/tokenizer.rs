@@ -188,9 +188,22 @@ impl Tokenizer {
 
     /// [`Tokenizer::from_json`] through the `tokenizers` deserializer.
     fn from_json_generic(json: &str) -> Result<Tokenizer> {
-        let inner: tokenizers::Tokenizer = json
-            .parse()
-            .map_err(|e| Error::Tokenizer(format!("cannot parse tokenizer.json: {e}")))?;
+        let unparsable = |e: &dyn std::fmt::Display| {
+            Error::Tokenizer(format!("cannot parse tokenizer.json: {e}"))
+        };
+        let mut document: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| unparsable(&e))?;
+        // Ids are decoded from `pieces`, never by the `tokenizers` decoder, whose
+        // deserializer panics on malformed input (found by fuzzing): drop it.
+        if let Some(fields) = document.as_object_mut() {
+            fields.insert("decoder".into(), serde_json::Value::Null);
+        }
+        // Some other component deserializers of `tokenizers` 0.22 also `expect`
+        // well-formed values: contain such a panic as an error.
+        let inner: tokenizers::Tokenizer =
+            std::panic::catch_unwind(|| serde_json::from_value(document))
+                .map_err(|_| unparsable(&"a component is malformed"))?
+                .map_err(|e| unparsable(&e))?;
         let added: Vec<AddedTokenJson> = inner
             .get_added_tokens_decoder()
             .into_iter()
