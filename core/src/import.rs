@@ -454,3 +454,21 @@ fn infer_config(
     }
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_pickle;
+
+    #[test]
+    fn pickle_lengths_must_fit_the_pickle() {
+        // PROTO 2, BINUNICODE "ab", STOP.
+        assert!(check_pickle(b"\x80\x02X\x02\x00\x00\x00ab.").is_ok());
+        // A 4 GB string length in a 12-byte pickle (the fuzzer's crash).
+        let err = check_pickle(b"\x80\x02X\xf4\xff\xff\xffab.").unwrap_err();
+        assert!(err.contains("needs 4294967284 bytes"), "{err}");
+        assert!(check_pickle(b"\x8a\x08\x01").is_err(), "LONG1 past the end");
+        assert!(check_pickle(b"cmodule").is_err(), "unterminated GLOBAL");
+        // Opcodes candle rejects end the walk: candle reports them.
+        assert!(check_pickle(b"\xffX\xff\xff\xff\xff").is_ok());
+    }
+}

@@ -65,7 +65,12 @@ fn file_truncated_mid_tensor_is_a_clear_error() {
             err.contains("invalid model file") && err.contains("truncated"),
             "cut at {cut}: {err}"
         );
-        assert!(err.contains("in tensor `"), "names the cut tensor: {err}");
+        // The tiny model's header (mostly its tokenizer) ends 640 KB before the end.
+        if cut >= good.len() - 100_000 {
+            assert!(err.contains("in tensor `"), "names the cut tensor: {err}");
+        } else {
+            assert!(err.contains("the header needs"), "{err}");
+        }
         let from_bytes = Model::from_bytes(&good[..cut], &LoadOptions::default()).unwrap_err();
         assert!(from_bytes.to_string().contains("invalid model file"));
     }

@@ -123,9 +123,8 @@ proptest! {
             }
             Err(Error::InvalidOption { name, .. }) => {
                 let again = session.generate(&prompt, &options, |_| true);
-                prop_assert!(
-                    matches!(again, Err(Error::InvalidOption { name: n, .. }) if n == name)
-                );
+                let same = matches!(again, Err(Error::InvalidOption { name: n, .. }) if n == name);
+                prop_assert!(same, "generate disagrees with validate on `{}`", name);
             }
             Err(other) => prop_assert!(false, "validate gave {other}"),
         }

@@ -40,11 +40,12 @@
  * Memory and threads
  * ------------------
  *   Every handle is freed by its chaya_*_free function; all free functions
- *   accept NULL. Using a handle after freeing it, or freeing it twice, is
- *   undefined behaviour (not detected). Model functions are thread-safe. A
- *   session runs one call at a time (CHAYA_ERR_BUSY otherwise) and may be used
- *   from different threads one after the other; chaya_cancel may be called on
- *   it from any thread at any time.
+ *   accept NULL. Freeing a handle twice is detected and ignored, and using one
+ *   after freeing it gives CHAYA_ERR_INVALID_HANDLE, until its memory is
+ *   reused for a new handle: a bug to fix, not an API. Model functions are
+ *   thread-safe. A session runs one call at a time (CHAYA_ERR_BUSY otherwise)
+ *   and may be used from different threads one after the other; chaya_cancel
+ *   may be called on it from any thread at any time.
  *
  * Option and summary structs are plain data: get them from the *_default()
  * functions and set fields, so new fields keep sensible values.
@@ -114,6 +115,12 @@ typedef enum chaya_status {
      * whose generation panicked is reset before its next use).
      */
     CHAYA_ERR_PANIC = 11,
+    /**
+     * A handle argument is not a live handle of its type: already freed (or
+     * never returned by this library). Detected as long as the freed memory
+     * has not been reused for a new handle; see chaya_session_free.
+     */
+    CHAYA_ERR_INVALID_HANDLE = 12,
 } chaya_status;
 
 /**
@@ -427,12 +434,14 @@ enum chaya_status chaya_model_load_from_memory(const uint8_t *data,
  * Frees a model. NULL is a no-op.
  *
  * Sessions created from the model keep what they need alive: they remain
- * usable, and must still be freed with chaya_session_free. Using `model`
- * after this call, or freeing it twice, is undefined behaviour.
+ * usable, and must still be freed with chaya_session_free. Freeing a model
+ * twice is detected and ignored (chaya_last_error() says so), and using it
+ * after this call gives CHAYA_ERR_INVALID_HANDLE, as long as its memory has
+ * not been reused for a new handle: do not rely on it.
  *
  * # Safety
- * `model` is NULL or a model from chaya_model_load* not yet freed, and no
- * other thread is using it.
+ * `model` is NULL or a pointer returned by chaya_model_load*, and no other
+ * thread is using it.
  */
 void chaya_model_free(struct chaya_model *model);
 
@@ -470,12 +479,15 @@ enum chaya_status chaya_session_new(const struct chaya_model *model, struct chay
  * Frees a session. NULL is a no-op.
  *
  * Must not be called while a generation runs on the session (including from
- * its token callback); using the session afterwards or freeing it twice is
- * undefined behaviour.
+ * its token callback): that is undefined behaviour. chaya_cancel may race
+ * with it safely. Freeing a session twice is detected and ignored
+ * (chaya_last_error() says so), and any call on it afterwards, chaya_cancel
+ * included, gives CHAYA_ERR_INVALID_HANDLE — as long as its memory has not
+ * been reused for a new handle, so treat both as bugs to fix, not as an API.
  *
  * # Safety
- * `session` is NULL or a session from chaya_session_new, not yet freed and not
- * in use by any thread.
+ * `session` is NULL or a pointer returned by chaya_session_new, not in use by
+ * any other call.
  */
 void chaya_session_free(struct chaya_session *session);
 
@@ -550,10 +562,13 @@ void chaya_summary_free(struct chaya_summary *summary);
  * decoding step with stop reason CHAYA_STOP_CANCELLED. Thread-safe: meant to
  * be called from another thread (or from the token callback) while
  * chaya_generate runs. Does nothing when no generation is running (it does
- * not cancel the next one).
+ * not cancel the next one). Safe to race with chaya_session_free: on a
+ * session already freed it returns CHAYA_ERR_INVALID_HANDLE (as long as the
+ * memory was not reused for a new session, in which case that one would be
+ * cancelled: still a bug to fix in the caller).
  *
  * # Safety
- * `session` is NULL or a live session (not being freed concurrently).
+ * `session` is NULL or a pointer returned by chaya_session_new.
  */
 enum chaya_status chaya_cancel(const struct chaya_session *session);
 

@@ -2,7 +2,9 @@
 
 use crate::options::chaya_options;
 use crate::session::chaya_session;
-use crate::status::{chaya_status, deref, guard, guard_or, panic_message, utf8, Failure};
+use crate::status::{
+    chaya_status, guard, guard_or, handle, panic_message, utf8, with_live, Failure,
+};
 use crate::strings::{chaya_string_free, to_owned_c_string};
 use chaya_core::{GenerateSummary, StopReason};
 use std::ffi::{c_char, c_void};
@@ -172,7 +174,7 @@ pub unsafe extern "C" fn chaya_generate(
         }
         // SAFETY: NULL or live (caller). Only shared access is taken: the
         // session itself is behind a mutex, so concurrent calls are sound.
-        let handle = unsafe { deref(session, "session") }?;
+        let handle = unsafe { handle(session, "session") }?;
         // SAFETY: NULL or NUL-terminated (caller).
         let prompt = unsafe { utf8(prompt, "prompt") }?;
         // SAFETY: NULL or valid (caller).
@@ -237,16 +239,19 @@ pub unsafe extern "C" fn chaya_summary_free(summary: *mut chaya_summary) {
 /// decoding step with stop reason CHAYA_STOP_CANCELLED. Thread-safe: meant to
 /// be called from another thread (or from the token callback) while
 /// chaya_generate runs. Does nothing when no generation is running (it does
-/// not cancel the next one).
+/// not cancel the next one). Safe to race with chaya_session_free: on a
+/// session already freed it returns CHAYA_ERR_INVALID_HANDLE (as long as the
+/// memory was not reused for a new session, in which case that one would be
+/// cancelled: still a bug to fix in the caller).
 ///
 /// # Safety
-/// `session` is NULL or a live session (not being freed concurrently).
+/// `session` is NULL or a pointer returned by chaya_session_new.
 #[no_mangle]
 pub unsafe extern "C" fn chaya_cancel(session: *const chaya_session) -> chaya_status {
     guard(|| {
-        // SAFETY: NULL or live (caller); only the cancel flag is touched, never
-        // the session, which chaya_generate may be using.
-        unsafe { deref(session, "session") }?.cancel.cancel();
-        Ok(())
+        // SAFETY: NULL or returned by chaya_session_new (caller); checked live,
+        // and held so while the flag is set. Only the cancel flag is touched,
+        // never the session, which chaya_generate may be using.
+        unsafe { with_live(session, "session", |s| s.cancel.cancel()) }
     })
 }

@@ -1,7 +1,9 @@
 //! Model handles: loading, freeing, and read-only queries.
 
 use crate::status::chaya_status;
-use crate::status::{deref, guard, guard_or, slice, write_out, Failure, FfiResult};
+use crate::status::{
+    guard, guard_or, handle, register, slice, unregister_and_free, write_out, Failure, FfiResult,
+};
 use chaya_core::{LoadOptions, Model};
 use std::ffi::{c_char, CStr};
 use std::path::PathBuf;
@@ -62,9 +64,9 @@ unsafe fn load_into(
     guard(|| {
         // SAFETY: NULL or writable (caller).
         unsafe { write_out(out, std::ptr::null_mut(), "out") }?;
-        let model = Box::new(chaya_model { model: load()? });
+        let model = register(chaya_model { model: load()? });
         // SAFETY: checked non-NULL and writable just above.
-        unsafe { out.write(Box::into_raw(model)) };
+        unsafe { out.write(model) };
         Ok(())
     })
 }
@@ -152,20 +154,18 @@ pub unsafe extern "C" fn chaya_model_load_from_memory(
 /// Frees a model. NULL is a no-op.
 ///
 /// Sessions created from the model keep what they need alive: they remain
-/// usable, and must still be freed with chaya_session_free. Using `model`
-/// after this call, or freeing it twice, is undefined behaviour.
+/// usable, and must still be freed with chaya_session_free. Freeing a model
+/// twice is detected and ignored (chaya_last_error() says so), and using it
+/// after this call gives CHAYA_ERR_INVALID_HANDLE, as long as its memory has
+/// not been reused for a new handle: do not rely on it.
 ///
 /// # Safety
-/// `model` is NULL or a model from chaya_model_load* not yet freed, and no
-/// other thread is using it.
+/// `model` is NULL or a pointer returned by chaya_model_load*, and no other
+/// thread is using it.
 #[no_mangle]
 pub unsafe extern "C" fn chaya_model_free(model: *mut chaya_model) {
-    guard_or((), || {
-        if !model.is_null() {
-            // SAFETY: allocated by `load_into` with Box::into_raw, freed once (caller).
-            drop(unsafe { Box::from_raw(model) });
-        }
-    })
+    // SAFETY: NULL or returned by `register`, unused elsewhere (caller).
+    guard_or((), || unsafe { unregister_and_free(model, "model") })
 }
 
 /// Number of token ids in the model's vocabulary (token ids are
@@ -177,7 +177,7 @@ pub unsafe extern "C" fn chaya_model_free(model: *mut chaya_model) {
 pub unsafe extern "C" fn chaya_vocab_size(model: *const chaya_model) -> usize {
     guard_or(0, || {
         // SAFETY: NULL or live (caller).
-        unsafe { deref(model, "model") }.map_or(0, |m| m.model.config().vocab_size)
+        unsafe { handle(model, "model") }.map_or(0, |m| m.model.config().vocab_size)
     })
 }
 
@@ -190,6 +190,6 @@ pub unsafe extern "C" fn chaya_vocab_size(model: *const chaya_model) -> usize {
 pub unsafe extern "C" fn chaya_context_length(model: *const chaya_model) -> usize {
     guard_or(0, || {
         // SAFETY: NULL or live (caller).
-        unsafe { deref(model, "model") }.map_or(0, |m| m.model.config().context_length)
+        unsafe { handle(model, "model") }.map_or(0, |m| m.model.config().context_length)
     })
 }

@@ -1,7 +1,10 @@
 //! Session handles: a conversation's KV cache over a shared model.
 
 use crate::model::chaya_model;
-use crate::status::{chaya_status, deref, guard, guard_or, write_out, Failure, FfiResult};
+use crate::status::{
+    chaya_status, guard, guard_or, handle, register, unregister_and_free, write_out, Failure,
+    FfiResult,
+};
 use chaya_core::{CancelHandle, Session};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
@@ -62,14 +65,14 @@ pub unsafe extern "C" fn chaya_session_new(
         // SAFETY: NULL or writable (caller).
         unsafe { write_out(out, std::ptr::null_mut(), "out") }?;
         // SAFETY: NULL or live (caller).
-        let model = unsafe { deref(model, "model") }?;
+        let model = unsafe { handle(model, "model") }?;
         let session = model.model.session()?;
-        let handle = Box::new(chaya_session {
+        let session = register(chaya_session {
             cancel: session.cancel_handle(),
             session: Mutex::new(session),
         });
         // SAFETY: checked non-NULL and writable above.
-        unsafe { out.write(Box::into_raw(handle)) };
+        unsafe { out.write(session) };
         Ok(())
     })
 }
@@ -77,21 +80,19 @@ pub unsafe extern "C" fn chaya_session_new(
 /// Frees a session. NULL is a no-op.
 ///
 /// Must not be called while a generation runs on the session (including from
-/// its token callback); using the session afterwards or freeing it twice is
-/// undefined behaviour.
+/// its token callback): that is undefined behaviour. chaya_cancel may race
+/// with it safely. Freeing a session twice is detected and ignored
+/// (chaya_last_error() says so), and any call on it afterwards, chaya_cancel
+/// included, gives CHAYA_ERR_INVALID_HANDLE — as long as its memory has not
+/// been reused for a new handle, so treat both as bugs to fix, not as an API.
 ///
 /// # Safety
-/// `session` is NULL or a session from chaya_session_new, not yet freed and not
-/// in use by any thread.
+/// `session` is NULL or a pointer returned by chaya_session_new, not in use by
+/// any other call.
 #[no_mangle]
 pub unsafe extern "C" fn chaya_session_free(session: *mut chaya_session) {
-    guard_or((), || {
-        if !session.is_null() {
-            // SAFETY: allocated by chaya_session_new with Box::into_raw, freed
-            // once and not in use (caller).
-            drop(unsafe { Box::from_raw(session) });
-        }
-    })
+    // SAFETY: NULL or returned by `register`, not in use (caller).
+    guard_or((), || unsafe { unregister_and_free(session, "session") })
 }
 
 /// Forgets the conversation: the next chaya_generate starts from an empty
@@ -103,7 +104,7 @@ pub unsafe extern "C" fn chaya_session_free(session: *mut chaya_session) {
 pub unsafe extern "C" fn chaya_session_reset(session: *mut chaya_session) -> chaya_status {
     guard(|| {
         // SAFETY: NULL or live (caller); only shared access is taken.
-        let session = unsafe { deref(session, "session") }?;
+        let session = unsafe { handle(session, "session") }?;
         session.lock()?.reset();
         Ok(())
     })

@@ -1,10 +1,12 @@
 //! Status codes, the thread-local error message, panic guards and pointer checks.
 
 use chaya_core::Error;
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard};
 
 /// What a call did. Every function that can fail returns one; on anything but
 /// CHAYA_OK, chaya_last_error() describes the failure.
@@ -37,6 +39,10 @@ pub enum chaya_status {
     /// A bug: the library panicked. The handles involved stay usable (a session
     /// whose generation panicked is reset before its next use).
     CHAYA_ERR_PANIC = 11,
+    /// A handle argument is not a live handle of its type: already freed (or
+    /// never returned by this library). Detected as long as the freed memory
+    /// has not been reused for a new handle; see chaya_session_free.
+    CHAYA_ERR_INVALID_HANDLE = 12,
 }
 
 /// A failed call: its status and the message for chaya_last_error().
@@ -89,7 +95,7 @@ thread_local! {
 }
 
 /// Records `message` as this thread's last error (interior NULs become spaces).
-fn set_last_error(message: &str) {
+pub(crate) fn set_last_error(message: &str) {
     let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
     // Fails only while the thread is being torn down; nothing to report then.
     let _ = LAST_ERROR.try_with(|last| *last.borrow_mut() = message);
@@ -153,13 +159,92 @@ pub extern "C" fn chaya_last_error() -> *const c_char {
     })
 }
 
-/// A shared reference from a pointer argument named `name`.
+/// Addresses and types of the handles created and not yet freed, so that a
+/// double free or a use after free is reported instead of touching freed
+/// memory (until the allocator reuses the address for a new handle).
+static LIVE_HANDLES: Mutex<Option<HashSet<(usize, TypeId)>>> = Mutex::new(None);
+
+/// The live-handle set, locked (a panic while it was held cannot corrupt it).
+fn live_handles() -> MutexGuard<'static, Option<HashSet<(usize, TypeId)>>> {
+    LIVE_HANDLES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Boxes a new handle, records it as live and returns its pointer.
+pub fn register<T: 'static>(handle: T) -> *mut T {
+    let ptr = Box::into_raw(Box::new(handle));
+    live_handles()
+        .get_or_insert_with(HashSet::new)
+        .insert((ptr as usize, TypeId::of::<T>()));
+    ptr
+}
+
+/// Frees a live handle; records an error and leaves `ptr` alone when it is not
+/// one (double free). NULL is a no-op.
 ///
 /// # Safety
-/// `ptr` is NULL or points to a live `T` that nothing mutates during `'a`.
-pub unsafe fn deref<'a, T>(ptr: *const T, name: &str) -> FfiResult<&'a T> {
-    // SAFETY: non-NULL pointers are valid and unaliased by mutation (caller).
-    unsafe { ptr.as_ref() }.ok_or_else(|| Failure::null(name))
+/// `ptr` is NULL or was returned by [`register`]; no other thread uses it.
+pub unsafe fn unregister_and_free<T: 'static>(ptr: *mut T, name: &str) {
+    if ptr.is_null() {
+        return;
+    }
+    let was_live = live_handles()
+        .as_mut()
+        .is_some_and(|live| live.remove(&(ptr as usize, TypeId::of::<T>())));
+    if was_live {
+        // SAFETY: boxed by `register` and, being live until now, freed only here.
+        drop(unsafe { Box::from_raw(ptr) });
+    } else {
+        set_last_error(&format!(
+            "`{name}` is not a live handle (freed twice?): ignored"
+        ));
+    }
+}
+
+/// Runs `f` on a live handle, holding the live-handle lock so that a
+/// concurrent free waits for it. For short calls only (chaya_cancel).
+///
+/// # Safety
+/// `ptr` is NULL or a pointer that was returned by [`register`].
+pub unsafe fn with_live<T: 'static, R>(
+    ptr: *const T,
+    name: &str,
+    f: impl FnOnce(&T) -> R,
+) -> FfiResult<R> {
+    let live = live_handles();
+    check_live(&live, ptr, name)?;
+    // SAFETY: live, and it cannot be freed while the lock is held.
+    Ok(f(unsafe { &*ptr }))
+}
+
+fn check_live<T: 'static>(
+    live: &Option<HashSet<(usize, TypeId)>>,
+    ptr: *const T,
+    name: &str,
+) -> FfiResult<()> {
+    if ptr.is_null() {
+        return Err(Failure::null(name));
+    }
+    let key = (ptr as usize, TypeId::of::<T>());
+    if !live.as_ref().is_some_and(|live| live.contains(&key)) {
+        return Err(Failure::new(
+            chaya_status::CHAYA_ERR_INVALID_HANDLE,
+            format!("`{name}` is not a live handle (used after being freed?)"),
+        ));
+    }
+    Ok(())
+}
+
+/// A shared reference to a live handle passed as argument `name`:
+/// CHAYA_ERR_NULL_POINTER for NULL, CHAYA_ERR_INVALID_HANDLE for a freed one.
+///
+/// # Safety
+/// `ptr` is NULL or was returned by [`register`], and is not freed during `'a`.
+pub unsafe fn handle<'a, T: 'static>(ptr: *const T, name: &str) -> FfiResult<&'a T> {
+    check_live(&live_handles(), ptr, name)?;
+    // SAFETY: live (checked) and not freed during 'a (caller).
+    Ok(unsafe { &*ptr })
 }
 
 /// A UTF-8 string from a NUL-terminated C string argument named `name`.

@@ -1,7 +1,7 @@
 //! The model's tokenizer: text to token ids and back.
 
 use crate::model::chaya_model;
-use crate::status::{chaya_status, deref, guard, slice, utf8, write_out, Failure};
+use crate::status::{chaya_status, guard, handle, slice, utf8, write_out, Failure};
 use crate::strings::to_owned_c_string;
 use std::ffi::c_char;
 
@@ -29,7 +29,7 @@ pub unsafe extern "C" fn chaya_tokenize(
         // SAFETY: NULL or writable (caller).
         unsafe { write_out(n_out, 0, "n_out") }?;
         // SAFETY: NULL or live (caller).
-        let model = unsafe { deref(model, "model") }?;
+        let model = unsafe { handle(model, "model") }?;
         // SAFETY: NULL or NUL-terminated (caller).
         let text = unsafe { utf8(text, "text") }?;
         let ids = model.model.tokenizer().encode(text)?;
@@ -75,7 +75,7 @@ pub unsafe extern "C" fn chaya_detokenize(
         // SAFETY: NULL or writable (caller).
         unsafe { write_out(out, std::ptr::null_mut(), "out") }?;
         // SAFETY: NULL or live (caller).
-        let model = unsafe { deref(model, "model") }?;
+        let model = unsafe { handle(model, "model") }?;
         // SAFETY: NULL or `n` readable ids (caller).
         let ids = unsafe { slice(ids, n, "ids") }?;
         let text = model.model.tokenizer().decode(ids)?;

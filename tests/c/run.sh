@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Tests the C API from C: builds the chaya-ffi crate, compiles
-# tests/c/test_chaya.c against the shared and the static library, runs both on
-# the tiny random model, then runs the shared build under valgrind (installed
-# with apt-get when missing and possible; skipped otherwise).
+# tests/c/test_chaya.c (API tests and a misuse suite) against the shared and the
+# static library, runs both on the tiny random model, then runs the shared build
+# under valgrind (installed with apt-get when missing and possible; skipped
+# otherwise) and under AddressSanitizer (skipped without its runtime).
 #
 # Usage: bash tests/c/run.sh [PROFILE]     PROFILE: dev (default, reuses the test build), release, ...
 # Exits non-zero on any failure.
@@ -28,7 +29,7 @@ run() { printf '+ %s\n' "$*"; "$@"; }
 [[ -f "$model" ]] || { echo "error: $model not found" >&2; exit 1; }
 
 step "Building the C library (profile $profile)"
-run cargo build -p chaya-ffi "${cargo_flags[@]}"
+run cargo build --workspace --all-features "${cargo_flags[@]}"
 for lib in "$lib_dir/libchaya.so" "$lib_dir/libchaya.a"; do
     [[ -f "$lib" ]] || { echo "error: $lib was not built" >&2; exit 1; }
 done
@@ -73,6 +74,21 @@ if command -v valgrind >/dev/null; then
     echo "valgrind: no errors, no definite or indirect leaks"
 else
     echo "valgrind not available: skipped"
+fi
+
+step "Running the shared-library test under AddressSanitizer"
+# The C program is instrumented; the Rust library is not, but ASan replaces
+# malloc/free for the whole process: double or invalid frees and leaks anywhere
+# (LeakSanitizer) are reported, as are bad accesses from C.
+if echo 'int main(void) { return 0; }' \
+    | "$cc" -fsanitize=address -x c - -o "$out_dir/asan_probe" 2>/dev/null \
+    && "$out_dir/asan_probe"; then
+    run "$cc" "${cflags[@]}" -fsanitize=address -fno-omit-frame-pointer tests/c/test_chaya.c \
+        -o "$out_dir/test_chaya_asan" -L "$lib_dir" -lchaya -Wl,-rpath,"$abs_lib_dir" -lpthread -lm
+    ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=1 run "$out_dir/test_chaya_asan" "$model"
+    echo "AddressSanitizer: no errors, no leaks"
+else
+    echo "no AddressSanitizer runtime for $cc (Debian: libasan8, or clang with libclang-rt-14-dev): skipped"
 fi
 
 step "C API tests passed"

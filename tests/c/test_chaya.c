@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,6 +499,189 @@ static void test_misuse(const char *model_path) {
     chaya_session_free(session);
 }
 
+/* --- handle misuse: double free, use after free, wrong handles, racing cancel */
+
+typedef struct {
+    const chaya_session *session;
+    pthread_mutex_t lock; /* guards the fields below */
+    bool stop;
+    size_t calls;
+    size_t invalid;
+} cancel_spinner;
+
+/* Calls chaya_cancel in a loop until told to stop, counting INVALID_HANDLE. */
+static void *spin_cancel(void *arg) {
+    cancel_spinner *spin = arg;
+    for (;;) {
+        chaya_status status = chaya_cancel(spin->session);
+        pthread_mutex_lock(&spin->lock);
+        spin->calls++;
+        spin->invalid += status == CHAYA_ERR_INVALID_HANDLE;
+        bool stop = spin->stop;
+        pthread_mutex_unlock(&spin->lock);
+        if (stop) return NULL;
+    }
+}
+
+/* Waits until the spinner made `calls` calls; returns its count then. */
+static size_t spinner_wait(cancel_spinner *spin, size_t calls) {
+    for (;;) {
+        pthread_mutex_lock(&spin->lock);
+        size_t now = spin->calls;
+        pthread_mutex_unlock(&spin->lock);
+        if (now >= calls) return now;
+        sched_yield();
+    }
+}
+
+static void test_handle_misuse(const char *model_path) {
+    chaya_load_options lo = chaya_load_options_default();
+    lo.threads = 1;
+    chaya_model *model = NULL;
+    CHECK_STATUS(chaya_model_load(model_path, &lo, &model), CHAYA_OK);
+    chaya_session *session = NULL;
+    CHECK_STATUS(chaya_session_new(model, &session), CHAYA_OK);
+
+    /* A handle of the wrong type, or any other pointer, is not a handle. */
+    int not_a_handle = 0;
+    CHECK_STATUS(chaya_cancel((const chaya_session *)model), CHAYA_ERR_INVALID_HANDLE);
+    CHECK_STATUS(chaya_cancel((const chaya_session *)&not_a_handle), CHAYA_ERR_INVALID_HANDLE);
+    CHECK_STATUS(chaya_session_new((const chaya_model *)session, NULL), CHAYA_ERR_NULL_POINTER);
+    chaya_session *other = NULL;
+    CHECK_STATUS(chaya_session_new((const chaya_model *)session, &other), CHAYA_ERR_INVALID_HANDLE);
+    CHECK(other == NULL, "out not cleared");
+    CHECK(chaya_vocab_size((const chaya_model *)&not_a_handle) == 0, "getter on a non-handle");
+
+    /* Cancel racing with free: before the free it is OK, after it INVALID_HANDLE,
+     * never a use of freed memory (valgrind and ASan watch this). */
+    cancel_spinner spin = {.session = session};
+    pthread_mutex_init(&spin.lock, NULL);
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, spin_cancel, &spin) == 0, "pthread_create");
+    spinner_wait(&spin, 100);
+    chaya_session_free(session);
+    size_t calls_at_free = spinner_wait(&spin, 0);
+    spinner_wait(&spin, calls_at_free + 100);
+    pthread_mutex_lock(&spin.lock);
+    spin.stop = true;
+    pthread_mutex_unlock(&spin.lock);
+    pthread_join(thread, NULL);
+    pthread_mutex_destroy(&spin.lock);
+    CHECK(spin.invalid >= 99, "%zu of %zu cancels after free were rejected", spin.invalid,
+          spin.calls);
+
+    /* Use after free and double free of a session. */
+    chaya_options opts = seeded(4, 1);
+    chaya_summary summary;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &opts, NULL, NULL, &summary),
+                 CHAYA_ERR_INVALID_HANDLE);
+    CHECK(summary.text == NULL, "summary zeroed");
+    CHECK_STATUS(chaya_session_reset(session), CHAYA_ERR_INVALID_HANDLE);
+    CHECK_STATUS(chaya_cancel(session), CHAYA_ERR_INVALID_HANDLE);
+    chaya_session_free(session);
+    CHECK(strstr(chaya_last_error(), "freed twice") != NULL, "double free noticed: %s",
+          chaya_last_error());
+
+    /* Use after free and double free of a model. */
+    chaya_model_free(model);
+    CHECK(chaya_vocab_size(model) == 0 && chaya_context_length(model) == 0,
+          "getters on a freed model");
+    CHECK_STATUS(chaya_session_new(model, &other), CHAYA_ERR_INVALID_HANDLE);
+    size_t n = 0;
+    CHECK_STATUS(chaya_tokenize(model, "hi", NULL, 0, &n), CHAYA_ERR_INVALID_HANDLE);
+    chaya_model_free(model);
+    CHECK(strstr(chaya_last_error(), "freed twice") != NULL, "double free noticed: %s",
+          chaya_last_error());
+}
+
+/* --- hostile inputs: malformed UTF-8, NULL callbacks, huge and odd options */
+
+static void test_hostile_inputs(const chaya_model *model) {
+    chaya_session *session = NULL;
+    CHECK_STATUS(chaya_session_new(model, &session), CHAYA_OK);
+    chaya_options opts = seeded(3, 9);
+
+    /* Malformed UTF-8 in every form: a typed error, never a crash. */
+    const char *bad_utf8[] = {
+        "\xc3",             /* truncated sequence */
+        "ok \xc3\x28",      /* bad continuation byte */
+        "\xe0\x80\xaf",     /* overlong encoding */
+        "\xed\xa0\x80",     /* UTF-16 surrogate */
+        "\xf4\x90\x80\x80", /* beyond U+10FFFF */
+        "\x80 lone continuation",
+    };
+    for (size_t i = 0; i < sizeof bad_utf8 / sizeof *bad_utf8; i++) {
+        CHECK_STATUS(chaya_generate(session, bad_utf8[i], &opts, NULL, NULL, NULL),
+                     CHAYA_ERR_INVALID_UTF8);
+        size_t n = 0;
+        CHECK_STATUS(chaya_tokenize(model, bad_utf8[i], NULL, 0, &n), CHAYA_ERR_INVALID_UTF8);
+    }
+
+    /* NULL callback, NULL options (the defaults) and NULL summary together. */
+    CHECK_STATUS(chaya_generate(session, "", NULL, NULL, NULL, NULL), CHAYA_OK);
+
+    /* A long prompt of special and control characters. */
+    size_t len = 16 * 1024;
+    char *long_prompt = malloc(len + 1);
+    for (size_t i = 0; i < len; i++) long_prompt[i] = "<|endoftext|>\x01\t\n "[i % 17];
+    long_prompt[len] = '\0';
+    chaya_summary summary;
+    CHECK_STATUS(chaya_generate(session, long_prompt, &opts, NULL, NULL, &summary), CHAYA_OK);
+    CHECK(summary.prompt_tokens > chaya_context_length(model) &&
+              summary.prefill_tokens <= chaya_context_length(model) &&
+              summary.generated_tokens == 3,
+          "a 16 KB prompt (%zu tokens) is cut to the window: %zu prefilled, %zu generated",
+          summary.prompt_tokens, summary.prefill_tokens, summary.generated_tokens);
+    chaya_summary_free(&summary);
+    free(long_prompt);
+
+    /* Extreme option values are typed errors. */
+    chaya_options bad = opts;
+    bad.max_tokens = UINT32_MAX;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
+                 CHAYA_ERR_INVALID_OPTION);
+    bad = opts;
+    bad.max_tokens = 0;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
+                 CHAYA_ERR_INVALID_OPTION);
+    bad = opts;
+    bad.top_k = UINT32_MAX;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
+                 CHAYA_ERR_INVALID_OPTION);
+    bad = opts;
+    bad.temperature = NAN;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
+                 CHAYA_ERR_INVALID_OPTION);
+    bad = opts;
+    bad.top_p = INFINITY;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
+                 CHAYA_ERR_INVALID_OPTION);
+    bad = opts;
+    bad.repetition_penalty = -INFINITY;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
+                 CHAYA_ERR_INVALID_OPTION);
+    const char *empty_stop[] = {""};
+    bad = opts;
+    bad.stop_strings = empty_stop;
+    bad.n_stop_strings = 1;
+    CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
+                 CHAYA_ERR_INVALID_OPTION);
+    bad = opts;
+    bad.n_logit_bias = 1; /* with NULL arrays */
+    CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
+                 CHAYA_ERR_NULL_POINTER);
+
+    /* Hostile model bytes: empty, tiny, a huge header length. */
+    chaya_model *m = (chaya_model *)1;
+    const uint8_t huge_header[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, '{', '}'};
+    CHECK_STATUS(chaya_model_load_from_memory(huge_header, 0, NULL, &m), CHAYA_ERR_INVALID_MODEL);
+    CHECK_STATUS(chaya_model_load_from_memory(huge_header, 3, NULL, &m), CHAYA_ERR_INVALID_MODEL);
+    CHECK_STATUS(chaya_model_load_from_memory(huge_header, sizeof huge_header, NULL, &m),
+                 CHAYA_ERR_INVALID_MODEL);
+    CHECK(m == NULL, "out cleared");
+    chaya_session_free(session);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s MODEL.safetensors\n", argv[0]);
@@ -526,6 +710,8 @@ int main(int argc, char **argv) {
     test_cancel_from_thread(model);
     test_errors(path, model);
     test_misuse(path);
+    test_handle_misuse(path);
+    test_hostile_inputs(model);
 
     chaya_model_free(from_memory);
     chaya_model_free(model);
