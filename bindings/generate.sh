@@ -20,8 +20,11 @@ cd "$ROOT"
 
 profile_flag=()
 [[ $PROFILE == release ]] && profile_flag=(--release)
-cargo build -p chaya-uniffi "${profile_flag[@]}"
+# The whole workspace with all features, as the tests build it: one feature
+# set, so no step rebuilds the dependencies (the `cli` feature adds the binary).
+cargo build --workspace --all-features "${profile_flag[@]}"
 LIB=target/$PROFILE/libchaya_uniffi.so
+BINDGEN=target/$PROFILE/uniffi-bindgen
 
 OUT=bindings
 if ((CHECK)); then
@@ -31,8 +34,7 @@ fi
 
 for language in kotlin swift python; do
     rm -rf "${OUT:?}/$language"
-    cargo run -q -p chaya-uniffi --features cli --bin uniffi-bindgen "${profile_flag[@]}" -- \
-        generate --library "$LIB" --language "$language" --out-dir "$OUT/$language" --no-format
+    "$BINDGEN" generate --library "$LIB" --language "$language" --out-dir "$OUT/$language" --no-format
 done
 
 if ((CHECK)); then

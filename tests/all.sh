@@ -12,7 +12,7 @@ step "format";  timed cargo fmt --all --check
 step "clippy";  timed cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "rust tests"; timed cargo test --workspace --all-features
 step "stress: 8 threads x 100 generations, random options and cancellations"
-timed cargo test -p chaya --test stress -- --ignored --nocapture
+timed cargo test --workspace --all-features --test stress -- --ignored --nocapture
 step "C ABI";   timed bash tests/c/run.sh
 step "bindings (Python, Kotlin, Swift)"; timed bash tests/bindings.sh
 step "mobile (Kotlin wrapper, Swift package, cargo check for Android)"; timed bash tests/mobile/run.sh

@@ -26,9 +26,9 @@ echo "kotlinx-coroutines $(unzip -p "$COROUTINES" META-INF/kotlinx_coroutines_co
 
 cd "$ROOT"
 if [[ $PROFILE == release ]]; then
-    cargo build -p chaya-uniffi --release
+    cargo build --workspace --all-features --release
 else
-    cargo build -p chaya-uniffi
+    cargo build --workspace --all-features
 fi
 
 BUILD=$(mktemp -d)

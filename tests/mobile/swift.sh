@@ -18,9 +18,9 @@ swift_chroot_mount
 
 cd "$ROOT"
 if [[ $PROFILE == release ]]; then
-    cargo build -p chaya-uniffi --release
+    cargo build --workspace --all-features --release
 else
-    cargo build -p chaya-uniffi
+    cargo build --workspace --all-features
 fi
 
 # The package's files, symlinks resolved (they point outside ios/); its .build is

@@ -48,9 +48,9 @@ swift_chroot_mount
 phase "cargo build ($PROFILE)"
 cd "$ROOT"
 if [[ $PROFILE == release ]]; then
-    cargo build -p chaya-uniffi --release
+    cargo build --workspace --all-features --release
 else
-    cargo build -p chaya-uniffi
+    cargo build --workspace --all-features
 fi
 phase_done
 
