@@ -98,8 +98,10 @@ fun main(args: Array<String>) {
         model.newSession().use { session ->
             val pieces = withTimeout(60_000) { session.generate("Hello", endless).take(3).toList() }
             check(pieces.size == 3) { "$pieces" }
-            // Busy if the native generation were still running.
-            check(session.session.transcript().endsWith(pieces.joinToString(""))) { session.session.transcript() }
+            // Busy if the native generation were still running. The step in
+            // flight when the flow was cancelled may have added one more token.
+            val transcript = session.session.transcript()
+            check(transcript.startsWith("Hello" + pieces.joinToString(""))) { transcript }
         }
     }
 
