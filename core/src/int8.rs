@@ -4,28 +4,22 @@
 //!
 //! tract-linalg 0.23 has no int8-weight × f32-activation kernels on x86_64
 //! (its block-quant kernels there are Q4_0 only), so these ops carry their own:
-//! - [`Int8Linear`], `x [T, K] · Wᵀ → [T, N]`: for a few rows (decode), one
-//!   dot product per weight row, int8 widened to f32 in registers (see
-//!   [`crate::vector`]);
-//!   for longer inputs (prefill), blocks of 512 weight rows are dequantized
-//!   into a scratch f32 matrix and multiplied with the `gemm` crate's kernels.
+//! - [`Int8Linear`], `x [T, K] · Wᵀ → [T, N]`: `x` is quantized to int8 in
+//!   blocks of 32 and multiplied with the weight rows in integer arithmetic
+//!   (VNNI or AVX2 on x86_64, see [`crate::q8`]), reading each weight once;
 //! - [`Int8Embedding`], the token-embedding lookup `ids [T] → [T, K]`.
 //!
 //! Work runs on the plan's tract executor (its rayon pool); dot products are
 //! split into fixed blocks of weight rows, so results do not depend on the
 //! thread count.
 
-use crate::parallel::{for_each_chunk, with_pool};
+use crate::parallel::for_each_chunk;
+use crate::q8::{kernels, Q8Rows};
 use crate::quant::QuantMatrix;
-use crate::vector::kernels;
 use tract_core::internal::*;
 
 /// Weight rows per parallel task.
 const BLOCK_ROWS: usize = 64;
-/// Weight rows dequantized at a time for `gemm` (bounds the scratch memory).
-const GEMM_BLOCK_ROWS: usize = 512;
-/// Inputs with fewer rows than this use dot products instead of `gemm`.
-const GEMM_MIN_ROWS: usize = 32;
 
 /// `x · Wᵀ` for an int8 weight `W [N, K]`; input `[T, K]` f32, output `[T, N]`.
 #[derive(Clone, Debug)]
@@ -133,38 +127,49 @@ impl TypedOp for Int8Embedding {
     as_op!();
 }
 
-/// `x [rows, K] · Wᵀ` as a row-major `[rows, N]` vector.
+/// `x [rows, K] · Wᵀ` as a row-major `[rows, N]` vector: `x` quantized to
+/// int8 blocks ([`Q8Rows`]), then integer dot products with each weight row,
+/// in tiles of 8 weight rows × 1 input row (decode) or 2 × 4 (prefill).
 pub fn linear(w: &QuantMatrix, x: &[f32], rows: usize) -> Vec<f32> {
-    if rows < GEMM_MIN_ROWS {
-        linear_by_dots(w, x, rows)
-    } else {
-        linear_by_gemm(w, x, rows)
-    }
-}
-
-/// [`linear`] by one dot product per weight row and input row: reads each
-/// weight once, straight from int8.
-fn linear_by_dots(w: &QuantMatrix, x: &[f32], rows: usize) -> Vec<f32> {
     let (n, k) = (w.rows(), w.cols());
+    let xq = Q8Rows::quantize(x, k);
     let kernels = kernels();
-    let x_rows: Vec<&[f32]> = x.chunks_exact(k).collect();
     // Computed transposed, `[N, rows]`, so each block of weight rows owns a
-    // contiguous slice of the output.
+    // contiguous slice of the output. Groups that run past the last row repeat
+    // it and drop the extra results.
     let mut out_t = vec![0.0f32; n * rows];
     for_each_chunk(&mut out_t, BLOCK_ROWS * rows, |b, out| {
-        for (j, column) in out.chunks_exact_mut(rows).enumerate() {
-            let r = b * BLOCK_ROWS + j;
-            let (q, scale) = (w.row(r), w.scales()[r]);
-            let (fours, rest) = x_rows.as_chunks::<4>();
-            let (out4, out_rest) = column.split_at_mut(fours.len() * 4);
-            for (o, xs) in out4.chunks_exact_mut(4).zip(fours) {
-                let dots = (kernels.dot_i8_x4)(q, *xs);
-                for (o, d) in o.iter_mut().zip(dots) {
-                    *o = d * scale;
+        let first = b * BLOCK_ROWS;
+        let count = out.len() / rows;
+        let weight_row = |j: usize| w.row(first + j.min(count - 1));
+        let x_row = |t: usize| xq.row(t.min(rows - 1));
+        let mut store = |j: usize, t: usize, v: f32| {
+            if j < count && t < rows {
+                out[j * rows + t] = v * w.scales()[first + j];
+            }
+        };
+        if rows < 4 {
+            for j in (0..count).step_by(8) {
+                let ws = std::array::from_fn(|d| weight_row(j + d));
+                for t in 0..rows {
+                    let dots = (kernels.w8x1)(&ws, &[x_row(t)]);
+                    for (d, dot) in dots.iter().enumerate() {
+                        store(j + d, t, dot[0]);
+                    }
                 }
             }
-            for (o, x) in out_rest.iter_mut().zip(rest) {
-                *o = (kernels.dot_i8)(q, x) * scale;
+        } else {
+            for j in (0..count).step_by(2) {
+                let ws = [weight_row(j), weight_row(j + 1)];
+                for t in (0..rows).step_by(4) {
+                    let xs = [0, 1, 2, 3].map(|d| x_row(t + d));
+                    let dots = (kernels.w2x4)(&ws, &xs);
+                    for (d, row) in dots.iter().enumerate() {
+                        for (e, &dot) in row.iter().enumerate() {
+                            store(j + d, t + e, dot);
+                        }
+                    }
+                }
             }
         }
     });
@@ -180,59 +185,12 @@ fn linear_by_dots(w: &QuantMatrix, x: &[f32], rows: usize) -> Vec<f32> {
     out
 }
 
-/// [`linear`] through blocks of the weight dequantized to a scratch f32
-/// matrix and the `gemm` crate's f32 kernels, for inputs long enough to
-/// amortize the dequantization.
-fn linear_by_gemm(w: &QuantMatrix, x: &[f32], rows: usize) -> Vec<f32> {
-    let (n, k) = (w.rows(), w.cols());
-    let mut out = vec![0.0f32; rows * n];
-    let mut dense = vec![0.0f32; GEMM_BLOCK_ROWS.min(n) * k];
-    for first in (0..n).step_by(GEMM_BLOCK_ROWS) {
-        let block_rows = GEMM_BLOCK_ROWS.min(n - first);
-        let dense = &mut dense[..block_rows * k];
-        for_each_chunk(dense, BLOCK_ROWS * k, |b, chunk| {
-            for (j, row) in chunk.chunks_exact_mut(k).enumerate() {
-                w.dequantize_row(first + b * BLOCK_ROWS + j, row);
-            }
-        });
-        with_pool(|threads| {
-            // out[:, first..first + block_rows] = x [rows, k] · denseᵀ [k, block_rows],
-            // strides in elements.
-            // SAFETY: the pointers cover the rows·n, rows·k and block_rows·k
-            // elements the strides address (`first + block_rows <= n`).
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    block_rows,
-                    k,
-                    out.as_mut_ptr().add(first),
-                    1,
-                    n as isize,
-                    false,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
-                    dense.as_ptr(),
-                    k as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(threads),
-                )
-            }
-        });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::q8::BLOCK;
 
-    /// `x · Wᵀ` in f64 from the dequantized weight.
+    /// `x · Wᵀ` in f64 from the dequantized weight and the unquantized `x`.
     fn reference(w: &QuantMatrix, x: &[f32], rows: usize) -> Vec<f64> {
         let (n, k) = (w.rows(), w.cols());
         let mut row = vec![0.0; k];
@@ -246,22 +204,81 @@ mod tests {
         out
     }
 
+    /// Σ over outputs of `Σ_i w_i² · step_i² / 12`, where `step_i` is the
+    /// int8 step of the activation block holding column `i`.
+    fn expected_squared_error(w: &QuantMatrix, x: &[f32], rows: usize) -> f64 {
+        let k = w.cols();
+        let mut row = vec![0.0; k];
+        let mut total = 0.0;
+        for j in 0..w.rows() {
+            w.dequantize_row(j, &mut row);
+            for t in 0..rows {
+                for (block, ws) in x[t * k..][..k].chunks(BLOCK).zip(row.chunks(BLOCK)) {
+                    let step = block.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64 / 127.0;
+                    total +=
+                        ws.iter().map(|&w| (w as f64).powi(2)).sum::<f64>() * step * step / 12.0;
+                }
+            }
+        }
+        total
+    }
+
     fn values(len: usize, seed: f32) -> Vec<f32> {
         (0..len).map(|i| (i as f32 * seed).sin()).collect()
     }
 
+    /// Pseudo-random values in [-1, 1) (a multiplicative hash of the index).
+    fn noise(len: usize, seed: u32) -> Vec<f32> {
+        (0..len as u32)
+            .map(|i| {
+                (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 8) as f32 / (1 << 23) as f32
+                    - 1.0
+            })
+            .collect()
+    }
+
     #[test]
-    fn linear_matches_f64_for_dot_and_gemm_paths() {
-        // 600 rows: full and partial blocks; 70 columns: a lane tail.
-        let w = QuantMatrix::quantize(&values(600 * 70, 0.37), 70);
-        for rows in [1, 3, 6, GEMM_MIN_ROWS, 40] {
-            let x = values(rows * 70, 0.11);
+    fn linear_is_close_to_the_f64_product_on_every_tile_path() {
+        // 131 rows: full and partial row blocks and tiles; 70 columns: a
+        // partial activation block.
+        let w = QuantMatrix::quantize(&noise(131 * 70, 1), 70);
+        for rows in [1, 3, 4, 6, 9] {
+            let x = noise(rows * 70, 7);
             let got = linear(&w, &x, rows);
             let want = reference(&w, &x, rows);
             assert_eq!(got.len(), want.len());
+            // int8 activations: each term is off by at most half a step of
+            // its block (|x| ≤ 1 → step 1/127), so |error| ≤ Σ|w|/254.
             for (g, r) in got.iter().zip(&want) {
-                assert!((*g as f64 - r).abs() < 1e-4, "rows {rows}: {g} vs {r}");
+                assert!(
+                    (*g as f64 - r).abs() < 70.0 / 254.0,
+                    "rows {rows}: {g} vs {r}"
+                );
             }
+            // On random inputs the rounding errors behave like independent uniform
+            // noise of variance step²/12, so the summed squared error is
+            // about Σ_outputs Σ_i w_i²·step_i²/12; allow twice that.
+            let squared_error: f64 = got
+                .iter()
+                .zip(&want)
+                .map(|(g, r)| (*g as f64 - r).powi(2))
+                .sum();
+            let expected = expected_squared_error(&w, &x, rows);
+            assert!(
+                squared_error < 2.0 * expected,
+                "rows {rows}: {squared_error} vs {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn decode_and_prefill_tiles_give_identical_rows() {
+        let w = QuantMatrix::quantize(&values(67 * 96, 0.29), 96);
+        let x = values(5 * 96, 0.13);
+        let all = linear(&w, &x, 5);
+        for t in 0..5 {
+            let one = linear(&w, &x[t * 96..][..96], 1);
+            assert_eq!(one, all[t * 67..][..67]);
         }
     }
 

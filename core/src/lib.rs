@@ -25,6 +25,7 @@ pub mod int8;
 pub mod model;
 pub mod model_file;
 pub mod parallel;
+pub mod q8;
 pub mod quant;
 pub mod rope;
 pub mod sampler;

@@ -92,8 +92,16 @@ impl SamplerChain {
             })
             .collect();
         let mut counts: HashMap<u32, usize> = HashMap::new();
-        for &id in context {
-            *counts.entry(id).or_default() += 1;
+        let penalized = self.steps.iter().any(|s| {
+            matches!(
+                s,
+                Sampler::Repetition { .. } | Sampler::Frequency(_) | Sampler::Presence(_)
+            )
+        });
+        if penalized {
+            for &id in context {
+                *counts.entry(id).or_default() += 1;
+            }
         }
         for step_sampler in &self.steps {
             apply(step_sampler, &mut candidates, &counts, step);
@@ -169,8 +177,10 @@ fn apply(
         }
         Sampler::TopK(k) => {
             if k > 0 && k < candidates.len() {
-                sort_descending(candidates);
+                // Partition around the k-th best first: O(n), then sort only k.
+                candidates.select_nth_unstable_by(k - 1, descending);
                 candidates.truncate(k);
+                sort_descending(candidates);
             }
         }
         Sampler::TopP(p) => {
@@ -214,7 +224,12 @@ fn apply(
 
 /// Sorts by logit, highest first; ties keep the lower id first.
 fn sort_descending(candidates: &mut [Candidate]) {
-    candidates.sort_by(|a, b| b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id)));
+    candidates.sort_by(descending);
+}
+
+/// The order of [`sort_descending`]: a total order, so selections are deterministic.
+fn descending(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id))
 }
 
 /// Probabilities of the candidates (f64 for stable sums).

@@ -1,4 +1,4 @@
-//! Inner loops of the custom ops: int8 and f32 dot products and `y += a·x`,
+//! Inner loops of the attention op: f32 dot products and `y += a·x`,
 //! with AVX2+FMA versions picked at run time on x86_64 and portable versions
 //! (auto-vectorized, e.g. NEON on aarch64) elsewhere.
 
@@ -6,10 +6,6 @@ use std::sync::OnceLock;
 
 /// The inner loops, as the fastest versions this CPU runs.
 pub struct Kernels {
-    /// `Σ q[i]·x[i]` for int8 `q` widened to f32.
-    pub dot_i8: fn(&[i8], &[f32]) -> f32,
-    /// [`Kernels::dot_i8`] of one `q` with four `x` at once (reads `q` once).
-    pub dot_i8_x4: fn(&[i8], [&[f32]; 4]) -> [f32; 4],
     /// `Σ a[i]·b[i]`.
     pub dot: fn(&[f32], &[f32]) -> f32,
     /// `y += a·x`.
@@ -32,19 +28,6 @@ pub fn kernels() -> &'static Kernels {
 const LANES: usize = 16;
 
 const PORTABLE: Kernels = Kernels {
-    dot_i8: |q, x| {
-        let (q_chunks, q_tail) = q.as_chunks::<LANES>();
-        let (x_chunks, x_tail) = x.as_chunks::<LANES>();
-        let mut acc = [0.0f32; LANES];
-        for (qc, xc) in q_chunks.iter().zip(x_chunks) {
-            for i in 0..LANES {
-                acc[i] += qc[i] as f32 * xc[i];
-            }
-        }
-        let tail: f32 = q_tail.iter().zip(x_tail).map(|(&a, &b)| a as f32 * b).sum();
-        acc.iter().sum::<f32>() + tail
-    },
-    dot_i8_x4: |q, xs| xs.map(|x| (PORTABLE.dot_i8)(q, x)),
     dot: |a, b| {
         let (a_chunks, a_tail) = a.as_chunks::<LANES>();
         let (b_chunks, b_tail) = b.as_chunks::<LANES>();
@@ -69,10 +52,8 @@ mod avx2 {
     use super::Kernels;
     use std::arch::x86_64::*;
 
-    // SAFETY (all three): only selected after detecting AVX2 and FMA.
+    // SAFETY (both): only selected after detecting AVX2 and FMA.
     pub const KERNELS: Kernels = Kernels {
-        dot_i8: |q, x| unsafe { dot_i8(q, x) },
-        dot_i8_x4: |q, xs| unsafe { dot_i8_x4(q, xs) },
         dot: |a, b| unsafe { dot(a, b) },
         axpy: |a, x, y| unsafe { axpy(a, x, y) },
     };
@@ -83,51 +64,6 @@ mod avx2 {
         let v = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let v = _mm_add_ps(v, _mm_movehl_ps(v, v));
         _mm_cvtss_f32(_mm_add_ss(v, _mm_shuffle_ps(v, v, 1)))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    fn dot_i8(q: &[i8], x: &[f32]) -> f32 {
-        let n = q.len().min(x.len());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (j, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: i + 32 <= n bounds the 8 bytes and 8 floats read.
-                let (q8, x8) = unsafe {
-                    let q8 = _mm_loadl_epi64(q.as_ptr().add(i + 8 * j).cast());
-                    (q8, _mm256_loadu_ps(x.as_ptr().add(i + 8 * j)))
-                };
-                let qf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8));
-                *acc = _mm256_fmadd_ps(qf, x8, *acc);
-            }
-            i += 32;
-        }
-        let all = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let tail: f32 = (i..n).map(|i| q[i] as f32 * x[i]).sum();
-        sum(all) + tail
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    fn dot_i8_x4(q: &[i8], xs: [&[f32]; 4]) -> [f32; 4] {
-        let n = xs.iter().fold(q.len(), |n, x| n.min(x.len()));
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n bounds the 8 bytes and 8 floats read.
-            let q8 = unsafe { _mm_loadl_epi64(q.as_ptr().add(i).cast()) };
-            let qf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8));
-            for (acc, x) in acc.iter_mut().zip(xs) {
-                // SAFETY: as above.
-                let x8 = unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) };
-                *acc = _mm256_fmadd_ps(qf, x8, *acc);
-            }
-            i += 8;
-        }
-        let mut out = [0.0; 4];
-        for ((out, acc), x) in out.iter_mut().zip(acc).zip(xs) {
-            *out = sum(acc) + (i..n).map(|i| q[i] as f32 * x[i]).sum::<f32>();
-        }
-        out
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -179,17 +115,12 @@ mod tests {
     }
 
     #[test]
-    fn dots_match_a_plain_sum_with_and_without_tails() {
+    fn dot_matches_a_plain_sum_with_and_without_tails() {
         for k in all_kernels() {
             for len in [0, 5, 32, 64, 70, 192] {
                 let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.3).cos()).collect();
-                let q: Vec<i8> = (0..len).map(|i| (i * 37 % 255) as u8 as i8).collect();
                 let plain: f64 = a.iter().map(|&v| v as f64 * v as f64).sum();
                 assert!(((k.dot)(&a, &a) as f64 - plain).abs() < 1e-4);
-                let plain: f64 = q.iter().zip(&a).map(|(&q, &v)| q as f64 * v as f64).sum();
-                assert!(((k.dot_i8)(&q, &a) as f64 - plain).abs() < 1e-3);
-                let four = (k.dot_i8_x4)(&q, [&a, &a, &a, &a]);
-                assert!(four.iter().all(|&d| (d as f64 - plain).abs() < 1e-3));
             }
         }
     }

@@ -5,7 +5,8 @@
 import java.io.File
 import java.util.concurrent.CountDownLatch
 import java.util.concurrent.TimeUnit
-import kotlin.system.exitProcess
+import chaya.testing.check
+import chaya.testing.runTests
 import uniffi.chaya.ChayaException
 import uniffi.chaya.GenerateOptions
 import uniffi.chaya.GenerateSummary
@@ -23,10 +24,6 @@ class Collect(private val onPiece: (Int) -> Boolean = { true }) : TokenSink {
         pieces.add(text)
         return onPiece(pieces.size)
     }
-}
-
-fun check(condition: Boolean, message: () -> String) {
-    if (!condition) throw AssertionError(message())
 }
 
 fun seeded(seed: ULong = 42u, maxTokens: UInt = 24u) =
@@ -127,22 +124,5 @@ fun main(args: Array<String>) {
         check(GenerateOptions() == defaultGenerateOptions()) { "${GenerateOptions()} vs ${defaultGenerateOptions()}" }
     }
 
-    var passed = 0
-    var failed = 0
-    for ((name, test) in tests) {
-        val start = System.nanoTime()
-        val elapsed = { "%.2f s".format((System.nanoTime() - start) / 1e9) }
-        try {
-            test()
-            passed++
-            println("ok   $name (${elapsed()})")
-        } catch (e: Throwable) {
-            failed++
-            println("FAIL $name (${elapsed()}): $e")
-            e.printStackTrace()
-        }
-    }
-    model.close()
-    println("kotlin: $passed passed, $failed failed")
-    exitProcess(if (failed == 0) 0 else 1)
+    runTests("kotlin", tests) { model.close() }
 }

@@ -39,7 +39,7 @@ phase "kotlinc"
 BUILD=$(mktemp -d)
 trap 'rm -rf "$BUILD"' EXIT
 "$KOTLINC" -nowarn -classpath "$JNA" -include-runtime -d "$BUILD/test.jar" \
-    bindings/kotlin/uniffi/chaya/chaya.kt tests/kotlin/Main.kt
+    bindings/kotlin/uniffi/chaya/chaya.kt tests/kotlin/TestRunner.kt tests/kotlin/Main.kt
 phase_done
 
 phase "run"

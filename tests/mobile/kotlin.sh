@@ -36,7 +36,7 @@ trap 'rm -rf "$BUILD"' EXIT
 echo "== kotlinc (bindings + wrapper + tests)"
 "$KOTLINC" -nowarn -classpath "$JNA:$COROUTINES" -include-runtime -d "$BUILD/test.jar" \
     bindings/kotlin/uniffi/chaya/chaya.kt "$WRAPPER/ChayaModel.kt" "$WRAPPER/PerformanceCores.kt" \
-    tests/mobile/kotlin/WrapperTest.kt
+    tests/kotlin/TestRunner.kt tests/mobile/kotlin/WrapperTest.kt
 echo "== run"
 java -Djna.library.path="$ROOT/target/$PROFILE" -cp "$BUILD/test.jar:$JNA:$COROUTINES" \
     ai.chaya.WrapperTestKt "$MODEL"

@@ -7,7 +7,8 @@ package ai.chaya
 import java.io.File
 import java.util.concurrent.Executors
 import java.util.concurrent.atomic.AtomicInteger
-import kotlin.system.exitProcess
+import chaya.testing.check
+import chaya.testing.runTests
 import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.async
@@ -29,10 +30,6 @@ import uniffi.chaya.LoadOptions
 import uniffi.chaya.Model
 import uniffi.chaya.StopReason
 import uniffi.chaya.TokenSink
-
-fun check(condition: Boolean, message: () -> String) {
-    if (!condition) throw AssertionError(message())
-}
 
 /** Runs [body]; fails unless it throws a [T], which it returns. */
 inline fun <reified T : Throwable> expect(body: () -> Unit): T {
@@ -183,22 +180,5 @@ fun main(args: Array<String>) {
         check(phoneLoadOptions().threads == performanceCores().toUInt()) { "${phoneLoadOptions()}" }
     }
 
-    var passed = 0
-    var failed = 0
-    for ((name, test) in tests) {
-        val start = System.nanoTime()
-        val elapsed = { "%.2f s".format((System.nanoTime() - start) / 1e9) }
-        try {
-            runBlocking { test() }
-            passed++
-            println("ok   $name (${elapsed()})")
-        } catch (e: Throwable) {
-            failed++
-            println("FAIL $name (${elapsed()}): $e")
-            e.printStackTrace()
-        }
-    }
-    model.close()
-    println("kotlin-wrapper: $passed passed, $failed failed")
-    exitProcess(if (failed == 0) 0 else 1)
+    runTests("kotlin-wrapper", tests.mapValues { (_, test) -> { runBlocking { test() } } }) { model.close() }
 }
