@@ -17,6 +17,7 @@ use tract_core::internal::*;
 use tract_core::ops::array::Gather;
 use tract_core::ops::einsum::EinSum;
 use tract_core::ops::nn::RmsNorm;
+use tract_linalg::multithread::Executor;
 
 /// A runnable, optimized tract plan.
 pub type Plan = Arc<TypedRunnableModel>;
@@ -166,16 +167,11 @@ pub fn build_head(config: &Config, tensors: &HashMap<String, Weight>) -> Result<
     Ok(g.model)
 }
 
-/// Optimizes a graph and makes it runnable on `threads` threads.
-pub fn into_plan(model: TypedModel, threads: usize) -> Result<Plan> {
+/// Optimizes a graph and makes it runnable on `executor` (shared by a model's plans).
+pub fn into_plan(model: TypedModel, executor: &Executor) -> Result<Plan> {
     let model = model.into_optimized()?;
-    let executor = if threads > 1 {
-        tract_linalg::multithread::Executor::multithread(threads)
-    } else {
-        tract_linalg::multithread::Executor::SingleThread
-    };
     let options = RunOptions {
-        executor: Some(executor),
+        executor: Some(executor.clone()),
         ..RunOptions::default()
     };
     Ok(model.into_runnable_with_options(&options)?)

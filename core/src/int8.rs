@@ -6,14 +6,16 @@
 //! (its block-quant kernels there are Q4_0 only), so these ops carry their own:
 //! - [`Int8Linear`], `x [T, K] · Wᵀ → [T, N]`: `x` is quantized to int8 in
 //!   blocks of 32 and multiplied with the weight rows in integer arithmetic
-//!   (VNNI or AVX2 on x86_64, see [`crate::q8`]), reading each weight once;
+//!   (VNNI or AVX2 on x86_64, see [`crate::q8`]; prefill on AMX tiles where
+//!   the CPU has them, see [`crate::amx`]), reading each weight once;
 //! - [`Int8Embedding`], the token-embedding lookup `ids [T] → [T, K]`.
 //!
 //! Work runs on the plan's tract executor (its rayon pool); dot products are
 //! split into fixed blocks of weight rows, so results do not depend on the
 //! thread count.
 
-use crate::parallel::for_each_chunk;
+use crate::amx::{Packed, TILE};
+use crate::parallel::for_each_index;
 use crate::q8::{kernels, Q8Rows};
 use crate::quant::QuantMatrix;
 use tract_core::internal::*;
@@ -128,28 +130,48 @@ impl TypedOp for Int8Embedding {
 }
 
 /// `x [rows, K] · Wᵀ` as a row-major `[rows, N]` vector: `x` quantized to
-/// int8 blocks ([`Q8Rows`]), then integer dot products with each weight row,
-/// in tiles of 8 weight rows × 1 input row (decode) or 2 × 4 (prefill).
+/// int8 blocks ([`Q8Rows`]), then integer dot products with each weight row:
+/// for prefill (4 rows or more) on AMX tiles of 16 × 16 where the CPU has
+/// them, else in tiles of 2 weight rows × 4 input rows; for decode in tiles of
+/// 8 weight rows × 1 input row. Every path gives the same bits.
 pub fn linear(w: &QuantMatrix, x: &[f32], rows: usize) -> Vec<f32> {
     let (n, k) = (w.rows(), w.cols());
     let xq = Q8Rows::quantize(x, k);
     let kernels = kernels();
-    // Computed transposed, `[N, rows]`, so each block of weight rows owns a
-    // contiguous slice of the output. Groups that run past the last row repeat
-    // it and drop the extra results.
-    let mut out_t = vec![0.0f32; n * rows];
-    for_each_chunk(&mut out_t, BLOCK_ROWS * rows, |b, out| {
+    let packed = if rows >= 4 { Packed::new(&xq) } else { None };
+    let mut out = vec![0.0f32; rows * n];
+    let columns = Columns::new(&mut out, n);
+    // Each task computes the output columns of one block of weight rows.
+    // Tiles that run past the last row (or input row) repeat it and drop
+    // the extra results.
+    for_each_index(n.div_ceil(BLOCK_ROWS), |b| {
         let first = b * BLOCK_ROWS;
-        let count = out.len() / rows;
+        let count = BLOCK_ROWS.min(n - first);
         let weight_row = |j: usize| w.row(first + j.min(count - 1));
         let x_row = |t: usize| xq.row(t.min(rows - 1));
-        let mut store = |j: usize, t: usize, v: f32| {
+        let store = |j: usize, t: usize, v: f32| {
             if j < count && t < rows {
-                out[j * rows + t] = v * w.scales()[first + j];
+                // SAFETY: this task is the only one writing columns first..first + count.
+                unsafe { columns.set(t, first + j, v * w.scales()[first + j]) };
             }
         };
+        // Whole groups of 16 rows on AMX, the rest on the tile kernels.
+        let mut done = 0;
+        if let Some(packed) = &packed {
+            done = count / TILE * TILE;
+            let scales = &w.scales()[first..][..done];
+            packed.multiply(w.row_range(first, done), |j, t, sums, valid| {
+                for (e, row) in (t..t + valid).enumerate() {
+                    // SAFETY: as for `store`; the 16 columns are in this task's block.
+                    let out = unsafe { columns.row_part(row, first + j, TILE) };
+                    for ((o, &scale), sums) in out.iter_mut().zip(&scales[j..]).zip(sums) {
+                        *o = sums[e] * scale;
+                    }
+                }
+            });
+        }
         if rows < 4 {
-            for j in (0..count).step_by(8) {
+            for j in (done..count).step_by(8) {
                 let ws = std::array::from_fn(|d| weight_row(j + d));
                 for t in 0..rows {
                     let dots = (kernels.w8x1)(&ws, &[x_row(t)]);
@@ -159,7 +181,7 @@ pub fn linear(w: &QuantMatrix, x: &[f32], rows: usize) -> Vec<f32> {
                 }
             }
         } else {
-            for j in (0..count).step_by(2) {
+            for j in (done..count).step_by(2) {
                 let ws = [weight_row(j), weight_row(j + 1)];
                 for t in (0..rows).step_by(4) {
                     let xs = [0, 1, 2, 3].map(|d| x_row(t + d));
@@ -173,16 +195,49 @@ pub fn linear(w: &QuantMatrix, x: &[f32], rows: usize) -> Vec<f32> {
             }
         }
     });
-    if rows == 1 {
-        return out_t;
-    }
-    let mut out = vec![0.0f32; n * rows];
-    for (j, column) in out_t.chunks_exact(rows).enumerate() {
-        for (t, &v) in column.iter().enumerate() {
-            out[t * n + j] = v;
+    out
+}
+
+/// A row-major matrix that parallel tasks fill by disjoint sets of columns.
+struct Columns<'a> {
+    ptr: *mut f32,
+    rows: usize,
+    cols: usize,
+    _matrix: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: tasks write disjoint elements (the contract of `set`).
+unsafe impl Sync for Columns<'_> {}
+
+impl<'a> Columns<'a> {
+    fn new(matrix: &'a mut [f32], cols: usize) -> Columns<'a> {
+        Columns {
+            ptr: matrix.as_mut_ptr(),
+            rows: matrix.len() / cols,
+            cols,
+            _matrix: std::marker::PhantomData,
         }
     }
-    out
+
+    /// Writes element (`row`, `col`).
+    ///
+    /// # Safety
+    /// No other thread reads or writes column `col` meanwhile.
+    unsafe fn set(&self, row: usize, col: usize, value: f32) {
+        // SAFETY: forwarded.
+        unsafe { self.row_part(row, col, 1)[0] = value };
+    }
+
+    /// Elements `col..col + len` of row `row`.
+    ///
+    /// # Safety
+    /// No other thread reads or writes these columns while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row_part(&self, row: usize, col: usize, len: usize) -> &mut [f32] {
+        assert!(row < self.rows && col + len <= self.cols);
+        // SAFETY: in bounds (checked); exclusive per the contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(row * self.cols + col), len) }
+    }
 }
 
 #[cfg(test)]

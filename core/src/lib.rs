@@ -13,6 +13,7 @@
 //! # Ok::<(), chaya::Error>(())
 //! ```
 
+pub mod amx;
 pub mod attention;
 pub mod config;
 pub mod error;

@@ -8,6 +8,7 @@ use crate::session::Session;
 use crate::tokenizer::Tokenizer;
 use std::path::Path;
 use std::sync::Arc;
+use tract_linalg::multithread::Executor;
 
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
@@ -32,6 +33,8 @@ struct ModelInner {
     body: Plan,
     head: Plan,
     threads: usize,
+    /// The thread pool both plans run on.
+    executor: Executor,
 }
 
 impl Model {
@@ -82,15 +85,16 @@ impl Model {
             }
             n => n,
         };
+        let executor = compute_pool(threads)?;
         // Parsing the tokenizer takes as long as compiling the graphs: overlap them.
         let (tokenizer, plans) = std::thread::scope(|scope| {
             let tokenizer = scope.spawn(|| Tokenizer::from_json(&file.tokenizer_json));
             let plans = build_body(&config, &file.tensors)
-                .and_then(|body| into_plan(body, threads))
+                .and_then(|body| into_plan(body, &executor))
                 .and_then(|body| {
                     Ok((
                         body,
-                        into_plan(build_head(&config, &file.tensors)?, threads)?,
+                        into_plan(build_head(&config, &file.tensors)?, &executor)?,
                     ))
                 });
             (tokenizer.join(), plans)
@@ -112,6 +116,7 @@ impl Model {
                 body,
                 head,
                 threads,
+                executor,
             }),
         })
     }
@@ -143,4 +148,21 @@ impl Model {
     pub(crate) fn head(&self) -> &Plan {
         &self.inner.head
     }
+
+    pub(crate) fn executor(&self) -> &Executor {
+        &self.inner.executor
+    }
+}
+
+/// The model's own pool of `threads` compute threads (none for one thread).
+fn compute_pool(threads: usize) -> Result<Executor> {
+    if threads == 1 {
+        return Ok(Executor::SingleThread);
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("chaya-compute-{i}"))
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Inference(format!("cannot start {threads} compute threads: {e}")))?;
+    Ok(Executor::MultiThread(Arc::new(pool)))
 }

@@ -22,12 +22,26 @@ where
     }
 }
 
-/// Runs `work(threads)` inside the current plan's thread pool, where `threads`
-/// is the number of threads it may use (for libraries that split work on rayon).
-pub fn with_pool<R: Send>(work: impl FnOnce(usize) -> R + Send) -> R {
+/// Calls `work(i)` for every `i` in `0..count`, in parallel when the current
+/// plan runs multithreaded.
+pub fn for_each_index<F>(count: usize, work: F)
+where
+    F: Fn(usize) + Send + Sync,
+{
     match current_tract_executor() {
-        Executor::MultiThread(pool) => pool.install(|| work(pool.current_num_threads())),
-        Executor::RayonGlobal => work(rayon::current_num_threads()),
-        Executor::SingleThread => work(1),
+        Executor::MultiThread(pool) => pool.install(|| (0..count).into_par_iter().for_each(work)),
+        Executor::RayonGlobal => (0..count).into_par_iter().for_each(work),
+        Executor::SingleThread => (0..count).for_each(work),
+    }
+}
+
+/// Runs `work` on a thread of `executor`'s pool, so the parallel regions inside
+/// it (tract's matmuls, [`for_each_chunk`]) fork from a pool thread: a decode
+/// step has dozens of short regions, and entering the pool from outside hands
+/// each one over to the pool and back, waking sleeping threads every time.
+pub fn on_pool<R: Send>(executor: &Executor, work: impl FnOnce() -> R + Send) -> R {
+    match executor {
+        Executor::MultiThread(pool) => pool.install(work),
+        _ => work(),
     }
 }

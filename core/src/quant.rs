@@ -70,7 +70,13 @@ impl QuantMatrix {
 
     /// The int8 values of row `r`.
     pub fn row(&self, r: usize) -> &[i8] {
-        let bytes = &(*self.storage).as_ref()[self.offset + r * self.cols..][..self.cols];
+        self.row_range(r, 1)
+    }
+
+    /// The int8 values of rows `first..first + count`, row-major.
+    pub fn row_range(&self, first: usize, count: usize) -> &[i8] {
+        let bytes =
+            &(*self.storage).as_ref()[self.offset + first * self.cols..][..count * self.cols];
         // SAFETY: i8 and u8 have the same size, alignment and valid bit patterns.
         unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<i8>(), bytes.len()) }
     }

@@ -1,0 +1,284 @@
+//! Prefill matmul on Intel AMX (x86_64 Linux): int8 tile multiplies
+//! (`tdpbssd`) of 16 weight rows by 16 activation rows, one quantization block
+//! of [`BLOCK`] columns at a time.
+//!
+//! Each block's 16 × 16 exact integer dot products are stored, converted and
+//! folded into f32 accumulators as `acc = fma(d_b, scale_b, acc)`, the fold
+//! every kernel of [`crate::q8`] computes, so AMX results are bit-identical to
+//! the decode kernels'. Weights are read in place (a tile loads 16 rows with
+//! the matrix's row stride); activations are packed once per call into the
+//! layout AMX multiplies by ([`Packed`]).
+//!
+//! AMX needs the kernel's permission per process (`arch_prctl`), asked once,
+//! and a tile configuration per thread, loaded by [`Packed::multiply`] itself.
+
+use crate::q8::{Q8Rows, BLOCK};
+
+/// Weight rows (and activation rows) per tile.
+pub const TILE: usize = 16;
+
+/// Quantized activations in AMX's right-hand-side layout: per group of 16
+/// rows and per block, 8 tile rows of 64 bytes, where tile row `r` holds, for
+/// each activation row `t`, its 4 values `4r..4r+4` of the block. Rows past
+/// the last are zero.
+pub struct Packed {
+    rows: usize,
+    blocks: usize,
+    values: Vec<i8>,
+    /// `[group][block][16]` scales (zero for padding rows).
+    scales: Vec<f32>,
+}
+
+/// Bytes of one (group, block) tile of activations.
+const TILE_BYTES: usize = TILE * BLOCK;
+
+impl Packed {
+    /// Packs `x` for AMX, or `None` when AMX is not usable here or `x`'s row
+    /// length is not a whole number of blocks (tiles read whole blocks).
+    pub fn new(x: &Q8Rows) -> Option<Packed> {
+        if !available() || !x.cols().is_multiple_of(BLOCK) {
+            return None;
+        }
+        let (rows, blocks) = (x.rows(), x.cols() / BLOCK);
+        let groups = rows.div_ceil(TILE);
+        let mut values = vec![0i8; groups * blocks * TILE_BYTES];
+        let mut scales = vec![0.0f32; groups * blocks * TILE];
+        for t in 0..rows {
+            let (g, lane) = (t / TILE, t % TILE);
+            let row = x.row(t);
+            for b in 0..blocks {
+                let tile = (g * blocks + b) * TILE_BYTES;
+                for (r, quad) in row.values[b * BLOCK..][..BLOCK].chunks_exact(4).enumerate() {
+                    values[tile + r * 4 * TILE + lane * 4..][..4].copy_from_slice(quad);
+                }
+                scales[(g * blocks + b) * TILE + lane] = row.scales[b];
+            }
+        }
+        Some(Packed {
+            rows,
+            blocks,
+            values,
+            scales,
+        })
+    }
+
+    /// For the weight rows `weights` (row-major, a multiple of 16 rows of
+    /// `blocks · BLOCK` columns), calls `store(j, t, sums, count)` once per
+    /// tile: `sums[d][e]` is the block-scaled dot product of weight row `j + d`
+    /// and activation row `t + e`, for `e < count`.
+    pub fn multiply(&self, weights: &[i8], mut store: impl FnMut(usize, usize, &Sums, usize)) {
+        let cols = self.blocks * BLOCK;
+        assert!(
+            cols > 0 && weights.len().is_multiple_of(TILE * cols),
+            "AMX multiplies whole groups of 16 weight rows"
+        );
+        // SAFETY: `available()` held when `self` was made (AMX permitted,
+        // AVX-512 present); weight groups are whole, as checked above.
+        unsafe { x86::multiply(weights, cols, self, &mut store) };
+    }
+}
+
+/// One tile of results, `[weight row][activation row]`.
+pub type Sums = [[f32; TILE]; TILE];
+
+/// Whether this CPU and OS run AMX int8 tiles (checked once; asks Linux for
+/// the permission on first use).
+pub fn available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let usable = x86::supported() && x86::request_permission();
+        if usable {
+            log::debug!("prefill matmul on AMX int8 tiles");
+        }
+        usable
+    })
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod x86 {
+    use super::{Packed, Sums, BLOCK, TILE, TILE_BYTES};
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+
+    /// The tile register layout (`ldtilecfg`'s 64-byte operand): tmm0 = the
+    /// 16 × 16 i32 sums, tmm1 = 16 weight rows × 32 bytes, tmm2 = activations,
+    /// 8 rows × 64 bytes.
+    #[repr(C, align(64))]
+    struct TileConfig {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        bytes_per_row: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    const CONFIG: TileConfig = {
+        let mut config = TileConfig {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            bytes_per_row: [0; 16],
+            rows: [0; 16],
+        };
+        config.bytes_per_row[0] = (TILE * 4) as u16;
+        config.rows[0] = TILE as u8;
+        config.bytes_per_row[1] = BLOCK as u16;
+        config.rows[1] = TILE as u8;
+        config.bytes_per_row[2] = (TILE * 4) as u16;
+        config.rows[2] = (BLOCK / 4) as u8;
+        config
+    };
+
+    /// AMX-TILE and AMX-INT8 (CPUID leaf 7) and AVX-512F (for the fold).
+    pub fn supported() -> bool {
+        let leaf7 = __cpuid_count(7, 0);
+        let (tile, int8) = ((leaf7.edx >> 24) & 1 == 1, (leaf7.edx >> 25) & 1 == 1);
+        tile && int8 && is_x86_feature_detected!("avx512f")
+    }
+
+    /// Asks Linux to enable the AMX tile data state for this process.
+    pub fn request_permission() -> bool {
+        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: libc::c_long = 18;
+        // SAFETY: arch_prctl with these arguments only changes a permission flag.
+        unsafe {
+            libc::syscall(
+                libc::SYS_arch_prctl,
+                ARCH_REQ_XCOMP_PERM,
+                XFEATURE_XTILEDATA,
+            ) == 0
+        }
+    }
+
+    /// Calls `store` for every tile of 16 weight rows of `weights` by 16
+    /// activation rows of `packed` (see [`Packed::multiply`]).
+    ///
+    /// # Safety
+    /// AMX must be permitted and AVX-512F present; `weights` holds whole
+    /// groups of 16 rows of `cols = packed.blocks · BLOCK` bytes.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn multiply(
+        weights: &[i8],
+        cols: usize,
+        packed: &Packed,
+        store: &mut dyn FnMut(usize, usize, &Sums, usize),
+    ) {
+        let mut dots = [[0i32; TILE]; TILE];
+        let mut sums: Sums = [[0.0; TILE]; TILE];
+        // SAFETY (asm): the configuration is a valid palette-1 layout; loads
+        // read 16 rows of 32 bytes at stride `cols` inside `weights` and 8 rows
+        // of 64 bytes inside `packed.values`; stores write 16 rows of 64 bytes
+        // into `dots`. Compiled code never uses the tile registers.
+        unsafe {
+            asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
+            for (w_group, rows) in weights.chunks_exact(TILE * cols).enumerate() {
+                for group in 0..packed.rows.div_ceil(TILE) {
+                    let mut acc = [_mm512_setzero_ps(); TILE];
+                    for b in 0..packed.blocks {
+                        let tile = (group * packed.blocks + b) * TILE_BYTES;
+                        asm!(
+                            "tilezero tmm0",
+                            "tileloadd tmm1, [{w} + {w_stride} * 1]",
+                            "tileloadd tmm2, [{x} + {x_stride} * 1]",
+                            "tdpbssd tmm0, tmm1, tmm2",
+                            "tilestored [{d} + {d_stride} * 1], tmm0",
+                            w = in(reg) rows.as_ptr().add(b * BLOCK),
+                            w_stride = in(reg) cols,
+                            x = in(reg) packed.values.as_ptr().add(tile),
+                            x_stride = in(reg) TILE * 4,
+                            d = in(reg) dots.as_mut_ptr(),
+                            d_stride = in(reg) TILE * 4,
+                            options(nostack),
+                        );
+                        let scales = _mm512_loadu_ps(
+                            packed
+                                .scales
+                                .as_ptr()
+                                .add((group * packed.blocks + b) * TILE),
+                        );
+                        for (acc, dots) in acc.iter_mut().zip(&dots) {
+                            let d = _mm512_cvtepi32_ps(_mm512_loadu_si512(dots.as_ptr().cast()));
+                            *acc = _mm512_fmadd_ps(d, scales, *acc);
+                        }
+                    }
+                    for (sum, acc) in sums.iter_mut().zip(acc) {
+                        _mm512_storeu_ps(sum.as_mut_ptr(), acc);
+                    }
+                    let valid = (packed.rows - group * TILE).min(TILE);
+                    store(w_group * TILE, group * TILE, &sums, valid);
+                }
+            }
+            asm!("tilerelease", options(nostack, nomem));
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod x86 {
+    use super::{Packed, Sums};
+
+    pub fn supported() -> bool {
+        false
+    }
+
+    pub fn request_permission() -> bool {
+        false
+    }
+
+    /// Never called: [`Packed`] is never made where AMX is not supported.
+    pub unsafe fn multiply(
+        _: &[i8],
+        _: usize,
+        _: &Packed,
+        _: &mut dyn FnMut(usize, usize, &Sums, usize),
+    ) {
+        unreachable!("AMX is not supported on this target")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::q8::block_dot;
+
+    fn weights(len: usize) -> Vec<i8> {
+        (0..len)
+            .map(|i| ((i * 37 + 5) % 255) as i32 - 127)
+            .map(|v| v as i8)
+            .collect()
+    }
+
+    #[test]
+    fn amx_gives_exactly_the_block_fold() {
+        if !available() {
+            eprintln!("AMX not available here: nothing to test");
+            return;
+        }
+        let cols = 96;
+        // Two groups of weight rows.
+        let w = weights(2 * TILE * cols);
+        // 21 rows: one full group and a partial one.
+        let x: Vec<f32> = (0..21 * cols)
+            .map(|i| (i as f32 * 0.61).sin() * 2.0)
+            .collect();
+        let xq = Q8Rows::quantize(&x, cols);
+        let packed = Packed::new(&xq).expect("whole blocks");
+        let mut seen = 0;
+        packed.multiply(&w, |j, t, sums, count| {
+            for (d, row) in sums.iter().enumerate() {
+                for (e, &v) in row[..count].iter().enumerate() {
+                    let want = block_dot(&w[(j + d) * cols..][..cols], xq.row(t + e));
+                    assert_eq!(v, want, "({}, {})", j + d, t + e);
+                    seen += 1;
+                }
+            }
+        });
+        assert_eq!(seen, 2 * TILE * 21);
+    }
+
+    #[test]
+    fn partial_blocks_are_not_packed() {
+        let xq = Q8Rows::quantize(&[1.0; 40], 40);
+        assert!(Packed::new(&xq).is_none());
+    }
+}
