@@ -102,7 +102,7 @@ mod x86 {
 
     /// The tile register layout (`ldtilecfg`'s 64-byte operand): tmm0 = the
     /// 16 × 16 i32 sums, tmm1 = 16 weight rows × 32 bytes, tmm2 = activations,
-    /// 8 rows × 64 bytes.
+    /// 8 rows × 64 bytes; tmm3-5 the same again.
     #[repr(C, align(64))]
     struct TileConfig {
         palette: u8,
@@ -120,12 +120,18 @@ mod x86 {
             bytes_per_row: [0; 16],
             rows: [0; 16],
         };
-        config.bytes_per_row[0] = (TILE * 4) as u16;
-        config.rows[0] = TILE as u8;
-        config.bytes_per_row[1] = BLOCK as u16;
-        config.rows[1] = TILE as u8;
-        config.bytes_per_row[2] = (TILE * 4) as u16;
-        config.rows[2] = (BLOCK / 4) as u8;
+        // Two sets of (sums, weights, activations): tmm0-2 and tmm3-5.
+        let mut set = 0;
+        while set < 2 {
+            let first = 3 * set;
+            config.bytes_per_row[first] = (TILE * 4) as u16;
+            config.rows[first] = TILE as u8;
+            config.bytes_per_row[first + 1] = BLOCK as u16;
+            config.rows[first + 1] = TILE as u8;
+            config.bytes_per_row[first + 2] = (TILE * 4) as u16;
+            config.rows[first + 2] = (BLOCK / 4) as u8;
+            set += 1;
+        }
         config
     };
 
@@ -150,6 +156,28 @@ mod x86 {
         }
     }
 
+    /// `d[16][16] =` the exact dot products of 16 weight rows of one block at
+    /// `w` (row stride `cols`) and one block of 16 packed activation rows at
+    /// `x`, using tile registers `c` (sums), `a` (weights) and `b` (activations).
+    macro_rules! block_dots {
+        ($c:literal, $a:literal, $b:literal, $w:expr, $cols:expr, $x:expr, $d:expr) => {
+            asm!(
+                concat!("tilezero ", $c),
+                concat!("tileloadd ", $a, ", [{w} + {w_stride} * 1]"),
+                concat!("tileloadd ", $b, ", [{x} + {x_stride} * 1]"),
+                concat!("tdpbssd ", $c, ", ", $a, ", ", $b),
+                concat!("tilestored [{d} + {d_stride} * 1], ", $c),
+                w = in(reg) $w,
+                w_stride = in(reg) $cols,
+                x = in(reg) $x,
+                x_stride = in(reg) TILE * 4,
+                d = in(reg) $d,
+                d_stride = in(reg) TILE * 4,
+                options(nostack),
+            )
+        };
+    }
+
     /// Calls `store` for every tile of 16 weight rows of `weights` by 16
     /// activation rows of `packed` (see [`Packed::multiply`]).
     ///
@@ -163,7 +191,9 @@ mod x86 {
         packed: &Packed,
         store: &mut dyn FnMut(usize, usize, &Sums, usize),
     ) {
-        let mut dots = [[0i32; TILE]; TILE];
+        // Two blocks at a time on separate tile registers, so the second
+        // block's multiply overlaps the first one's store.
+        let mut dots = [[[0i32; TILE]; TILE]; 2];
         let mut sums: Sums = [[0.0; TILE]; TILE];
         // SAFETY (asm): the configuration is a valid palette-1 layout; loads
         // read 16 rows of 32 bytes at stride `cols` inside `weights` and 8 rows
@@ -173,32 +203,25 @@ mod x86 {
             asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
             for (w_group, rows) in weights.chunks_exact(TILE * cols).enumerate() {
                 for group in 0..packed.rows.div_ceil(TILE) {
+                    let first_block = group * packed.blocks;
                     let mut acc = [_mm512_setzero_ps(); TILE];
-                    for b in 0..packed.blocks {
-                        let tile = (group * packed.blocks + b) * TILE_BYTES;
-                        asm!(
-                            "tilezero tmm0",
-                            "tileloadd tmm1, [{w} + {w_stride} * 1]",
-                            "tileloadd tmm2, [{x} + {x_stride} * 1]",
-                            "tdpbssd tmm0, tmm1, tmm2",
-                            "tilestored [{d} + {d_stride} * 1], tmm0",
-                            w = in(reg) rows.as_ptr().add(b * BLOCK),
-                            w_stride = in(reg) cols,
-                            x = in(reg) packed.values.as_ptr().add(tile),
-                            x_stride = in(reg) TILE * 4,
-                            d = in(reg) dots.as_mut_ptr(),
-                            d_stride = in(reg) TILE * 4,
-                            options(nostack),
-                        );
-                        let scales = _mm512_loadu_ps(
-                            packed
-                                .scales
-                                .as_ptr()
-                                .add((group * packed.blocks + b) * TILE),
-                        );
-                        for (acc, dots) in acc.iter_mut().zip(&dots) {
-                            let d = _mm512_cvtepi32_ps(_mm512_loadu_si512(dots.as_ptr().cast()));
-                            *acc = _mm512_fmadd_ps(d, scales, *acc);
+                    for b in (0..packed.blocks).step_by(2) {
+                        let w = rows.as_ptr().add(b * BLOCK);
+                        let x = packed.values.as_ptr().add((first_block + b) * TILE_BYTES);
+                        block_dots!("tmm0", "tmm1", "tmm2", w, cols, x, dots[0].as_mut_ptr());
+                        let pair = b + 1 < packed.blocks;
+                        if pair {
+                            let (w, x) = (w.add(BLOCK), x.add(TILE_BYTES));
+                            block_dots!("tmm3", "tmm4", "tmm5", w, cols, x, dots[1].as_mut_ptr());
+                        }
+                        for (i, dots) in dots[..1 + pair as usize].iter().enumerate() {
+                            let scales = packed.scales.as_ptr().add((first_block + b + i) * TILE);
+                            let scales = _mm512_loadu_ps(scales);
+                            for (acc, dots) in acc.iter_mut().zip(dots) {
+                                let d =
+                                    _mm512_cvtepi32_ps(_mm512_loadu_si512(dots.as_ptr().cast()));
+                                *acc = _mm512_fmadd_ps(d, scales, *acc);
+                            }
                         }
                     }
                     for (sum, acc) in sums.iter_mut().zip(acc) {
