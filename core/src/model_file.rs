@@ -10,7 +10,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::quant::{QuantMatrix, Storage};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -108,26 +108,31 @@ impl ModelFile {
         let path = path.as_ref();
         let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        check_length(&mut file, len)
+        let header = read_header(&mut file, len)
             .map_err(|what| Error::InvalidModel(format!("{}: {what}", path.display())))?;
         // SAFETY: the mapping is read-only and every offset is checked against
         // its length before use; see the doc comment for files changed while mapped.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let map = Arc::new(map);
-        Self::parse(&map[..], Some(map.clone()))
+        Self::parse(&map[..], header, Some(map.clone()))
     }
 
     /// Reads a model file from memory (e.g. an app asset); int8 weights are copied.
     pub fn read_bytes(bytes: &[u8]) -> Result<ModelFile> {
-        Self::parse(bytes, None)
+        let header =
+            read_header(&mut &bytes[..], bytes.len() as u64).map_err(Error::InvalidModel)?;
+        Self::parse(bytes, header, None)
     }
 
-    /// Decodes and validates `bytes`; int8 tensors borrow from `shared` when
-    /// given (it must hold `bytes`), else from copies.
-    fn parse(bytes: &[u8], shared: Option<Storage>) -> Result<ModelFile> {
+    /// Decodes and validates `bytes`, whose safetensors header is `header`;
+    /// int8 tensors borrow from `shared` when given (it must hold `bytes`),
+    /// else from copies.
+    fn parse(bytes: &[u8], header: Header, shared: Option<Storage>) -> Result<ModelFile> {
         let invalid = |what: String| Error::InvalidModel(what);
-        let (_, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| invalid(format!("not a safetensors file ({e})")))?;
+        let Header {
+            len: header_len,
+            table: header,
+        } = header;
         let meta = header.metadata().clone().unwrap_or_default();
         match meta.get("format").map(String::as_str) {
             Some(FORMAT) => {}
@@ -148,14 +153,24 @@ impl ModelFile {
             .get("tokenizer")
             .ok_or_else(|| invalid("no `tokenizer` metadata".into()))?
             .clone();
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| invalid(format!("corrupt tensor table ({e})")))?;
+        // The header was validated against the file's length: tensors lie
+        // inside `data`, in order (a mapped file cut meanwhile is caught here).
+        let data = bytes
+            .get(8 + header_len..)
+            .filter(|data| data.len() == header.data_len())
+            .ok_or_else(|| invalid("the file changed while it was being read".into()))?;
+        let tensor = |name: &str| {
+            header.info(name).map(|info| {
+                let (start, end) = info.data_offsets;
+                (info.dtype, info.shape.as_slice(), &data[start..end])
+            })
+        };
 
         let expected = config.tensor_shapes();
         let mut allowed: Vec<String> = expected.iter().map(|(n, _)| n.clone()).collect();
         allowed.extend(expected.iter().map(|(n, _)| format!("{n}{SCALE_SUFFIX}")));
-        if let Some(unknown) = st
-            .names()
+        if let Some(unknown) = header
+            .offset_keys()
             .into_iter()
             .find(|n| !allowed.iter().any(|a| a == n))
         {
@@ -164,48 +179,43 @@ impl ModelFile {
         let mut tensors = HashMap::new();
         let mut dtypes = BTreeMap::new();
         for (name, shape) in expected {
-            let view = st
-                .tensor(&name)
-                .map_err(|_| invalid(format!("missing tensor `{name}`")))?;
-            if view.shape() != shape.as_slice() {
+            let (dtype, stored_shape, values) =
+                tensor(&name).ok_or_else(|| invalid(format!("missing tensor `{name}`")))?;
+            if stored_shape != shape.as_slice() {
                 return Err(invalid(format!(
-                    "tensor `{name}` has shape {:?}, expected {shape:?}",
-                    view.shape()
+                    "tensor `{name}` has shape {stored_shape:?}, expected {shape:?}"
                 )));
             }
-            let weight = if view.dtype() == Dtype::I8 {
+            let weight = if dtype == Dtype::I8 {
                 let scale_name = format!("{name}{SCALE_SUFFIX}");
-                let scales = st
-                    .tensor(&scale_name)
-                    .map_err(|_| invalid(format!("int8 tensor `{name}` has no `{scale_name}`")))?;
-                if scales.dtype() != Dtype::F32 || scales.shape() != [shape[0]] {
+                let (scale_type, scale_shape, scales) = tensor(&scale_name).ok_or_else(|| {
+                    invalid(format!("int8 tensor `{name}` has no `{scale_name}`"))
+                })?;
+                if scale_type != Dtype::F32 || scale_shape != [shape[0]] {
                     return Err(invalid(format!(
                         "`{scale_name}` must be F32 [{}]",
                         shape[0]
                     )));
                 }
-                let scales = decode(Dtype::F32, scales.data())?.unwrap_or_default();
+                let scales = decode(Dtype::F32, scales)?.unwrap_or_default();
                 let (storage, offset) = match &shared {
                     Some(storage) => (
                         storage.clone(),
-                        view.data().as_ptr() as usize - bytes.as_ptr() as usize,
+                        values.as_ptr() as usize - bytes.as_ptr() as usize,
                     ),
-                    None => (Arc::new(view.data().to_vec()) as Storage, 0),
+                    None => (Arc::new(values.to_vec()) as Storage, 0),
                 };
                 let cols = shape[1..].iter().product();
                 Weight::Int8(Arc::new(QuantMatrix::new(
                     storage, offset, shape[0], cols, scales,
                 )?))
             } else {
-                let values = decode(view.dtype(), view.data())?.ok_or_else(|| {
-                    invalid(format!(
-                        "tensor `{name}` has unsupported type {:?}",
-                        view.dtype()
-                    ))
+                let values = decode(dtype, values)?.ok_or_else(|| {
+                    invalid(format!("tensor `{name}` has unsupported type {dtype:?}"))
                 })?;
                 Weight::Dense(DenseTensor { shape, values })
             };
-            dtypes.insert(name.clone(), view.dtype());
+            dtypes.insert(name.clone(), dtype);
             tensors.insert(name, weight);
         }
         Ok(ModelFile {
@@ -220,15 +230,22 @@ impl ModelFile {
 /// Largest safetensors header accepted (the `safetensors` crate's own limit).
 const MAX_HEADER_BYTES: u64 = 100_000_000;
 
-/// Checks that a file is exactly as long as its safetensors header says,
-/// reading only the header; the error names what is wrong.
-fn check_length(file: &mut std::fs::File, len: u64) -> std::result::Result<(), String> {
-    use std::io::Read;
+/// A safetensors header: its length in bytes and its tensor table, validated
+/// (tensors in order, each as long as its type and shape say).
+struct Header {
+    len: usize,
+    table: safetensors::tensor::Metadata,
+}
+
+/// Reads the safetensors header at the start of `reader` and checks that the
+/// file (`len` bytes in all) is exactly as long as its tensor table says;
+/// the error names what is wrong.
+fn read_header(reader: &mut impl std::io::Read, len: u64) -> std::result::Result<Header, String> {
     if len < 8 {
         return Err(format!("only {len} bytes long"));
     }
     let mut n = [0u8; 8];
-    file.read_exact(&mut n).map_err(|e| e.to_string())?;
+    reader.read_exact(&mut n).map_err(|e| e.to_string())?;
     let n = u64::from_le_bytes(n);
     if n > MAX_HEADER_BYTES {
         return Err(format!(
@@ -242,7 +259,7 @@ fn check_length(file: &mut std::fs::File, len: u64) -> std::result::Result<(), S
         ));
     }
     let mut header = vec![0u8; n as usize];
-    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    reader.read_exact(&mut header).map_err(|e| e.to_string())?;
     let table: safetensors::tensor::Metadata = serde_json::from_slice(&header)
         .map_err(|e| format!("not a safetensors file (bad header: {e})"))?;
     let tensors = table.tensors();
@@ -268,7 +285,10 @@ fn check_length(file: &mut std::fs::File, len: u64) -> std::result::Result<(), S
             len - expected
         ));
     }
-    Ok(())
+    Ok(Header {
+        len: n as usize,
+        table,
+    })
 }
 
 /// Decodes little-endian `F32`, `F16` or `BF16` bytes to f32; `Ok(None)` for
