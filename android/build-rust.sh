@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds libchaya_uniffi.so (release) for the Android ABIs into
+# Builds libchaya_uniffi.so (`mobile` profile) for the Android ABIs into
 # chaya/src/main/jniLibs/<abi>/, where Gradle packages it into the AAR.
 #
 # Needs the Android NDK (found by cargo-ndk: ANDROID_NDK_HOME, or Android
@@ -28,7 +28,8 @@ done
 command -v cargo-ndk >/dev/null || cargo install cargo-ndk
 
 cd "$HERE/.."
-# Unstripped here; the Android Gradle plugin strips them when it packages an app.
+# The `mobile` profile (Cargo.toml: size-optimized, fat LTO). Unstripped here;
+# the Android Gradle plugin strips them when it packages an app.
 cargo ndk --platform "$API_LEVEL" "${targets[@]}" -o "$HERE/chaya/src/main/jniLibs" \
-    build --release -p chaya-uniffi
+    build --profile mobile -p chaya-uniffi
 ls -l "$HERE"/chaya/src/main/jniLibs/*/libchaya_uniffi.so

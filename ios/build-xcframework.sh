@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds ios/chayaFFI.xcframework, the binary target of Package.swift: the static
-# libchaya_uniffi.a (release) for iOS devices (arm64), the iOS simulator (arm64 +
+# libchaya_uniffi.a (`mobile` profile) for iOS devices (arm64), the iOS simulator (arm64 +
 # x86_64) and macOS (arm64 + x86_64), with the uniffi C header and module map.
 #
 # Needs macOS with Xcode (xcodebuild, lipo); installs the Rust targets when missing.
@@ -18,10 +18,10 @@ TARGETS=(aarch64-apple-ios aarch64-apple-ios-sim x86_64-apple-ios aarch64-apple-
 rustup target add "${TARGETS[@]}"
 cd "$ROOT"
 for target in "${TARGETS[@]}"; do
-    cargo build --release -p chaya-uniffi --target "$target"
+    cargo build --profile mobile -p chaya-uniffi --target "$target"
 done
 
-lib() { echo "$ROOT/target/$1/release/libchaya_uniffi.a"; }
+lib() { echo "$ROOT/target/$1/mobile/libchaya_uniffi.a"; }
 rm -rf "$WORK" "$OUT"
 mkdir -p "$WORK/ios-simulator" "$WORK/macos" "$WORK/headers/chayaFFI"
 lipo -create "$(lib aarch64-apple-ios-sim)" "$(lib x86_64-apple-ios)" -output "$WORK/ios-simulator/libchaya_uniffi.a"

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Prints the stripped size of the shared libraries an app ships:
 # libchaya_uniffi.so (Kotlin/Swift/Python bindings) and libchaya.so (C ABI),
-# release build for the host. Neither has core's `convert` feature (PyTorch
+# built for the host with the `mobile` profile (what the Android and iOS
+# scripts build). Neither has core's `convert` feature (PyTorch
 # checkpoint import); only the CLI enables it.
 #
 # Usage: scripts/lib-size.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-dir=${CARGO_TARGET_DIR:-target}/release
-cargo build --release -p chaya-uniffi -p chaya-ffi
+dir=${CARGO_TARGET_DIR:-target}/mobile
+cargo build --profile mobile -p chaya-uniffi -p chaya-ffi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for lib in libchaya_uniffi.so libchaya.so; do

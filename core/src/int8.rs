@@ -74,11 +74,9 @@ impl EvalOp for Int8Linear {
         );
         let rows = x.shape()[0];
         let out = linear(&self.weight, x.as_slice::<f32>()?, rows);
-        Ok(tvec!(Tensor::from_shape(
-            &[rows, self.weight.rows()],
-            &out
-        )?
-        .into_tvalue()))
+        // Moved into the tensor, not copied.
+        let out = tract_ndarray::Array2::from_shape_vec((rows, self.weight.rows()), out)?;
+        Ok(tvec!(out.into_tensor().into_tvalue()))
     }
 }
 

@@ -182,6 +182,15 @@ mod x86 {
                     && x.sums.len() == x.scales.len()));
                 let mut acc = _mm256_setzero_ps();
                 for b in 0..full {
+                    if X == 1 && b % 2 == 0 {
+                        // Decode streams the weights once: ask for the same
+                        // cache line of the next tile's rows (the rows that
+                        // follow in memory) ahead of time.
+                        for row in w {
+                            let ahead = row.as_ptr().wrapping_add(b * BLOCK + W * cols);
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                        }
+                    }
                     let mut wv = [_mm256_setzero_si256(); W];
                     for j in 0..W {
                         // SAFETY: (b + 1)·BLOCK <= cols = w[j].len().
