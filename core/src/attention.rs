@@ -72,8 +72,9 @@ impl TypedOp for CachedAttention {
     as_op!();
 }
 
-/// Rotated keys and values of one layer, `[head][position][head_dim]`, allocated
-/// at first use for the full capacity.
+/// Rotated keys and values of one layer, `[position][head][head_dim]`. The
+/// buffers reserve the full capacity at first use but only grow (and touch
+/// memory) as positions are written, so a new session costs nothing up front.
 #[derive(Clone, Debug, Default)]
 pub struct KvCache {
     keys: Vec<f32>,
@@ -114,16 +115,21 @@ impl KvCache {
             "positions {pos}..{} exceed the context length {capacity}",
             pos + t_len
         );
-        if self.keys.is_empty() {
-            self.keys = vec![0.0; heads * capacity * hd];
-            self.values = vec![0.0; heads * capacity * hd];
+        let used = (pos + t_len) * d;
+        for cache in [&mut self.keys, &mut self.values] {
+            if cache.capacity() == 0 {
+                cache.reserve_exact(capacity * d);
+            }
+            if cache.len() < used {
+                cache.resize(used, 0.0);
+            }
         }
         // Rotate q (into `queries`) and k (into the cache); copy v into the cache.
         let mut queries = vec![0.0f32; t_len * d];
         for t in 0..t_len {
             let row = &qkv[t * 3 * d..][..3 * d];
             for h in 0..heads {
-                let slot = (h * capacity + pos + t) * hd;
+                let slot = (pos + t) * d + h * hd;
                 op.rope.apply(
                     &row[h * hd..][..hd],
                     pos + t,
@@ -144,13 +150,14 @@ impl KvCache {
         let (keys, values) = (&self.keys, &self.values);
         let head = |t: usize, h: usize, out: &mut [f32]| {
             let visible = pos + t + 1;
-            let cached = h * capacity * hd..(h * capacity + visible) * hd;
+            let cached = h * hd..(visible - 1) * d + (h + 1) * hd;
             let mut scores = vec![0.0f32; visible];
             let q = &queries[t * d + h * hd..][..hd];
             attend_head(
                 q,
                 &keys[cached.clone()],
                 &values[cached],
+                d,
                 scale,
                 &mut scores,
                 out,
@@ -171,22 +178,24 @@ impl KvCache {
 }
 
 /// One head's attention: `out += softmax(q·kᵢ · scale) · vᵢ` over the cached
-/// positions (`scores` has one slot per position).
+/// positions (`scores` has one slot per position). Position `i`'s key and
+/// value start at `i · stride` in `keys` and `values`.
 fn attend_head(
     q: &[f32],
     keys: &[f32],
     values: &[f32],
+    stride: usize,
     scale: f32,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
     let (hd, k) = (q.len(), kernels());
-    for (s, key) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
-        *s = (k.dot)(q, key) * scale;
+    for (i, s) in scores.iter_mut().enumerate() {
+        *s = (k.dot)(q, &keys[i * stride..][..hd]) * scale;
     }
     softmax_in_place(scores);
-    for (&w, v) in scores.iter().zip(values.chunks_exact(hd)) {
-        (k.axpy)(w, v, out);
+    for (i, &w) in scores.iter().enumerate() {
+        (k.axpy)(w, &values[i * stride..][..hd], out);
     }
 }
 

@@ -156,8 +156,21 @@ pub fn convert(
         let shape = shape.expect("validated name");
         store(&mut stored, name, shape, values, options.weight_type);
     }
-    write_model_file(output, &checkpoint.config, tokenizer_json, &stored)?;
+    write_model_file(
+        output,
+        &checkpoint.config,
+        &compact_json(tokenizer_json)?,
+        &stored,
+    )?;
     Ok(checkpoint.config)
+}
+
+/// `json` without its formatting whitespace: GPT-2's pretty-printed 3.5 MB
+/// `tokenizer.json` becomes 1.5 MB, which halves the time to read it at load.
+fn compact_json(json: &str) -> Result<String> {
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| Error::Tokenizer(format!("cannot parse tokenizer.json: {e}")))?;
+    Ok(value.to_string())
 }
 
 /// Adds one tensor to `stored` in the requested type (vectors always f32).

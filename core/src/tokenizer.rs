@@ -1,7 +1,6 @@
 //! The GPT-2 byte-level BPE tokenizer, through the `tokenizers` crate.
 
 use crate::error::{Error, Result};
-use std::collections::HashMap;
 
 /// Encodes text to token ids and maps ids back to their exact bytes.
 #[derive(Clone)]
@@ -48,12 +47,74 @@ struct BpeJson {
     ignore_merges: bool,
 }
 
-/// Merges as `["a", "b"]` pairs (current format) or `"a b"` strings (older).
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum MergesJson {
-    Pairs(Vec<(String, String)>),
-    Strings(Vec<String>),
+/// Merges, each a `["a", "b"]` pair (current format) or an `"a b"` string
+/// (older). Read in one pass: an untagged enum would buffer the whole list
+/// first, which doubled the tokenizer's parse time.
+struct MergesJson(Vec<(String, String)>);
+
+impl<'de> serde::Deserialize<'de> for MergesJson {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        struct Merges;
+        impl<'de> serde::de::Visitor<'de> for Merges {
+            type Value = MergesJson;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of merges")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<MergesJson, A::Error> {
+                let mut merges = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(Merge(a, b)) = seq.next_element()? {
+                    merges.push((a, b));
+                }
+                Ok(MergesJson(merges))
+            }
+        }
+        deserializer.deserialize_seq(Merges)
+    }
+}
+
+/// One merge: `["a", "b"]` or `"a b"`.
+struct Merge(String, String);
+
+impl<'de> serde::Deserialize<'de> for Merge {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        struct Pair;
+        impl<'de> serde::de::Visitor<'de> for Pair {
+            type Value = Merge;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a merge: [\"a\", \"b\"] or \"a b\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, line: &str) -> std::result::Result<Merge, E> {
+                let (a, b) = line
+                    .split_once(' ')
+                    .ok_or_else(|| E::custom(format!("merge `{line}` is not `a b`")))?;
+                Ok(Merge(a.to_string(), b.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Merge, A::Error> {
+                use serde::de::Error;
+                let a = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let b = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::invalid_length(3, &self));
+                }
+                Ok(Merge(a, b))
+            }
+        }
+        deserializer.deserialize_any(Pair)
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -94,16 +155,7 @@ impl ByteLevelBpeJson {
     /// deserializer, which dominates model load time otherwise).
     fn build(self) -> Result<Tokenizer> {
         let failed = |e: tokenizers::Error| Error::Tokenizer(format!("invalid BPE model: {e}"));
-        let merges = match self.model.merges {
-            MergesJson::Pairs(pairs) => pairs,
-            MergesJson::Strings(lines) => lines
-                .into_iter()
-                .map(|line| match line.split_once(' ') {
-                    Some((a, b)) => Ok((a.to_string(), b.to_string())),
-                    None => Err(Error::Tokenizer(format!("merge `{line}` is not `a b`"))),
-                })
-                .collect::<Result<_>>()?,
-        };
+        let MergesJson(merges) = self.model.merges;
         let vocab: Vec<(&str, u32)> = self
             .model
             .vocab
@@ -133,44 +185,82 @@ impl ByteLevelBpeJson {
     }
 }
 
-/// The bytes of every token id.
-type Pieces = Vec<Vec<u8>>;
+/// The bytes of every token id, concatenated in id order (one allocation
+/// instead of one per token).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Pieces {
+    bytes: Vec<u8>,
+    /// `ends[id]`: where token `id`'s bytes end in `bytes`.
+    ends: Vec<u32>,
+}
+
+impl Pieces {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn get(&self, id: u32) -> Option<&[u8]> {
+        let id = id as usize;
+        let end = *self.ends.get(id)? as usize;
+        let start = id.checked_sub(1).map_or(0, |prev| self.ends[prev] as usize);
+        Some(&self.bytes[start..end])
+    }
+}
 
 /// The bytes of every id (byte-level pieces decoded; added tokens as their
 /// text) and the special tokens, from `(token, id)` pairs.
 fn pieces_of<'a>(
     vocab: impl Iterator<Item = (&'a str, u32)>,
-    added: &[AddedTokenJson],
+    added: &'a [AddedTokenJson],
 ) -> Result<(Pieces, Vec<(String, u32)>)> {
-    let byte_of_char = byte_level_alphabet();
-    let mut pieces = Pieces::new();
-    let mut set = |id: u32, bytes: Vec<u8>| {
-        let id = id as usize;
+    /// A token's text, and whether it is byte-level encoded (else taken as is).
+    type Text<'a> = Option<(&'a str, bool)>;
+    let mut by_id: Vec<Text<'a>> = Vec::new();
+    let mut place = |id: u32, text: &'a str, byte_level: bool| {
         if id >= 1 << 24 {
             return Err(Error::Tokenizer(format!(
                 "token id {id} is implausibly large"
             )));
         }
-        if pieces.len() <= id {
-            pieces.resize(id + 1, Vec::new());
+        let id = id as usize;
+        if by_id.len() <= id {
+            by_id.resize(id + 1, None);
         }
-        pieces[id] = bytes;
+        by_id[id] = Some((text, byte_level));
         Ok(())
     };
     for (token, id) in vocab {
-        let bytes = token
-            .chars()
-            .map(|c| byte_of_char.get(&c).copied().unwrap_or(b'?'))
-            .collect();
-        set(id, bytes)?;
+        place(id, token, true)?;
     }
-    let mut special = Vec::new();
     for token in added {
-        set(token.id, token.content.as_bytes().to_vec())?;
-        if token.special {
-            special.push((token.content.clone(), token.id));
-        }
+        place(token.id, &token.content, false)?;
     }
+    let byte_of_char = byte_level_alphabet();
+    let mut pieces = Pieces {
+        bytes: Vec::with_capacity(by_id.len() * 8),
+        ends: Vec::with_capacity(by_id.len()),
+    };
+    for text in by_id {
+        match text {
+            Some((text, true)) => pieces.bytes.extend(text.chars().map(|c| {
+                byte_of_char
+                    .get(c as usize)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(b'?')
+            })),
+            Some((text, false)) => pieces.bytes.extend_from_slice(text.as_bytes()),
+            None => {}
+        }
+        let end = u32::try_from(pieces.bytes.len())
+            .map_err(|_| Error::Tokenizer("the vocabulary exceeds 4 GB".into()))?;
+        pieces.ends.push(end);
+    }
+    let mut special: Vec<(String, u32)> = added
+        .iter()
+        .filter(|t| t.special)
+        .map(|t| (t.content.clone(), t.id))
+        .collect();
     special.sort_by_key(|(_, id)| *id);
     Ok((pieces, special))
 }
@@ -242,15 +332,12 @@ impl Tokenizer {
 
     /// The exact bytes token `id` stands for (possibly part of a UTF-8 character).
     pub fn token_bytes(&self, id: u32) -> Result<&[u8]> {
-        self.pieces
-            .get(id as usize)
-            .map(Vec::as_slice)
-            .ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "token id {id} is outside the vocabulary ({})",
-                    self.vocab_size()
-                ))
-            })
+        self.pieces.get(id).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "token id {id} is outside the vocabulary ({})",
+                self.vocab_size()
+            ))
+        })
     }
 
     /// Number of token ids.
@@ -265,21 +352,21 @@ impl Tokenizer {
 }
 
 /// GPT-2's reversible map from the printable characters used in its vocabulary
-/// back to the bytes they stand for.
-fn byte_level_alphabet() -> HashMap<char, u8> {
+/// back to the bytes they stand for, indexed by code point (all below 324).
+fn byte_level_alphabet() -> Vec<Option<u8>> {
     let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-    let mut next = 256u32;
-    (0..=255u8)
-        .map(|b| {
-            let c = if printable(b) {
-                b as u32
-            } else {
-                next += 1;
-                next - 1
-            };
-            (char::from_u32(c).expect("valid code point"), b)
-        })
-        .collect()
+    let mut table = vec![None; 324];
+    let mut next = 256;
+    for b in 0..=255u8 {
+        let c = if printable(b) {
+            b as usize
+        } else {
+            next += 1;
+            next - 1
+        };
+        table[c] = Some(b);
+    }
+    table
 }
 
 #[cfg(test)]
@@ -319,6 +406,29 @@ mod tests {
         assert_eq!(fast.pieces, generic.pieces);
         assert_eq!(fast.special, generic.special);
         assert!(fast.encode("a<|endoftext|>b").unwrap().contains(&50256));
+    }
+
+    #[test]
+    fn merges_as_strings_read_like_pairs() {
+        let mut doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../assets/tokenizer.json")).unwrap();
+        let merges = doc["model"]["merges"].as_array_mut().unwrap();
+        for merge in merges.iter_mut() {
+            let pair = merge.as_array().unwrap();
+            *merge = format!(
+                "{} {}",
+                pair[0].as_str().unwrap(),
+                pair[1].as_str().unwrap()
+            )
+            .into();
+        }
+        let strings = Tokenizer::from_json(&doc.to_string()).unwrap();
+        let text = "Hello, naïve café — 東京 🚀! it's 1234";
+        assert_eq!(strings.encode(text).unwrap(), gpt2().encode(text).unwrap());
+        assert_eq!(strings.pieces, gpt2().pieces);
+        doc["model"]["merges"][0] = "nospace".into();
+        let err = Tokenizer::from_json(&doc.to_string()).unwrap_err();
+        assert!(matches!(err, Error::Tokenizer(_)), "{err}");
     }
 
     #[test]

@@ -125,6 +125,36 @@ fn max_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 }
 
 #[test]
+fn converted_file_embeds_the_tokenizer_without_formatting() {
+    let scratch = Scratch::new("compact_tokenizer");
+    let out = scratch.0.join("tiny.safetensors");
+    let input = repo_path("tests/fixtures/tiny_wrapped.pt");
+    let original = tokenizer_json();
+    convert(
+        &input,
+        &out,
+        &original,
+        &ConvertOptions::default(),
+        |_, _| {},
+    )
+    .unwrap();
+    let stored = ModelFile::read_path(&out).unwrap().tokenizer_json;
+    assert!(!stored.contains('\n') && stored.len() < original.len() / 2);
+    let text = "Hello, naïve café — 東京 🚀!\n\n  indented <|endoftext|> it's";
+    let (stored, original) = (
+        chaya::Tokenizer::from_json(&stored).unwrap(),
+        chaya::Tokenizer::from_json(&original).unwrap(),
+    );
+    assert_eq!(stored.encode(text).unwrap(), original.encode(text).unwrap());
+    for id in 0..original.vocab_size() as u32 {
+        assert_eq!(
+            stored.token_bytes(id).unwrap(),
+            original.token_bytes(id).unwrap()
+        );
+    }
+}
+
+#[test]
 fn f32_prefill_and_decode_match_the_reference() {
     let golden = golden("tiny_golden.json");
     let model = convert_fixture("tiny_wrapped.pt", WeightType::F32, None);
