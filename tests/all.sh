@@ -13,6 +13,12 @@ step "clippy";  timed cargo clippy --workspace --all-targets --all-features -- -
 step "rust tests"; timed cargo test --workspace --all-features
 step "stress: 8 threads x 100 generations, random options and cancellations"
 timed cargo test --workspace --all-features --test stress -- --ignored --nocapture
+step "aarch64 int8 kernels under qemu (sdot and portable)"
+if command -v qemu-aarch64 >/dev/null && rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+    timed bash tests/arm/run.sh
+else
+    echo "    SKIPPED: needs qemu-user, gcc-aarch64-linux-gnu and the aarch64-unknown-linux-gnu target (.ci/run installs them)"
+fi
 step "C ABI";   timed bash tests/c/run.sh
 step "bindings (Python, Kotlin, Swift)"; timed bash tests/bindings.sh
 step "mobile (Kotlin wrapper, Swift package, cargo check for Android)"; timed bash tests/mobile/run.sh

@@ -21,6 +21,10 @@ pub const TILE: usize = 16;
 /// rows and per block, 8 tile rows of 64 bytes, where tile row `r` holds, for
 /// each activation row `t`, its 4 values `4r..4r+4` of the block. Rows past
 /// the last are zero.
+#[cfg_attr(
+    not(all(target_arch = "x86_64", target_os = "linux")),
+    allow(dead_code)
+)]
 pub struct Packed {
     rows: usize,
     blocks: usize,

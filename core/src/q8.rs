@@ -16,7 +16,10 @@
 //!   block's `128 · Σ x` ([`Q8Row::sums`]) is subtracted, exactly, in integers;
 //! - AVX2: `vpmaddubsw` on `|w|` and `x` carrying `w`'s sign (exact: both
 //!   are within ±127, so the 16-bit pair sums cannot saturate);
-//! - portable code elsewhere (auto-vectorized, e.g. NEON on aarch64).
+//! - aarch64 with the dot-product extension: `sdot` multiplies signed by
+//!   signed bytes, so no offset is needed (inline `asm!`: its intrinsic is not
+//!   stable yet);
+//! - portable code elsewhere (auto-vectorized, e.g. plain NEON on aarch64).
 
 use std::sync::OnceLock;
 
@@ -72,8 +75,16 @@ impl Q8Rows {
                 let scale = f32::from_bits(max_bits.unwrap_or(0)) / 127.0;
                 let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
                 for (q, &v) in qs.iter_mut().zip(xs) {
-                    // Through i32 (exact: the value is within ±127), which vectorizes.
-                    *q = (v * inverse).round().clamp(-127.0, 127.0) as i32 as i8;
+                    // NaN (from non-finite inputs) becomes 0, as `as` would,
+                    // but as a select, so the loop vectorizes.
+                    let r = (v * inverse).round();
+                    let r = if r.is_nan() {
+                        0.0
+                    } else {
+                        r.clamp(-127.0, 127.0)
+                    };
+                    // SAFETY: `r` is an integer within ±127.
+                    *q = unsafe { r.to_int_unchecked::<i32>() } as i8;
                 }
                 scales[t * blocks + b] = scale;
                 sums[t * blocks + b] = qs.iter().map(|&q| q as i32).sum();
@@ -126,6 +137,10 @@ pub fn kernels() -> &'static Kernels {
     KERNELS.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         if let Some(&best) = x86::available().first() {
+            return *best;
+        }
+        #[cfg(target_arch = "aarch64")]
+        if let Some(&best) = arm::available().first() {
             return *best;
         }
         PORTABLE
@@ -349,6 +364,125 @@ mod x86 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use super::{int_dot, Kernels, Q8Row, BLOCK};
+    use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    /// `acc` plus, in each lane, the dot product of that lane's four bytes of
+    /// `w` and `x` (`sdot`; stable Rust has no intrinsic for it yet).
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    fn sdot(mut acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+        // SAFETY: dotprod is enabled; the instruction only touches these registers.
+        unsafe {
+            asm!(
+                "sdot {acc:v}.4s, {w:v}.16b, {x:v}.16b",
+                acc = inout(vreg) acc,
+                w = in(vreg) w,
+                x = in(vreg) x,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        acc
+    }
+
+    /// Block `b` of `row`: its 32 bytes as two vectors.
+    ///
+    /// # Safety
+    /// `(b + 1)·BLOCK <= row.len()`.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    unsafe fn load_block(row: &[i8], b: usize) -> [int8x16_t; 2] {
+        // SAFETY: the caller's bound.
+        unsafe {
+            let p = row.as_ptr().add(b * BLOCK);
+            [vld1q_s8(p), vld1q_s8(p.add(16))]
+        }
+    }
+
+    /// Lane `p` of the result is the sum of the four lanes of `v[p]`.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    fn reduce4(v: &[int32x4_t]) -> int32x4_t {
+        vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]))
+    }
+
+    /// A tile of eight (weight row, activation row) pairs, `W · X = 8`. Pair
+    /// `p = j·X + i` lives in lane `p % 4` of accumulator `p / 4`.
+    #[target_feature(enable = "neon,dotprod")]
+    fn dotprod_tile<const W: usize, const X: usize>(
+        w: &[&[i8]; W],
+        x: &[Q8Row; X],
+    ) -> [[f32; X]; W] {
+        const { assert!(W * X == 8) };
+        let cols = x[0].values.len();
+        let full = cols / BLOCK;
+        assert!(w.iter().all(|w| w.len() == cols));
+        assert!(x
+            .iter()
+            .all(|x| x.values.len() == cols && x.scales.len() == cols.div_ceil(BLOCK)));
+        let mut acc = [vdupq_n_f32(0.0); 2];
+        for b in 0..full {
+            let mut wv = [[vdupq_n_s8(0); 2]; W];
+            for j in 0..W {
+                // SAFETY: (b + 1)·BLOCK <= cols = w[j].len().
+                wv[j] = unsafe { load_block(w[j], b) };
+            }
+            let mut dots = [vdupq_n_s32(0); 8];
+            for i in 0..X {
+                // SAFETY: as above, for x[i].values.
+                let xv = unsafe { load_block(x[i].values, b) };
+                for j in 0..W {
+                    let half = sdot(vdupq_n_s32(0), wv[j][0], xv[0]);
+                    dots[j * X + i] = sdot(half, wv[j][1], xv[1]);
+                }
+            }
+            let scales: [f32; 8] = std::array::from_fn(|p| x[p % X].scales[b]);
+            for h in 0..2 {
+                let d = vcvtq_f32_s32(reduce4(&dots[4 * h..]));
+                // SAFETY: scales[4·h..] holds at least four f32.
+                let s = unsafe { vld1q_f32(scales[4 * h..].as_ptr()) };
+                acc[h] = vfmaq_f32(acc[h], d, s);
+            }
+        }
+        let mut sums = [0.0f32; 8];
+        // SAFETY: `sums` holds eight f32.
+        unsafe {
+            vst1q_f32(sums.as_mut_ptr(), acc[0]);
+            vst1q_f32(sums.as_mut_ptr().add(4), acc[1]);
+        }
+        let tail = full * BLOCK;
+        std::array::from_fn(|j| {
+            std::array::from_fn(|i| {
+                let acc = sums[j * X + i];
+                if tail < cols {
+                    let d = int_dot(&w[j][tail..], &x[i].values[tail..]) as f32;
+                    d.mul_add(x[i].scales[full], acc)
+                } else {
+                    acc
+                }
+            })
+        })
+    }
+
+    // SAFETY (both): only selected after detecting dotprod.
+    const DOTPROD: Kernels = Kernels {
+        w8x1: |w, x| unsafe { dotprod_tile::<8, 1>(w, x) },
+        w2x4: |w, x| unsafe { dotprod_tile::<2, 4>(w, x) },
+    };
+
+    /// The aarch64 kernel sets this CPU can run, fastest first.
+    pub fn available() -> Vec<&'static Kernels> {
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            vec![&DOTPROD]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +492,8 @@ mod tests {
         let mut all = vec![&PORTABLE];
         #[cfg(target_arch = "x86_64")]
         all.extend(x86::available());
+        #[cfg(target_arch = "aarch64")]
+        all.extend(arm::available());
         all
     }
 
@@ -406,6 +542,25 @@ mod tests {
         let q = Q8Rows::quantize(&[0.0; 40], 40);
         assert!(q.row(0).values.iter().all(|&v| v == 0));
         assert_eq!(q.row(0).sums, [0, 0]);
+    }
+
+    #[test]
+    fn non_finite_and_tiny_values_quantize_like_the_portable_code() {
+        // NaN, infinities, and a block whose scale underflows or whose inverse overflows.
+        let mut x = vec![1.0f32; 4 * BLOCK];
+        x[3] = f32::NAN;
+        x[BLOCK + 1] = f32::INFINITY;
+        x[BLOCK + 2] = f32::NEG_INFINITY;
+        x[2 * BLOCK..3 * BLOCK].fill(f32::from_bits(1));
+        x[3 * BLOCK..].fill(1e-38);
+        x[3 * BLOCK] = -2e-38;
+        let fast = Q8Rows::quantize(&x, x.len());
+        let portable = Q8Rows::quantize_portable(&x, x.len());
+        assert_eq!(fast.values, portable.values);
+        assert_eq!(fast.sums, portable.sums);
+        assert!(fast.values[..2 * BLOCK].iter().all(|&q| q == 0));
+        assert_eq!(fast.values[3 * BLOCK], -127);
+        assert!(fast.values.iter().all(|&q| q != i8::MIN));
     }
 
     #[test]
