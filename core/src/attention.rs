@@ -72,13 +72,14 @@ impl TypedOp for CachedAttention {
     as_op!();
 }
 
-/// Rotated keys and values of one layer, `[position][head][head_dim]`. The
-/// buffers reserve the full capacity at first use but only grow (and touch
-/// memory) as positions are written, so a new session costs nothing up front.
+/// Rotated keys and values of one layer, per head `[position][head_dim]`, so
+/// a head's attention reads one contiguous stream. Each buffer reserves the
+/// full capacity at first use but only grows (and touches memory) as
+/// positions are written, so a new session costs nothing up front.
 #[derive(Clone, Debug, Default)]
 pub struct KvCache {
-    keys: Vec<f32>,
-    values: Vec<f32>,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
 }
 
 impl OpState for KvCache {
@@ -115,13 +116,11 @@ impl KvCache {
             "positions {pos}..{} exceed the context length {capacity}",
             pos + t_len
         );
-        let used = (pos + t_len) * d;
+        let used = (pos + t_len) * hd;
         for cache in [&mut self.keys, &mut self.values] {
-            if cache.capacity() == 0 {
-                cache.reserve_exact(capacity * d);
-            }
-            if cache.len() < used {
-                cache.resize(used, 0.0);
+            cache.resize_with(heads, || Vec::with_capacity(capacity * hd));
+            for head in cache.iter_mut().filter(|head| head.len() < used) {
+                head.resize(used, 0.0);
             }
         }
         // Rotate q (into `queries`) and k (into the cache); copy v into the cache.
@@ -129,7 +128,7 @@ impl KvCache {
         for t in 0..t_len {
             let row = &qkv[t * 3 * d..][..3 * d];
             for h in 0..heads {
-                let slot = (pos + t) * d + h * hd;
+                let slot = (pos + t) * hd;
                 op.rope.apply(
                     &row[h * hd..][..hd],
                     pos + t,
@@ -138,9 +137,9 @@ impl KvCache {
                 op.rope.apply(
                     &row[d + h * hd..][..hd],
                     pos + t,
-                    &mut self.keys[slot..][..hd],
+                    &mut self.keys[h][slot..][..hd],
                 );
-                self.values[slot..][..hd].copy_from_slice(&row[2 * d + h * hd..][..hd]);
+                self.values[h][slot..][..hd].copy_from_slice(&row[2 * d + h * hd..][..hd]);
             }
         }
         let scale = 1.0 / (hd as f32).sqrt();
@@ -149,15 +148,13 @@ impl KvCache {
         let out_data = out_view.as_slice_mut::<f32>()?;
         let (keys, values) = (&self.keys, &self.values);
         let head = |t: usize, h: usize, out: &mut [f32]| {
-            let visible = pos + t + 1;
-            let cached = h * hd..(visible - 1) * d + (h + 1) * hd;
-            let mut scores = vec![0.0f32; visible];
+            let visible = (pos + t + 1) * hd;
+            let mut scores = vec![0.0f32; pos + t + 1];
             let q = &queries[t * d + h * hd..][..hd];
             attend_head(
                 q,
-                &keys[cached.clone()],
-                &values[cached],
-                d,
+                &keys[h][..visible],
+                &values[h][..visible],
                 scale,
                 &mut scores,
                 out,
@@ -177,26 +174,20 @@ impl KvCache {
     }
 }
 
-/// One head's attention: `out += softmax(q·kᵢ · scale) · vᵢ` over the cached
-/// positions (`scores` has one slot per position). Position `i`'s key and
-/// value start at `i · stride` in `keys` and `values`.
+/// One head's attention: `out = softmax(q·kᵢ · scale) · vᵢ` over the cached
+/// positions (`keys` and `values` hold one row per position, `scores` one slot).
 fn attend_head(
     q: &[f32],
     keys: &[f32],
     values: &[f32],
-    stride: usize,
     scale: f32,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
-    let (hd, k) = (q.len(), kernels());
-    for (i, s) in scores.iter_mut().enumerate() {
-        *s = (k.dot)(q, &keys[i * stride..][..hd]) * scale;
-    }
+    let k = kernels();
+    (k.scores)(q, keys, scale, scores);
     softmax_in_place(scores);
-    for (i, &w) in scores.iter().enumerate() {
-        (k.axpy)(w, &values[i * stride..][..hd], out);
-    }
+    (k.weighted_sum)(scores, values, out);
 }
 
 /// Numerically stable softmax.
