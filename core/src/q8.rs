@@ -167,13 +167,36 @@ pub fn block_dot(w: &[i8], x: Q8Row) -> f32 {
         })
 }
 
+/// A tile's results from the eight folds of its full blocks (`acc[j·X + i]`,
+/// over the first `full` blocks), with the fold's last step for a trailing
+/// partial block added.
+fn with_tail<const W: usize, const X: usize>(
+    acc: [f32; 8],
+    w: &[&[i8]; W],
+    x: &[Q8Row; X],
+    full: usize,
+) -> [[f32; X]; W] {
+    let tail = full * BLOCK;
+    std::array::from_fn(|j| {
+        std::array::from_fn(|i| {
+            let acc = acc[j * X + i];
+            if tail < w[j].len() {
+                let d = int_dot(&w[j][tail..], &x[i].values[tail..]) as f32;
+                d.mul_add(x[i].scales[full], acc)
+            } else {
+                acc
+            }
+        })
+    })
+}
+
 fn portable_tile<const W: usize, const X: usize>(w: &[&[i8]; W], x: &[Q8Row; X]) -> [[f32; X]; W] {
     std::array::from_fn(|j| std::array::from_fn(|i| block_dot(w[j], x[i])))
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{int_dot, Kernels, Q8Row, Q8Rows, BLOCK};
+    use super::{with_tail, Kernels, Q8Row, Q8Rows, BLOCK};
     use std::arch::x86_64::*;
 
     /// Defines a tile kernel of eight (weight row, activation row) pairs,
@@ -249,18 +272,7 @@ mod x86 {
                 let mut sums = [0.0f32; 8];
                 // SAFETY: `sums` holds eight f32.
                 unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), acc) };
-                let tail = full * BLOCK;
-                std::array::from_fn(|j| {
-                    std::array::from_fn(|i| {
-                        let acc = sums[j * X + i];
-                        if tail < cols {
-                            let d = int_dot(&w[j][tail..], &x[i].values[tail..]) as f32;
-                            d.mul_add(x[i].scales[full], acc)
-                        } else {
-                            acc
-                        }
-                    })
-                })
+                with_tail(sums, w, x, full)
             }
         };
     }
@@ -366,7 +378,7 @@ mod x86 {
 
 #[cfg(target_arch = "aarch64")]
 mod arm {
-    use super::{int_dot, Kernels, Q8Row, BLOCK};
+    use super::{with_tail, Kernels, Q8Row, BLOCK};
     use std::arch::aarch64::*;
     use std::arch::asm;
 
@@ -453,18 +465,7 @@ mod arm {
             vst1q_f32(sums.as_mut_ptr(), acc[0]);
             vst1q_f32(sums.as_mut_ptr().add(4), acc[1]);
         }
-        let tail = full * BLOCK;
-        std::array::from_fn(|j| {
-            std::array::from_fn(|i| {
-                let acc = sums[j * X + i];
-                if tail < cols {
-                    let d = int_dot(&w[j][tail..], &x[i].values[tail..]) as f32;
-                    d.mul_add(x[i].scales[full], acc)
-                } else {
-                    acc
-                }
-            })
-        })
+        with_tail(sums, w, x, full)
     }
 
     // SAFETY (both): only selected after detecting dotprod.
