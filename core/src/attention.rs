@@ -174,7 +174,7 @@ impl KvCache {
     }
 }
 
-/// One head's attention: `out = softmax(q·kᵢ · scale) · vᵢ` over the cached
+/// One head's attention: `out += softmax(q·kᵢ · scale) · vᵢ` over the cached
 /// positions (`keys` and `values` hold one row per position, `scores` one slot).
 fn attend_head(
     q: &[f32],
@@ -184,10 +184,14 @@ fn attend_head(
     scores: &mut [f32],
     out: &mut [f32],
 ) {
-    let k = kernels();
-    (k.scores)(q, keys, scale, scores);
+    let (hd, k) = (q.len(), kernels());
+    for (s, key) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
+        *s = (k.dot)(q, key) * scale;
+    }
     softmax_in_place(scores);
-    (k.weighted_sum)(scores, values, out);
+    for (&w, v) in scores.iter().zip(values.chunks_exact(hd)) {
+        (k.axpy)(w, v, out);
+    }
 }
 
 /// Numerically stable softmax.
