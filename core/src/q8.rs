@@ -167,6 +167,19 @@ pub fn block_dot(w: &[i8], x: Q8Row) -> f32 {
         })
 }
 
+/// A SIMD tile's row length and number of full blocks, after checking that
+/// every row (and every activation row's scales and sums) has that length:
+/// the kernels read whole blocks without bounds checks.
+fn tile_shape<const W: usize, const X: usize>(w: &[&[i8]; W], x: &[Q8Row; X]) -> (usize, usize) {
+    const { assert!(W * X == 8) };
+    let cols = x[0].values.len();
+    assert!(w.iter().all(|w| w.len() == cols));
+    assert!(x.iter().all(|x| x.values.len() == cols
+        && x.scales.len() == cols.div_ceil(BLOCK)
+        && x.sums.len() == x.scales.len()));
+    (cols, cols / BLOCK)
+}
+
 /// A tile's results from the eight folds of its full blocks (`acc[j·X + i]`,
 /// over the first `full` blocks), with the fold's last step for a trailing
 /// partial block added.
@@ -196,7 +209,7 @@ fn portable_tile<const W: usize, const X: usize>(w: &[&[i8]; W], x: &[Q8Row; X])
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{with_tail, Kernels, Q8Row, Q8Rows, BLOCK};
+    use super::{tile_shape, with_tail, Kernels, Q8Row, Q8Rows, BLOCK};
     use std::arch::x86_64::*;
 
     /// Defines a tile kernel of eight (weight row, activation row) pairs,
@@ -211,13 +224,7 @@ mod x86 {
                 w: &[&[i8]; W],
                 x: &[Q8Row; X],
             ) -> [[f32; X]; W] {
-                const { assert!(W * X == 8) };
-                let cols = x[0].values.len();
-                let full = cols / BLOCK;
-                assert!(w.iter().all(|w| w.len() == cols));
-                assert!(x.iter().all(|x| x.values.len() == cols
-                    && x.scales.len() == cols.div_ceil(BLOCK)
-                    && x.sums.len() == x.scales.len()));
+                let (cols, full) = tile_shape(w, x);
                 let mut acc = _mm256_setzero_ps();
                 for b in 0..full {
                     if X == 1 && b % 2 == 0 {
@@ -378,7 +385,7 @@ mod x86 {
 
 #[cfg(target_arch = "aarch64")]
 mod arm {
-    use super::{with_tail, Kernels, Q8Row, BLOCK};
+    use super::{tile_shape, with_tail, Kernels, Q8Row, BLOCK};
     use std::arch::aarch64::*;
     use std::arch::asm;
 
@@ -428,18 +435,12 @@ mod arm {
         w: &[&[i8]; W],
         x: &[Q8Row; X],
     ) -> [[f32; X]; W] {
-        const { assert!(W * X == 8) };
-        let cols = x[0].values.len();
-        let full = cols / BLOCK;
-        assert!(w.iter().all(|w| w.len() == cols));
-        assert!(x
-            .iter()
-            .all(|x| x.values.len() == cols && x.scales.len() == cols.div_ceil(BLOCK)));
+        let (_, full) = tile_shape(w, x);
         let mut acc = [vdupq_n_f32(0.0); 2];
         for b in 0..full {
             let mut wv = [[vdupq_n_s8(0); 2]; W];
             for j in 0..W {
-                // SAFETY: (b + 1)·BLOCK <= cols = w[j].len().
+                // SAFETY: b < full, so (b + 1)·BLOCK <= w[j].len() (tile_shape).
                 wv[j] = unsafe { load_block(w[j], b) };
             }
             let mut dots = [vdupq_n_s32(0); 8];
