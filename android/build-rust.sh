@@ -31,5 +31,5 @@ cd "$HERE/.."
 # The `mobile` profile (Cargo.toml: size-optimized, fat LTO). Unstripped here;
 # the Android Gradle plugin strips them when it packages an app.
 cargo ndk --platform "$API_LEVEL" "${targets[@]}" -o "$HERE/chaya/src/main/jniLibs" \
-    build --profile mobile -p chaya-uniffi
+    build --profile mobile --no-default-features -p chaya-uniffi
 ls -l "$HERE"/chaya/src/main/jniLibs/*/libchaya_uniffi.so

@@ -18,7 +18,7 @@ TARGETS=(aarch64-apple-ios aarch64-apple-ios-sim x86_64-apple-ios aarch64-apple-
 rustup target add "${TARGETS[@]}"
 cd "$ROOT"
 for target in "${TARGETS[@]}"; do
-    cargo build --profile mobile -p chaya-uniffi --target "$target"
+    cargo build --profile mobile --no-default-features -p chaya-uniffi --target "$target"
 done
 
 lib() { echo "$ROOT/target/$1/mobile/libchaya_uniffi.a"; }

@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # Prints the stripped size of the shared libraries an app ships:
 # libchaya_uniffi.so (Kotlin/Swift/Python bindings) and libchaya.so (C ABI),
-# built for the host with the `mobile` profile (what the Android and iOS
-# scripts build). Neither has core's `convert` feature (PyTorch
-# checkpoint import); only the CLI enables it.
+# built for the host as the Android and iOS scripts build them: the `mobile`
+# profile, without default features (no `tract-threads`, no `any-tokenizer`;
+# README, "Mobile"). Neither has core's `convert` feature (PyTorch checkpoint
+# import); only the CLI enables it.
 #
-# Usage: scripts/lib-size.sh
+# Usage: scripts/lib-size.sh [MAX_MB]   With MAX_MB (MB = 2^20 bytes), fails
+# when a stripped library is larger (tests/all.sh checks the 8 MB budget).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+max_mb=${1:-}
 
 dir=${CARGO_TARGET_DIR:-target}/mobile
-cargo build --profile mobile -p chaya-uniffi -p chaya-ffi
+cargo build --profile mobile --no-default-features -p chaya-uniffi -p chaya-ffi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+status=0
 for lib in libchaya_uniffi.so libchaya.so; do
     strip -o "$out/$lib" "$dir/$lib"
+    bytes=$(stat -c %s "$out/$lib")
     printf '%-20s %8d bytes stripped (%.2f MB), %d bytes as built\n' "$lib" \
-        "$(stat -c %s "$out/$lib")" "$(echo "$(stat -c %s "$out/$lib") / 1048576" | bc -l)" "$(stat -c %s "$dir/$lib")"
+        "$bytes" "$(echo "$bytes / 1048576" | bc -l)" "$(stat -c %s "$dir/$lib")"
+    if [[ -n $max_mb ]] && (( bytes > max_mb * 1048576 )); then
+        echo "    $lib is over the $max_mb MB budget" >&2
+        status=1
+    fi
 done
+exit $status

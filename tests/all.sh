@@ -11,6 +11,8 @@ timed() { local t=$SECONDS; "$@"; echo "    ($(( SECONDS - t )) s)"; }
 step "format";  timed cargo fmt --all --check
 step "clippy";  timed cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "rust tests"; timed cargo test --workspace --all-features
+step "core without default features (what the mobile libraries ship)"
+timed cargo test -p chaya --no-default-features --lib --test generate
 step "stress: 8 threads x 100 generations, random options and cancellations"
 timed cargo test --workspace --all-features --test stress -- --ignored --nocapture
 step "aarch64 int8 kernels under qemu (sdot and portable)"
@@ -21,5 +23,6 @@ else
 fi
 step "C ABI";   timed bash tests/c/run.sh
 step "bindings (Python, Kotlin, Swift)"; timed bash tests/bindings.sh
+step "mobile library size (stripped, budget 8 MB)"; timed bash scripts/lib-size.sh 8
 step "mobile (Kotlin wrapper, Swift package, cargo check for Android)"; timed bash tests/mobile/run.sh
 step "all tests passed"

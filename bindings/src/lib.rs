@@ -23,6 +23,8 @@ mod model;
 mod options;
 mod session;
 mod teardown;
+#[cfg(test)]
+mod tests;
 
 pub use error::{ChayaError, TokenSinkError};
 pub use model::Model;

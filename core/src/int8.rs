@@ -340,10 +340,8 @@ mod tests {
         let w = QuantMatrix::quantize(&values(300 * 64, 0.21), 64);
         let x = values(16 * 64, 0.05);
         let single = linear(&w, &x, 16);
-        let multi = tract_linalg::multithread::multithread_tract_scope(
-            tract_linalg::multithread::Executor::multithread(3),
-            || linear(&w, &x, 16),
-        );
+        let pool = crate::parallel::ComputePool::new(3).unwrap();
+        let multi = pool.run(|| linear(&w, &x, 16));
         assert_eq!(single, multi);
     }
 }

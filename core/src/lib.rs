@@ -12,6 +12,18 @@
 //! assert_eq!(logits.len(), model.config().vocab_size);
 //! # Ok::<(), chaya::Error>(())
 //! ```
+//!
+//! Cargo features:
+//! - `tract-threads` (default): tract's own ops (norms, elementwise, float
+//!   matmuls) run on the model's threads too; without it they run on one of
+//!   them, while the int8 matmuls and attention use all threads either way.
+//! - `any-tokenizer` (default): tokenizers other than GPT-2-style byte-level
+//!   BPE, through the `tokenizers` deserializer; without it such a file is an
+//!   [`Error::Tokenizer`].
+//! - `convert`: import of the published PyTorch checkpoints (`import`).
+//!
+//! The mobile libraries leave out the default features (1.6 and 0.4 MB of
+//! code; README, "Mobile").
 
 pub mod amx;
 pub mod attention;

@@ -4,11 +4,11 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::graph::{build_body, build_head, into_plan, Plan};
 use crate::model_file::ModelFile;
+use crate::parallel::ComputePool;
 use crate::session::Session;
 use crate::tokenizer::Tokenizer;
 use std::path::Path;
 use std::sync::Arc;
-use tract_linalg::multithread::Executor;
 
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
@@ -33,8 +33,8 @@ struct ModelInner {
     body: Plan,
     head: Plan,
     threads: usize,
-    /// The thread pool both plans run on.
-    executor: Executor,
+    /// The threads both plans run on.
+    pool: ComputePool,
 }
 
 impl Model {
@@ -85,7 +85,8 @@ impl Model {
             }
             n => n,
         };
-        let executor = compute_pool(threads)?;
+        let pool = ComputePool::new(threads)?;
+        let executor = pool.tract_executor();
         // Parsing the tokenizer takes as long as compiling the graphs: overlap them.
         let (tokenizer, plans) = std::thread::scope(|scope| {
             let tokenizer = scope.spawn(|| Tokenizer::from_json(&file.tokenizer_json));
@@ -116,7 +117,7 @@ impl Model {
                 body,
                 head,
                 threads,
-                executor,
+                pool,
             }),
         })
     }
@@ -149,20 +150,7 @@ impl Model {
         &self.inner.head
     }
 
-    pub(crate) fn executor(&self) -> &Executor {
-        &self.inner.executor
+    pub(crate) fn pool(&self) -> &ComputePool {
+        &self.inner.pool
     }
-}
-
-/// The model's own pool of `threads` compute threads (none for one thread).
-fn compute_pool(threads: usize) -> Result<Executor> {
-    if threads == 1 {
-        return Ok(Executor::SingleThread);
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .thread_name(|i| format!("chaya-compute-{i}"))
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::Inference(format!("cannot start {threads} compute threads: {e}")))?;
-    Ok(Executor::MultiThread(Arc::new(pool)))
 }

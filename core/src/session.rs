@@ -3,7 +3,6 @@
 use crate::error::{Error, Result};
 use crate::generate::CancelHandle;
 use crate::model::Model;
-use crate::parallel::on_pool;
 use tract_core::internal::*;
 
 /// Which positions to compute logits for.
@@ -163,7 +162,7 @@ impl Session {
         }
         let input = tensor1(&ids.iter().map(|&id| id as i64).collect::<Vec<_>>());
         let (model, state) = (&self.model, &mut self.state);
-        let hidden = on_pool(model.executor(), || {
+        let hidden = model.pool().run(|| {
             state.run(tvec![
                 input.into_tvalue(),
                 tensor0(pos as i64).into_tvalue()
@@ -177,7 +176,10 @@ impl Session {
             Logits::All => hidden,
             Logits::Last => hidden.slice(0, ids.len() - 1, ids.len())?.into_tvalue(),
         };
-        let out = on_pool(model.executor(), || model.head().run(tvec![hidden]))?.remove(0);
+        let out = model
+            .pool()
+            .run(|| model.head().run(tvec![hidden]))?
+            .remove(0);
         Ok(out.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
     }
 }

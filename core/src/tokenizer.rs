@@ -276,7 +276,18 @@ impl Tokenizer {
         Self::from_json_generic(json)
     }
 
+    /// Without the `any-tokenizer` feature only the fast path is compiled in.
+    #[cfg(not(feature = "any-tokenizer"))]
+    fn from_json_generic(_json: &str) -> Result<Tokenizer> {
+        Err(Error::Tokenizer(
+            "not a GPT-2-style byte-level BPE tokenizer, the only kind this build reads \
+             (other kinds need the `any-tokenizer` feature)"
+                .into(),
+        ))
+    }
+
     /// [`Tokenizer::from_json`] through the `tokenizers` deserializer.
+    #[cfg(feature = "any-tokenizer")]
     fn from_json_generic(json: &str) -> Result<Tokenizer> {
         let unparsable = |e: &dyn std::fmt::Display| {
             Error::Tokenizer(format!("cannot parse tokenizer.json: {e}"))
@@ -397,6 +408,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "any-tokenizer")]
     fn fast_path_encodes_like_the_generic_deserializer() {
         let json = include_str!("../../assets/tokenizer.json");
         let fast = Tokenizer::from_json(json).unwrap();
@@ -406,6 +418,22 @@ mod tests {
         assert_eq!(fast.pieces, generic.pieces);
         assert_eq!(fast.special, generic.special);
         assert!(fast.encode("a<|endoftext|>b").unwrap().contains(&50256));
+    }
+
+    #[test]
+    fn other_tokenizer_kinds_need_the_any_tokenizer_feature() {
+        let json = r#"{"added_tokens": [], "normalizer": null,
+            "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+            "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "hello": 1, "world": 2},
+                      "unk_token": "[UNK]"}}"#;
+        let parsed = Tokenizer::from_json(json);
+        if cfg!(feature = "any-tokenizer") {
+            assert_eq!(parsed.unwrap().encode("hello world").unwrap(), vec![1, 2]);
+        } else {
+            let err = parsed.unwrap_err();
+            assert!(matches!(err, Error::Tokenizer(_)), "{err}");
+            assert!(err.to_string().contains("`any-tokenizer`"), "{err}");
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks the Rust side of the Android build without the NDK: installs the
 # aarch64-linux-android standard library and runs
-# `cargo check -p chaya-uniffi --target aarch64-linux-android` (type-checks every
-# crate for Android; nothing is linked, so no NDK linker is needed).
+# `cargo check -p chaya-uniffi --no-default-features --target aarch64-linux-android`
+# (the features android/build-rust.sh builds; type-checks every crate for
+# Android; nothing is linked, so no NDK linker is needed).
 #
 # tract-linalg's build script assembles its arm64 kernels with a C compiler even
 # for `cargo check`: Debian's clang (--target=aarch64-linux-android24) stands in
@@ -30,4 +31,4 @@ export CC_aarch64_linux_android=clang-$CLANG_VERSION
 export CFLAGS_aarch64_linux_android=--target=aarch64-linux-android24
 export AR_aarch64_linux_android=llvm-ar-$CLANG_VERSION
 cd "$ROOT"
-cargo check -p chaya-uniffi --target "$TARGET"
+cargo check -p chaya-uniffi --no-default-features --target "$TARGET"

@@ -1,6 +1,6 @@
 //! The adapter driven from Rust: the same calls the foreign bindings make.
 
-use chaya_uniffi::{
+use crate::{
     ChayaError, GenerateOptions, LoadOptions, Model, Session, StopReason, TokenSink, TokenSinkError,
 };
 use std::cell::RefCell;
@@ -26,7 +26,7 @@ fn options(max_tokens: u32) -> GenerateOptions {
         max_tokens,
         seed: Some(3),
         stop_at_eos: false,
-        ..chaya_uniffi::default_generate_options()
+        ..crate::default_generate_options()
     }
 }
 
