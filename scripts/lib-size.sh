@@ -8,17 +8,29 @@
 #
 # Usage: scripts/lib-size.sh [MAX_MB]   With MAX_MB (MB = 2^20 bytes), fails
 # when a stripped library is larger (tests/all.sh checks the 8 MB budget).
+# For aarch64 (the code Android's arm64-v8a runs, linked by GNU ld instead of
+# the NDK's lld): TARGET=aarch64-unknown-linux-gnu scripts/lib-size.sh
+# (needs gcc-aarch64-linux-gnu and the rustup target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 max_mb=${1:-}
 
-dir=${CARGO_TARGET_DIR:-target}/mobile
-cargo build --profile mobile --no-default-features -p chaya-uniffi -p chaya-ffi
+target_dir=${CARGO_TARGET_DIR:-target}
+if [[ -n ${TARGET:-} ]]; then
+    cross=${TARGET%%-unknown-*}-linux-gnu-
+    export "CARGO_TARGET_$(echo "$TARGET" | tr a-z- A-Z_)_LINKER=${cross}gcc" "CC_${TARGET//-/_}=${cross}gcc"
+    dir=$target_dir/$TARGET/mobile
+    cargo build --profile mobile --no-default-features -p chaya-uniffi -p chaya-ffi --target "$TARGET"
+else
+    cross=
+    dir=$target_dir/mobile
+    cargo build --profile mobile --no-default-features -p chaya-uniffi -p chaya-ffi
+fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0
 for lib in libchaya_uniffi.so libchaya.so; do
-    strip -o "$out/$lib" "$dir/$lib"
+    "${cross}strip" -o "$out/$lib" "$dir/$lib"
     bytes=$(stat -c %s "$out/$lib")
     printf '%-20s %8d bytes stripped (%.2f MB), %d bytes as built\n' "$lib" \
         "$bytes" "$(echo "$bytes / 1048576" | bc -l)" "$(stat -c %s "$dir/$lib")"

@@ -15,7 +15,7 @@ step "core without default features (what the mobile libraries ship)"
 timed cargo test -p chaya --no-default-features --lib --test generate
 step "stress: 8 threads x 100 generations, random options and cancellations"
 timed cargo test --workspace --all-features --test stress -- --ignored --nocapture
-step "aarch64 int8 kernels under qemu (sdot and portable)"
+step "aarch64 under qemu: int8 kernels (sdot and portable), core and reference tests"
 if command -v qemu-aarch64 >/dev/null && rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
     timed bash tests/arm/run.sh
 else

@@ -2,11 +2,16 @@
 # Runs core/src/q8.rs's tests as aarch64 code under qemu-user: once on a CPU
 # with the dot-product extension (the `sdot` kernels) and once without it
 # (cortex-a53: the portable fallback). The module only needs std, so it is
-# compiled alone, with rustc, outside the workspace.
+# compiled alone, with rustc, outside the workspace. Then core's unit,
+# generation and PyTorch-reference tests, built for aarch64 as the mobile
+# libraries are (no default features), under qemu with the dot-product
+# extension: the whole model on tract's arm64 kernels and ours (the
+# converter's own checkpoint-variant tests are left to the host).
 #
 # Needs: rustup target add aarch64-unknown-linux-gnu
 #        apt-get install qemu-user gcc-aarch64-linux-gnu
-# Takes a few seconds once those are installed (.ci/run installs them).
+# The q8 part takes seconds; core's tests about 10 minutes (a few to build,
+# 7 to run under emulation, most of it the reference tests). .ci/run installs the tools.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
@@ -29,3 +34,13 @@ for opt in 0 3; do
         qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu "$work/q8-test" --show-output
     done
 done
+
+echo "== core's tests for aarch64 (no default features), qemu -cpu max"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu max"
+cd "$repo"
+cargo test -p chaya --no-default-features --features convert --target aarch64-unknown-linux-gnu \
+    --lib --test generate --test reference -- \
+    --skip every_checkpoint_variant_gives_identical_logits \
+    --skip half_precision_checkpoints_match_their_references
