@@ -276,14 +276,18 @@ impl Tokenizer {
         Self::from_json_generic(json)
     }
 
-    /// Without the `any-tokenizer` feature only the fast path is compiled in.
+    /// Without the `any-tokenizer` feature only the fast path is compiled in:
+    /// says why the document did not take it.
     #[cfg(not(feature = "any-tokenizer"))]
-    fn from_json_generic(_json: &str) -> Result<Tokenizer> {
-        Err(Error::Tokenizer(
-            "not a GPT-2-style byte-level BPE tokenizer, the only kind this build reads \
-             (other kinds need the `any-tokenizer` feature)"
-                .into(),
-        ))
+    fn from_json_generic(json: &str) -> Result<Tokenizer> {
+        let why = match serde_json::from_str::<ByteLevelBpeJson>(json) {
+            Err(e) => e.to_string(),
+            Ok(_) => "it is another kind".into(),
+        };
+        Err(Error::Tokenizer(format!(
+            "this build reads only GPT-2-style byte-level BPE tokenizers \
+             (others need the `any-tokenizer` feature): {why}"
+        )))
     }
 
     /// [`Tokenizer::from_json`] through the `tokenizers` deserializer.
