@@ -15,17 +15,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 max_mb=${1:-}
 
-target_dir=${CARGO_TARGET_DIR:-target}
+dir=${CARGO_TARGET_DIR:-target}
+cross=
+target_args=()
 if [[ -n ${TARGET:-} ]]; then
     cross=${TARGET%%-unknown-*}-linux-gnu-
     export "CARGO_TARGET_$(echo "$TARGET" | tr a-z- A-Z_)_LINKER=${cross}gcc" "CC_${TARGET//-/_}=${cross}gcc"
-    dir=$target_dir/$TARGET/mobile
-    cargo build --profile mobile --no-default-features -p chaya-uniffi -p chaya-ffi --target "$TARGET"
-else
-    cross=
-    dir=$target_dir/mobile
-    cargo build --profile mobile --no-default-features -p chaya-uniffi -p chaya-ffi
+    dir=$dir/$TARGET
+    target_args=(--target "$TARGET")
 fi
+dir=$dir/mobile
+cargo build --profile mobile --no-default-features -p chaya-uniffi -p chaya-ffi "${target_args[@]}"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0
