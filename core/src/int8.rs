@@ -73,10 +73,17 @@ impl EvalOp for Int8Linear {
             "Int8Linear input must be [T, {k}]"
         );
         let rows = x.shape()[0];
-        let out = linear(&self.weight, x.as_slice::<f32>()?, rows);
-        // Moved into the tensor, not copied.
-        let out = tract_ndarray::Array2::from_shape_vec((rows, self.weight.rows()), out)?;
-        Ok(tvec!(out.into_tensor().into_tvalue()))
+        // Written in place: a tensor made from a Vec would be copied (tract
+        // aligns its buffers), which cost a seventh of prefill.
+        let mut out = Tensor::zero::<f32>(&[rows, self.weight.rows()])?;
+        let mut out_view = out.try_as_plain_ram_mut()?;
+        linear(
+            &self.weight,
+            x.as_slice::<f32>()?,
+            rows,
+            out_view.as_slice_mut()?,
+        );
+        Ok(tvec!(out.into_tvalue()))
     }
 }
 
@@ -101,17 +108,19 @@ impl EvalOp for Int8Embedding {
         let ids = ids.try_as_plain_ram()?;
         let ids = ids.as_slice::<i64>()?;
         let k = self.table.cols();
-        let mut out = vec![0.0f32; ids.len() * k];
-        for (&id, row) in ids.iter().zip(out.chunks_exact_mut(k)) {
+        let mut out = Tensor::zero::<f32>(&[ids.len(), k])?;
+        let mut out_view = out.try_as_plain_ram_mut()?;
+        for (&id, row) in ids
+            .iter()
+            .zip(out_view.as_slice_mut::<f32>()?.chunks_exact_mut(k))
+        {
             let id = usize::try_from(id)
                 .ok()
                 .filter(|&id| id < self.table.rows())
                 .with_context(|| format!("token id {id} is out of range"))?;
             self.table.dequantize_row(id, row);
         }
-        Ok(tvec!(
-            Tensor::from_shape(&[ids.len(), k], &out)?.into_tvalue()
-        ))
+        Ok(tvec!(out.into_tvalue()))
     }
 }
 
@@ -127,18 +136,18 @@ impl TypedOp for Int8Embedding {
     as_op!();
 }
 
-/// `x [rows, K] · Wᵀ` as a row-major `[rows, N]` vector: `x` quantized to
+/// `out = x [rows, K] · Wᵀ`, row-major `[rows, N]`: `x` quantized to
 /// int8 blocks ([`Q8Rows`]), then integer dot products with each weight row:
 /// for prefill (4 rows or more) on AMX tiles of 16 × 16 where the CPU has
 /// them, else in tiles of 2 weight rows × 4 input rows; for decode in tiles of
 /// 8 weight rows × 1 input row. Every path gives the same bits.
-pub fn linear(w: &QuantMatrix, x: &[f32], rows: usize) -> Vec<f32> {
+pub fn linear(w: &QuantMatrix, x: &[f32], rows: usize, out: &mut [f32]) {
     let (n, k) = (w.rows(), w.cols());
+    assert_eq!(out.len(), rows * n, "output must be [rows, N]");
     let xq = Q8Rows::quantize(x, k);
     let kernels = kernels();
     let packed = if rows >= 4 { Packed::new(&xq) } else { None };
-    let mut out = vec![0.0f32; rows * n];
-    let columns = Columns::new(&mut out, n);
+    let columns = Columns::new(out, n);
     // Each task computes the output columns of one block of weight rows.
     // Tiles that run past the last row (or input row) repeat it and drop
     // the extra results.
@@ -193,7 +202,6 @@ pub fn linear(w: &QuantMatrix, x: &[f32], rows: usize) -> Vec<f32> {
             }
         }
     });
-    out
 }
 
 /// A row-major matrix that parallel tasks fill by disjoint sets of columns.
@@ -242,6 +250,13 @@ impl<'a> Columns<'a> {
 mod tests {
     use super::*;
     use crate::q8::BLOCK;
+
+    /// [`linear`] into a new vector.
+    fn product(w: &QuantMatrix, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = vec![f32::NAN; rows * w.rows()];
+        linear(w, x, rows, &mut out);
+        out
+    }
 
     /// `x · Wᵀ` in f64 from the dequantized weight and the unquantized `x`.
     fn reference(w: &QuantMatrix, x: &[f32], rows: usize) -> Vec<f64> {
@@ -297,7 +312,7 @@ mod tests {
         let w = QuantMatrix::quantize(&noise(131 * 70, 1), 70);
         for rows in [1, 3, 4, 6, 9] {
             let x = noise(rows * 70, 7);
-            let got = linear(&w, &x, rows);
+            let got = product(&w, &x, rows);
             let want = reference(&w, &x, rows);
             assert_eq!(got.len(), want.len());
             // int8 activations: each term is off by at most half a step of
@@ -328,9 +343,9 @@ mod tests {
     fn decode_and_prefill_tiles_give_identical_rows() {
         let w = QuantMatrix::quantize(&values(67 * 96, 0.29), 96);
         let x = values(5 * 96, 0.13);
-        let all = linear(&w, &x, 5);
+        let all = product(&w, &x, 5);
         for t in 0..5 {
-            let one = linear(&w, &x[t * 96..][..96], 1);
+            let one = product(&w, &x[t * 96..][..96], 1);
             assert_eq!(one, all[t * 67..][..67]);
         }
     }
@@ -339,9 +354,9 @@ mod tests {
     fn linear_is_the_same_on_any_thread_count() {
         let w = QuantMatrix::quantize(&values(300 * 64, 0.21), 64);
         let x = values(16 * 64, 0.05);
-        let single = linear(&w, &x, 16);
+        let single = product(&w, &x, 16);
         let pool = crate::parallel::ComputePool::new(3).unwrap();
-        let multi = pool.run(|| linear(&w, &x, 16));
+        let multi = pool.run(|| product(&w, &x, 16));
         assert_eq!(single, multi);
     }
 }
