@@ -12,7 +12,7 @@
 
 use crate::parallel::for_each_chunk;
 use crate::rope::ChayaRope;
-use crate::vector::kernels;
+use crate::vector::{kernels, KEYS, QUERIES};
 use tract_core::internal::*;
 
 /// Causal multi-head attention with CHAYA's RoPE over an in-op KV cache.
@@ -160,18 +160,69 @@ impl KvCache {
                 out,
             );
         };
-        // One task per head when decoding a single token, else one per token.
+        // One task per head when decoding a single token, one per token for
+        // a few, one per block of queries (all heads) for a prompt.
         if t_len == 1 {
             for_each_chunk(out_data, hd, |h, out| head(0, h, out));
-        } else {
+        } else if t_len < QUERIES {
             for_each_chunk(out_data, d, |t, row| {
                 for (h, out) in row.chunks_exact_mut(hd).enumerate() {
                     head(t, h, out)
                 }
             });
+        } else {
+            let keys_t = transposed_keys(keys, pos + t_len, hd);
+            let stride = keys_t.len() / (heads * hd);
+            for_each_chunk(out_data, QUERIES * d, |block, rows| {
+                let first = pos + block * QUERIES;
+                let mut queries_h = vec![0.0f32; QUERIES * hd];
+                let mut out_h = vec![0.0f32; QUERIES * hd];
+                let count = rows.len() / d;
+                // Keys visible to the block's last query, in whole register blocks.
+                let used = first + count;
+                let width = used.next_multiple_of(KEYS);
+                let mut scores = vec![0.0f32; QUERIES * width];
+                for h in 0..heads {
+                    for i in 0..count {
+                        let t = first - pos + i;
+                        queries_h[i * hd..][..hd].copy_from_slice(&queries[t * d + h * hd..][..hd]);
+                    }
+                    let keys_t = &keys_t[h * hd * stride..][..hd * stride];
+                    (kernels().block_scores)(&queries_h, keys_t, stride, &mut scores);
+                    for (i, row) in scores.chunks_exact_mut(width).enumerate() {
+                        // Query i sees positions 0..=first + i; padding queries nothing.
+                        let visible = if i < count { first + i + 1 } else { 0 };
+                        let (seen, unseen) = row.split_at_mut(visible);
+                        seen.iter_mut().for_each(|s| *s *= scale);
+                        softmax_in_place(seen);
+                        unseen.fill(0.0);
+                    }
+                    let values = &values[h][..used * hd];
+                    (kernels().block_weighted_sum)(&scores, width, values, &mut out_h);
+                    for (i, row) in rows.chunks_exact_mut(d).enumerate() {
+                        row[h * hd..][..hd].copy_from_slice(&out_h[i * hd..][..hd]);
+                    }
+                }
+            });
         }
         Ok(out)
     }
+}
+
+/// The first `positions` keys of every head, transposed to `[head][dim][stride]`
+/// with `stride` the positions rounded up to whole register blocks (zeros past
+/// the last), as [`Kernels::block_scores`](crate::vector::Kernels) reads them.
+fn transposed_keys(keys: &[Vec<f32>], positions: usize, hd: usize) -> Vec<f32> {
+    let stride = positions.next_multiple_of(KEYS);
+    let mut keys_t = vec![0.0f32; keys.len() * hd * stride];
+    for_each_chunk(&mut keys_t, hd * stride, |h, head_t| {
+        for (p, key) in keys[h][..positions * hd].chunks_exact(hd).enumerate() {
+            for (dim, &k) in key.iter().enumerate() {
+                head_t[dim * stride + p] = k;
+            }
+        }
+    });
+    keys_t
 }
 
 /// One head's attention: `out += softmax(q·kᵢ · scale) · vᵢ` over the cached
@@ -248,6 +299,34 @@ mod tests {
         let whole = values(&whole);
         for (a, b) in whole.iter().zip(&rows) {
             assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn query_blocks_equal_one_token_at_a_time() {
+        // Head width 20: one whole register block of value columns and a
+        // partial one; prompts of 3 (per token), 9 (two blocks and a partial
+        // one) and 6 tokens, the last two after earlier positions.
+        let (heads, hd) = (2, 20);
+        let op = op(heads, hd, 32);
+        let row = 3 * heads * hd;
+        let input = qkv(18, heads * hd, 11);
+        let mut chunked = KvCache::default();
+        let mut got = vec![];
+        let mut pos = 0;
+        for len in [3, 9, 6] {
+            let out = chunked
+                .attend(&op, &input[pos * row..][..len * row], pos)
+                .unwrap();
+            got.extend(values(&out));
+            pos += len;
+        }
+        let mut single = KvCache::default();
+        for t in 0..18 {
+            let want = values(&single.attend(&op, &input[t * row..][..row], t).unwrap());
+            for (a, b) in got[t * heads * hd..][..heads * hd].iter().zip(&want) {
+                assert!((a - b).abs() < 1e-5, "token {t}: {a} vs {b}");
+            }
         }
     }
 
