@@ -20,6 +20,8 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Perplexity of a UTF-8 text file.
     Eval(commands::eval::Args),
+    /// How closely one model follows another (int8 vs f32): greedy agreement, perplexities.
+    Compare(commands::compare::Args),
     /// Generate text from a prompt (streams to stdout), or chat interactively.
     Generate(commands::generate::Args),
     /// Measure load time, first-token latency, prefill and decode speed, peak memory.
@@ -32,6 +34,7 @@ fn main() -> std::process::ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Compare(args) => commands::compare::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };

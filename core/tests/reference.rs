@@ -260,6 +260,27 @@ fn int8_stays_close_to_f32() {
 }
 
 #[test]
+fn greedy_agreement_of_int8_with_f32() {
+    let f32_model = convert_fixture("tiny_wrapped.pt", WeightType::F32, None);
+    let int8_model = convert_fixture("tiny_wrapped.pt", WeightType::Int8, None);
+    let prompts: Vec<Vec<u32>> = ["Once upon a time", "The weather", "In 1905,", "A cat"]
+        .iter()
+        .map(|p| f32_model.tokenizer().encode(p).unwrap())
+        .collect();
+    let same = chaya::eval::greedy_agreement(&f32_model, &f32_model, &prompts, 16).unwrap();
+    assert_eq!(
+        (same.identical, same.top1, same.mean_shared_prefix),
+        (4, 1.0, 16.0)
+    );
+    let int8 = chaya::eval::greedy_agreement(&f32_model, &int8_model, &prompts, 16).unwrap();
+    assert_eq!((int8.prompts, int8.tokens), (4, 16));
+    // 0.94 here on x86_64 (the tiny random model's logits are close together).
+    assert!(int8.top1 >= 0.8, "{int8:?}");
+    assert!(int8.mean_shared_prefix <= 16.0 && int8.identical <= 4);
+    assert!(chaya::eval::greedy_agreement(&f32_model, &int8_model, &[vec![]], 4).is_err());
+}
+
+#[test]
 fn greedy_generation_equals_the_reference_continuation() {
     let golden = golden("tiny_golden.json");
     let model = convert_fixture("tiny_wrapped.pt", WeightType::F32, None);
