@@ -171,41 +171,50 @@ impl KvCache {
                 }
             });
         } else {
-            let keys_t = transposed_keys(keys, pos + t_len, hd);
-            let stride = keys_t.len() / (heads * hd);
-            for_each_chunk(out_data, QUERIES * d, |block, rows| {
-                let first = pos + block * QUERIES;
-                let mut queries_h = vec![0.0f32; QUERIES * hd];
-                let mut out_h = vec![0.0f32; QUERIES * hd];
-                let count = rows.len() / d;
-                // Keys visible to the block's last query, in whole register blocks.
-                let used = first + count;
-                let width = used.next_multiple_of(KEYS);
-                let mut scores = vec![0.0f32; QUERIES * width];
-                for h in 0..heads {
-                    for i in 0..count {
-                        let t = first - pos + i;
-                        queries_h[i * hd..][..hd].copy_from_slice(&queries[t * d + h * hd..][..hd]);
-                    }
-                    let keys_t = &keys_t[h * hd * stride..][..hd * stride];
-                    (kernels().block_scores)(&queries_h, keys_t, stride, &mut scores);
-                    for (i, row) in scores.chunks_exact_mut(width).enumerate() {
-                        // Query i sees positions 0..=first + i; padding queries nothing.
-                        let visible = if i < count { first + i + 1 } else { 0 };
-                        let (seen, unseen) = row.split_at_mut(visible);
-                        seen.iter_mut().for_each(|s| *s *= scale);
-                        softmax_in_place(seen);
-                        unseen.fill(0.0);
-                    }
-                    let values = &values[h][..used * hd];
-                    (kernels().block_weighted_sum)(&scores, width, values, &mut out_h);
-                    for (i, row) in rows.chunks_exact_mut(d).enumerate() {
-                        row[h * hd..][..hd].copy_from_slice(&out_h[i * hd..][..hd]);
-                    }
-                }
-            });
+            self.attend_blocks(&queries, pos, hd, scale, out_data);
         }
         Ok(out)
+    }
+
+    /// Attention of a prompt's rotated queries (`[T, heads · hd]`, positions
+    /// `pos..`, already in the cache) in blocks of [`QUERIES`] tokens, one
+    /// task per block for all heads: scores against the transposed keys, then
+    /// weighted sums of the values, [`KEYS`] at a time in registers.
+    fn attend_blocks(&self, queries: &[f32], pos: usize, hd: usize, scale: f32, out: &mut [f32]) {
+        let heads = self.keys.len();
+        let d = heads * hd;
+        let keys_t = transposed_keys(&self.keys, pos + queries.len() / d, hd);
+        let stride = keys_t.len() / (heads * hd);
+        for_each_chunk(out, QUERIES * d, |block, rows| {
+            let count = rows.len() / d;
+            let first = pos + block * QUERIES;
+            // Positions the block's last query sees, in whole register blocks.
+            let visible = first + count;
+            let width = visible.next_multiple_of(KEYS);
+            let mut block_queries = vec![0.0f32; QUERIES * hd];
+            let mut scores = vec![0.0f32; QUERIES * width];
+            let mut block_out = vec![0.0f32; QUERIES * hd];
+            for h in 0..heads {
+                for (i, q) in block_queries.chunks_exact_mut(hd).take(count).enumerate() {
+                    q.copy_from_slice(&queries[(block * QUERIES + i) * d + h * hd..][..hd]);
+                }
+                let keys_t = &keys_t[h * hd * stride..][..hd * stride];
+                (kernels().block_scores)(&block_queries, keys_t, stride, &mut scores);
+                for (i, row) in scores.chunks_exact_mut(width).enumerate() {
+                    // Query i sees positions 0..=first + i; padding queries nothing.
+                    let seen = if i < count { first + i + 1 } else { 0 };
+                    let (seen, unseen) = row.split_at_mut(seen);
+                    seen.iter_mut().for_each(|s| *s *= scale);
+                    softmax_in_place(seen);
+                    unseen.fill(0.0);
+                }
+                let values = &self.values[h][..visible * hd];
+                (kernels().block_weighted_sum)(&scores, width, values, &mut block_out);
+                for (row, o) in rows.chunks_exact_mut(d).zip(block_out.chunks_exact(hd)) {
+                    row[h * hd..][..hd].copy_from_slice(o);
+                }
+            }
+        });
     }
 }
 
