@@ -9,7 +9,7 @@
 use crate::attention::CachedAttention;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::int8::{Int8Embedding, Int8Linear};
+use crate::int8::{Int8Embedding, Int8GatedLinear, Int8Linear};
 use crate::model_file::Weight;
 use crate::rope::ChayaRope;
 use std::collections::HashMap;
@@ -58,6 +58,30 @@ impl GraphBuilder<'_> {
         let w = self.model.add_const(name, self.weight(name)?)?;
         let op = EinSum::new("tk,nk->tn".parse()?, f32::datum_type());
         Ok(self.model.wire_node(node, op, &[x, w])?[0])
+    }
+
+    /// SwiGLU's gated product `silu(x · W1ᵀ) ⊙ (x · W2ᵀ)`: one op for int8
+    /// weights, else two products, SiLU and a product.
+    fn gated_linear(&mut self, gate: &str, up: &str, x: OutletId) -> Result<OutletId> {
+        if let (Weight::Int8(gate_w), Weight::Int8(up_w)) = (self.stored(gate)?, self.stored(up)?) {
+            let op = Int8GatedLinear {
+                gate: gate_w.clone(),
+                up: up_w.clone(),
+            };
+            return Ok(self.model.wire_node(format!("{gate}.gated"), op, &[x])?[0]);
+        }
+        let gated = self.linear(gate, x)?;
+        let gated = self.model.wire_node(
+            format!("{gate}.silu"),
+            tract_core::ops::nn::silu::silu(),
+            &[gated],
+        )?[0];
+        let up_x = self.linear(up, x)?;
+        Ok(self.model.wire_node(
+            format!("{gate}.gate"),
+            tract_core::ops::math::mul(),
+            &[gated, up_x],
+        )?[0])
     }
 
     /// Rows `ids` of the token-embedding table.
@@ -133,14 +157,7 @@ pub fn build_body(config: &Config, tensors: &HashMap<String, Weight>) -> Result<
         x = g.add(&l("attn.residual"), x, a)?;
 
         let h = g.rmsnorm(&l("norm2.scale"), x)?;
-        let gate = g.linear(&l("ffn.w1.weight"), h)?;
-        let gate = g
-            .model
-            .wire_node(l("ffn.silu"), tract_core::ops::nn::silu::silu(), &[gate])?[0];
-        let up = g.linear(&l("ffn.w2.weight"), h)?;
-        let hidden = g
-            .model
-            .wire_node(l("ffn.gate"), tract_core::ops::math::mul(), &[gate, up])?[0];
+        let hidden = g.gated_linear(&l("ffn.w1.weight"), &l("ffn.w2.weight"), h)?;
         let down = g.linear(&l("ffn.w3.weight"), hidden)?;
         x = g.add(&l("ffn.residual"), x, down)?;
     }

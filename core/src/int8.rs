@@ -8,14 +8,16 @@
 //!   blocks of 32 and multiplied with the weight rows in integer arithmetic
 //!   (VNNI or AVX2 on x86_64, see [`crate::q8`]; prefill on AMX tiles where
 //!   the CPU has them, see [`crate::amx`]), reading each weight once;
+//! - [`Int8GatedLinear`], SwiGLU's gated product `silu(x · W1ᵀ) ⊙ (x · W2ᵀ)`,
+//!   with `x` quantized once for both weights and the gate applied in place;
 //! - [`Int8Embedding`], the token-embedding lookup `ids [T] → [T, K]`.
 //!
-//! Work runs on the plan's tract executor (its rayon pool); dot products are
-//! split into fixed blocks of weight rows, so results do not depend on the
-//! thread count.
+//! Work runs on the model's compute pool ([`crate::parallel`]); dot products
+//! are split into fixed blocks of weight rows, so results do not depend on
+//! the thread count.
 
 use crate::amx::{Packed, TILE};
-use crate::parallel::for_each_index;
+use crate::parallel::{for_each_chunk, for_each_index};
 use crate::q8::{kernels, Q8Rows};
 use crate::quant::QuantMatrix;
 use tract_core::internal::*;
@@ -30,6 +32,17 @@ pub struct Int8Linear {
     pub weight: Arc<QuantMatrix>,
 }
 
+/// `silu(x · W1ᵀ) ⊙ (x · W2ᵀ)` for int8 `W1`, `W2 [N, K]`; input `[T, K]` f32,
+/// output `[T, N]`. The same numbers as [`Int8Linear`] twice, tract's SiLU
+/// and a product, in one pass over the activations.
+#[derive(Clone, Debug)]
+pub struct Int8GatedLinear {
+    /// `W1`, whose product goes through SiLU.
+    pub gate: Arc<QuantMatrix>,
+    /// `W2`, whose product the gate multiplies.
+    pub up: Arc<QuantMatrix>,
+}
+
 /// Token-embedding lookup in an int8 table `[vocab, K]`; input ids `[T]` (i64),
 /// output `[T, K]` f32. Out-of-range ids are an error.
 #[derive(Clone, Debug)]
@@ -39,10 +52,10 @@ pub struct Int8Embedding {
 }
 
 macro_rules! weight_op {
-    ($op:ty, $field:ident, $name:literal) => {
+    ($op:ty, $name:literal, $($field:ident),+) => {
         impl PartialEq for $op {
             fn eq(&self, other: &Self) -> bool {
-                Arc::ptr_eq(&self.$field, &other.$field)
+                $(Arc::ptr_eq(&self.$field, &other.$field))&&+
             }
         }
         impl Eq for $op {}
@@ -52,27 +65,32 @@ macro_rules! weight_op {
                 $name.into()
             }
             fn info(&self) -> TractResult<Vec<String>> {
-                Ok(vec![format!("{:?}", self.$field)])
+                Ok(vec![$(format!("{:?}", self.$field)),+])
             }
             op_as_typed_op!();
         }
     };
 }
-weight_op!(Int8Linear, weight, "Int8Linear");
-weight_op!(Int8Embedding, table, "Int8Embedding");
+weight_op!(Int8Linear, "Int8Linear", weight);
+weight_op!(Int8GatedLinear, "Int8GatedLinear", gate, up);
+weight_op!(Int8Embedding, "Int8Embedding", table);
+
+/// The `[T, K]` f32 input of an op, checked.
+fn input_rows(x: &TValue, k: usize, op: &str) -> TractResult<usize> {
+    ensure!(
+        x.rank() == 2 && x.shape()[1] == k,
+        "{op} input must be [T, {k}]"
+    );
+    Ok(x.shape()[0])
+}
 
 impl EvalOp for Int8Linear {
     not_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let x = args_1!(inputs);
+        let rows = input_rows(&x, self.weight.cols(), "Int8Linear")?;
         let x = x.try_as_plain_ram()?;
-        let k = self.weight.cols();
-        ensure!(
-            x.rank() == 2 && x.shape()[1] == k,
-            "Int8Linear input must be [T, {k}]"
-        );
-        let rows = x.shape()[0];
         // Written in place: a tensor made from a Vec would be copied (tract
         // aligns its buffers), which cost a seventh of prefill.
         let mut out = Tensor::zero::<f32>(&[rows, self.weight.rows()])?;
@@ -94,6 +112,52 @@ impl TypedOp for Int8Linear {
         Ok(tvec!(f32::fact(tvec![
             x.shape[0].clone(),
             self.weight.rows().to_dim()
+        ])))
+    }
+    as_op!();
+}
+
+impl EvalOp for Int8GatedLinear {
+    not_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = args_1!(inputs);
+        let rows = input_rows(&x, self.gate.cols(), "Int8GatedLinear")?;
+        let x = x.try_as_plain_ram()?;
+        let input = QuantizedInput::new(x.as_slice::<f32>()?, self.gate.cols());
+        let n = self.gate.rows();
+        let mut out = Tensor::zero::<f32>(&[rows, n])?;
+        let mut out_view = out.try_as_plain_ram_mut()?;
+        let gated = out_view.as_slice_mut::<f32>()?;
+        multiply(&self.gate, &input, gated);
+        let mut up = vec![0.0f32; rows * n];
+        multiply(&self.up, &input, &mut up);
+        let silu = tract_linalg::Func::Silu.ew_f32()?;
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        for_each_chunk(gated, n, |t, row| {
+            if silu.run(row).is_err() {
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            for (g, &u) in row.iter_mut().zip(&up[t * n..][..n]) {
+                *g *= u;
+            }
+        });
+        ensure!(!failed.into_inner(), "SiLU failed");
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for Int8GatedLinear {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let x = inputs[0];
+        ensure!(x.rank() == 2 && x.shape[1] == self.gate.cols().to_dim());
+        ensure!(
+            self.up.rows() == self.gate.rows() && self.up.cols() == self.gate.cols(),
+            "Int8GatedLinear weights must have the same shape"
+        );
+        Ok(tvec!(f32::fact(tvec![
+            x.shape[0].clone(),
+            self.gate.rows().to_dim()
         ])))
     }
     as_op!();
@@ -142,11 +206,37 @@ impl TypedOp for Int8Embedding {
 /// them, else in tiles of 2 weight rows × 4 input rows; for decode in tiles of
 /// 8 weight rows × 1 input row. Every path gives the same bits.
 pub fn linear(w: &QuantMatrix, x: &[f32], rows: usize, out: &mut [f32]) {
-    let (n, k) = (w.rows(), w.cols());
+    assert_eq!(x.len(), rows * w.cols(), "input must be [rows, K]");
+    multiply(w, &QuantizedInput::new(x, w.cols()), out)
+}
+
+/// Activations as [`multiply`] reads them: int8 blocks, and for prefill
+/// also packed for AMX tiles where the CPU has them.
+pub struct QuantizedInput {
+    xq: Q8Rows,
+    packed: Option<Packed>,
+}
+
+impl QuantizedInput {
+    /// Quantizes the row-major `[rows, cols]` matrix `x`.
+    pub fn new(x: &[f32], cols: usize) -> QuantizedInput {
+        let xq = Q8Rows::quantize(x, cols);
+        let packed = if xq.rows() >= 4 {
+            Packed::new(&xq)
+        } else {
+            None
+        };
+        QuantizedInput { xq, packed }
+    }
+}
+
+/// [`linear`] of activations already quantized.
+pub fn multiply(w: &QuantMatrix, input: &QuantizedInput, out: &mut [f32]) {
+    let (xq, packed) = (&input.xq, &input.packed);
+    let (n, rows) = (w.rows(), xq.rows());
+    assert_eq!(xq.cols(), w.cols(), "input and weight widths differ");
     assert_eq!(out.len(), rows * n, "output must be [rows, N]");
-    let xq = Q8Rows::quantize(x, k);
     let kernels = kernels();
-    let packed = if rows >= 4 { Packed::new(&xq) } else { None };
     let columns = Columns::new(out, n);
     // Each task computes the output columns of one block of weight rows.
     // Tiles that run past the last row (or input row) repeat it and drop
@@ -164,7 +254,7 @@ pub fn linear(w: &QuantMatrix, x: &[f32], rows: usize, out: &mut [f32]) {
         };
         // Whole groups of 16 rows on AMX, the rest on the tile kernels.
         let mut done = 0;
-        if let Some(packed) = &packed {
+        if let Some(packed) = packed {
             done = count / TILE * TILE;
             let scales = &w.scales()[first..][..done];
             packed.multiply(w.row_range(first, done), |j, t, sums, valid| {
@@ -348,6 +438,31 @@ mod tests {
             let one = product(&w, &x[t * 96..][..96], 1);
             assert_eq!(one, all[t * 67..][..67]);
         }
+    }
+
+    #[test]
+    fn gated_linear_is_silu_of_one_product_times_the_other() {
+        let (n, k) = (40, 64);
+        let op = Int8GatedLinear {
+            gate: Arc::new(QuantMatrix::quantize(&values(n * k, 0.31), k)),
+            up: Arc::new(QuantMatrix::quantize(&values(n * k, 0.17), k)),
+        };
+        for rows in [1, 5] {
+            let x = values(rows * k, 0.07);
+            let input = Tensor::from_shape(&[rows, k], &x).unwrap().into_tvalue();
+            let out = op.eval(&EvalContext::out_of_plan(), tvec!(input)).unwrap();
+            let out = out[0].try_as_plain_ram().unwrap();
+            let (gate, up) = (product(&op.gate, &x, rows), product(&op.up, &x, rows));
+            for ((&got, &g), &u) in out.as_slice::<f32>().unwrap().iter().zip(&gate).zip(&up) {
+                let want = g / (1.0 + (-g).exp()) * u;
+                assert!(
+                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "{got} vs {want}"
+                );
+            }
+        }
+        let wrong = Tensor::zero::<f32>(&[2, k + 1]).unwrap().into_tvalue();
+        assert!(op.eval(&EvalContext::out_of_plan(), tvec!(wrong)).is_err());
     }
 
     #[test]
