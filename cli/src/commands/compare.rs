@@ -3,7 +3,7 @@
 //! prompts and, given a text, both perplexities.
 
 use crate::progress;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The default prompts: 20 everyday openings, one per line.
 const PROMPTS: &str = include_str!("prompts.txt");
@@ -34,13 +34,6 @@ pub struct Args {
     json: bool,
 }
 
-fn read_text(path: &Path) -> anyhow::Result<String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    String::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("{} is not valid UTF-8: {e}", path.display()))
-}
-
 fn perplexity(model: &chaya::Model, text: &str, ctx: usize) -> anyhow::Result<f64> {
     let ids = model.tokenizer().encode(text)?;
     let bar = progress::bar("scoring", "tokens");
@@ -54,7 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let reference = super::load_model(&args.reference, args.threads)?;
     let candidate = super::load_model(&args.candidate, args.threads)?;
     let prompt_text = match &args.prompts {
-        Some(path) => read_text(path)?,
+        Some(path) => super::read_text(path)?,
         None => PROMPTS.to_string(),
     };
     let prompts = prompt_text
@@ -65,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let agreement = chaya::eval::greedy_agreement(&reference, &candidate, &prompts, args.tokens)?;
     let perplexities = match &args.text {
         Some(path) => {
-            let text = read_text(path)?;
+            let text = super::read_text(path)?;
             Some((
                 perplexity(&reference, &text, args.ctx)?,
                 perplexity(&candidate, &text, args.ctx)?,

@@ -22,10 +22,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&args.text)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.text.display()))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("{} is not valid UTF-8: {e}", args.text.display()))?;
+    let text = super::read_text(&args.text)?;
     let model = super::load_model(&args.model, args.threads)?;
     let ids = model.tokenizer().encode(&text)?;
     let mut session = model.session()?;

@@ -111,8 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let options = args.options();
     let prompt = match (&args.prompt, &args.file) {
         (Some(p), _) => p.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?,
+        (None, Some(f)) => super::read_text(f)?,
         (None, None) => return interactive(&mut session, &options),
     };
     if args.json {

@@ -20,3 +20,11 @@ pub fn load_model(path: &Path, threads: usize) -> anyhow::Result<Model> {
         },
     )?)
 }
+
+/// The contents of a UTF-8 text file, with an error naming the file.
+pub fn read_text(path: &Path) -> anyhow::Result<String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    String::from_utf8(bytes)
+        .map_err(|e| anyhow::anyhow!("{} is not valid UTF-8: {e}", path.display()))
+}
