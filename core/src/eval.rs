@@ -121,8 +121,8 @@ pub fn greedy_agreement(
     })
 }
 
-/// Index of the largest logit (the first of equals).
-fn argmax(row: &[f32]) -> u32 {
+/// Index of the largest logit (the first of equals, as greedy sampling picks).
+pub fn argmax(row: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &v) in row.iter().enumerate() {
         if v > row[best] {

@@ -2,6 +2,7 @@
 //! peak memory — each measured over repeated runs, reported as median and spread.
 
 use crate::progress;
+use chaya::eval::argmax;
 use chaya::{LoadOptions, Logits, Model, Session};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -59,12 +60,6 @@ impl Metric {
 /// Deterministic prompt ids spread over the vocabulary.
 fn prompt(len: usize, vocab: usize) -> Vec<u32> {
     (0..len).map(|i| ((i * 7919 + 13) % vocab) as u32).collect()
-}
-
-fn argmax(logits: &[f32]) -> u32 {
-    (0..logits.len())
-        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
-        .unwrap_or(0) as u32
 }
 
 /// Seconds to prefill `ids` into a fresh session and pick the next token.
