@@ -6,18 +6,20 @@
 //! folded into f32 accumulators as `acc = fma(d_b, scale_b, acc)`, the fold
 //! every kernel of [`crate::q8`] computes, so AMX results are bit-identical to
 //! the decode kernels'. Weights are read in place (a tile loads 16 rows with
-//! the matrix's row stride); activations are packed once per call into the
-//! layout AMX multiplies by ([`Packed`]).
+//! the matrix's row stride); activations are quantized once per call straight
+//! into the layout AMX multiplies by ([`Packed`]), 16 rows per parallel task.
 //!
 //! AMX needs the kernel's permission per process (`arch_prctl`), asked once,
 //! and a tile configuration per thread, loaded by [`Packed::multiply`] itself.
 
-use crate::q8::{Q8Rows, BLOCK};
+use crate::parallel::map_index;
+use crate::q8::BLOCK;
 
 /// Weight rows (and activation rows) per tile.
 pub const TILE: usize = 16;
 
-/// Quantized activations in AMX's right-hand-side layout: per group of 16
+/// Activations quantized to int8 blocks (the values and scales of
+/// [`crate::q8::Q8Rows`]) in the layout AMX multiplies by: per group of 16
 /// rows and per block, 8 tile rows of 64 bytes, where tile row `r` holds, for
 /// each activation row `t`, its 4 values `4r..4r+4` of the block. Rows past
 /// the last are zero.
@@ -28,8 +30,14 @@ pub const TILE: usize = 16;
 pub struct Packed {
     rows: usize,
     blocks: usize,
+    groups: Vec<Group>,
+}
+
+/// 16 activation rows of a [`Packed`].
+struct Group {
+    /// `[block][8 tile rows][16 rows × 4]` values.
     values: Vec<i8>,
-    /// `[group][block][16]` scales (zero for padding rows).
+    /// `[block][16]` scales (zero for padding rows).
     scales: Vec<f32>,
 }
 
@@ -37,48 +45,60 @@ pub struct Packed {
 const TILE_BYTES: usize = TILE * BLOCK;
 
 impl Packed {
-    /// Packs `x` for AMX, or `None` when AMX is not usable here or `x`'s row
-    /// length is not a whole number of blocks (tiles read whole blocks).
-    pub fn new(x: &Q8Rows) -> Option<Packed> {
-        if !available() || !x.cols().is_multiple_of(BLOCK) {
+    /// Quantizes the row-major `[rows, cols]` matrix `x` straight into AMX's
+    /// layout, a group of 16 rows per parallel task; `None` when AMX is not
+    /// usable here or `cols` is not a whole number of blocks (tiles read
+    /// whole blocks).
+    pub fn quantize(x: &[f32], cols: usize) -> Option<Packed> {
+        if !available() || cols == 0 || !cols.is_multiple_of(BLOCK) {
             return None;
         }
-        let (rows, blocks) = (x.rows(), x.cols() / BLOCK);
-        let groups = rows.div_ceil(TILE);
-        let mut values = vec![0i8; groups * blocks * TILE_BYTES];
-        let mut scales = vec![0.0f32; groups * blocks * TILE];
-        for t in 0..rows {
-            let (g, lane) = (t / TILE, t % TILE);
-            let row = x.row(t);
-            for b in 0..blocks {
-                let tile = (g * blocks + b) * TILE_BYTES;
-                for (r, quad) in row.values[b * BLOCK..][..BLOCK].chunks_exact(4).enumerate() {
-                    values[tile + r * 4 * TILE + lane * 4..][..4].copy_from_slice(quad);
-                }
-                scales[(g * blocks + b) * TILE + lane] = row.scales[b];
-            }
-        }
+        let (rows, blocks) = (x.len() / cols, cols / BLOCK);
+        let groups = map_index(rows.div_ceil(TILE), |g| {
+            let x = &x[g * TILE * cols..][..(rows - g * TILE).min(TILE) * cols];
+            // SAFETY: `available()` implies AVX-512F, hence AVX2.
+            unsafe { x86::quantize_group(x, cols) }
+        });
         Some(Packed {
             rows,
             blocks,
-            values,
-            scales,
+            groups,
         })
     }
 
-    /// For the weight rows `weights` (row-major, a multiple of 16 rows of
-    /// `blocks · BLOCK` columns), calls `store(j, t, sums, count)` once per
-    /// tile: `sums[d][e]` is the block-scaled dot product of weight row `j + d`
-    /// and activation row `t + e`, for `e < count`.
+    /// Number of activation rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns (values per activation row).
+    pub fn cols(&self) -> usize {
+        self.blocks * BLOCK
+    }
+
+    /// For the weight rows `weights` (row-major, `blocks · BLOCK` columns),
+    /// calls `store(j, t, sums, count)` once per tile: `sums[d][e]` is the
+    /// block-scaled dot product of weight row `j + d` and activation row
+    /// `t + e`, for `e < count` (and `j + d` below the number of weight rows).
     pub fn multiply(&self, weights: &[i8], mut store: impl FnMut(usize, usize, &Sums, usize)) {
         let cols = self.blocks * BLOCK;
         assert!(
-            cols > 0 && weights.len().is_multiple_of(TILE * cols),
-            "AMX multiplies whole groups of 16 weight rows"
+            cols > 0 && weights.len().is_multiple_of(cols),
+            "weights must be whole rows of the activations' width"
         );
+        let whole = weights.len() / (TILE * cols) * (TILE * cols);
         // SAFETY: `available()` held when `self` was made (AMX permitted,
-        // AVX-512 present); weight groups are whole, as checked above.
-        unsafe { x86::multiply(weights, cols, self, &mut store) };
+        // AVX-512 present); weight groups are whole.
+        unsafe { x86::multiply(&weights[..whole], cols, self, &mut store) };
+        if whole < weights.len() {
+            // The last rows, zero-padded to a whole tile.
+            let mut padded = vec![0i8; TILE * cols];
+            padded[..weights.len() - whole].copy_from_slice(&weights[whole..]);
+            let first = whole / cols;
+            let mut store = |j, t, sums: &Sums, count| store(first + j, t, sums, count);
+            // SAFETY: as above.
+            unsafe { x86::multiply(&padded, cols, self, &mut store) };
+        }
     }
 }
 
@@ -100,7 +120,8 @@ pub fn available() -> bool {
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod x86 {
-    use super::{Packed, Sums, BLOCK, TILE, TILE_BYTES};
+    use super::{Group, Packed, Sums, BLOCK, TILE, TILE_BYTES};
+    use crate::q8::quantize_block;
     use std::arch::asm;
     use std::arch::x86_64::*;
 
@@ -206,12 +227,11 @@ mod x86 {
         unsafe {
             asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
             for (w_group, rows) in weights.chunks_exact(TILE * cols).enumerate() {
-                for group in 0..packed.rows.div_ceil(TILE) {
-                    let first_block = group * packed.blocks;
+                for (g, group) in packed.groups.iter().enumerate() {
                     let mut acc = [_mm512_setzero_ps(); TILE];
                     for b in (0..packed.blocks).step_by(2) {
                         let w = rows.as_ptr().add(b * BLOCK);
-                        let x = packed.values.as_ptr().add((first_block + b) * TILE_BYTES);
+                        let x = group.values.as_ptr().add(b * TILE_BYTES);
                         block_dots!("tmm0", "tmm1", "tmm2", w, cols, x, dots[0].as_mut_ptr());
                         let pair = b + 1 < packed.blocks;
                         if pair {
@@ -219,7 +239,7 @@ mod x86 {
                             block_dots!("tmm3", "tmm4", "tmm5", w, cols, x, dots[1].as_mut_ptr());
                         }
                         for (i, dots) in dots[..1 + pair as usize].iter().enumerate() {
-                            let scales = packed.scales.as_ptr().add((first_block + b + i) * TILE);
+                            let scales = group.scales.as_ptr().add((b + i) * TILE);
                             let scales = _mm512_loadu_ps(scales);
                             for (acc, dots) in acc.iter_mut().zip(dots) {
                                 let d =
@@ -231,18 +251,40 @@ mod x86 {
                     for (sum, acc) in sums.iter_mut().zip(acc) {
                         _mm512_storeu_ps(sum.as_mut_ptr(), acc);
                     }
-                    let valid = (packed.rows - group * TILE).min(TILE);
-                    store(w_group * TILE, group * TILE, &sums, valid);
+                    let valid = (packed.rows - g * TILE).min(TILE);
+                    store(w_group * TILE, g * TILE, &sums, valid);
                 }
             }
             asm!("tilerelease", options(nostack, nomem));
         }
     }
+
+    /// Up to 16 rows `x` of `cols` values quantized into one [`Group`].
+    ///
+    /// # Safety
+    /// AVX2 must be present (it vectorizes the rounding).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize_group(x: &[f32], cols: usize) -> Group {
+        let blocks = cols / BLOCK;
+        let mut values = vec![0i8; blocks * TILE_BYTES];
+        let mut scales = vec![0.0f32; blocks * TILE];
+        let mut q = [0i8; BLOCK];
+        for (lane, row) in x.chunks_exact(cols).enumerate() {
+            for (b, xs) in row.chunks_exact(BLOCK).enumerate() {
+                scales[b * TILE + lane] = quantize_block(xs, &mut q);
+                let tile = &mut values[b * TILE_BYTES..][..TILE_BYTES];
+                for (r, quad) in q.chunks_exact(4).enumerate() {
+                    tile[r * 4 * TILE + lane * 4..][..4].copy_from_slice(quad);
+                }
+            }
+        }
+        Group { values, scales }
+    }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 mod x86 {
-    use super::{Packed, Sums};
+    use super::{Group, Packed, Sums};
 
     pub fn supported() -> bool {
         false
@@ -261,12 +303,17 @@ mod x86 {
     ) {
         unreachable!("AMX is not supported on this target")
     }
+
+    /// Never called, as [`multiply`].
+    pub unsafe fn quantize_group(_: &[f32], _: usize) -> Group {
+        unreachable!("AMX is not supported on this target")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::q8::block_dot;
+    use crate::q8::{block_dot, Q8Rows};
 
     fn weights(len: usize) -> Vec<i8> {
         (0..len)
@@ -282,17 +329,19 @@ mod tests {
             return;
         }
         let cols = 96;
-        // Two groups of weight rows.
-        let w = weights(2 * TILE * cols);
+        // Two groups of weight rows and a partial one.
+        let w = weights(37 * cols);
         // 21 rows: one full group and a partial one.
         let x: Vec<f32> = (0..21 * cols)
             .map(|i| (i as f32 * 0.61).sin() * 2.0)
             .collect();
+        // The same int8 values as the other kernels read.
         let xq = Q8Rows::quantize(&x, cols);
-        let packed = Packed::new(&xq).expect("whole blocks");
+        let packed = Packed::quantize(&x, cols).expect("whole blocks");
+        assert_eq!((packed.rows(), packed.cols()), (21, cols));
         let mut seen = 0;
         packed.multiply(&w, |j, t, sums, count| {
-            for (d, row) in sums.iter().enumerate() {
+            for (d, row) in sums.iter().enumerate().take(37 - j) {
                 for (e, &v) in row[..count].iter().enumerate() {
                     let want = block_dot(&w[(j + d) * cols..][..cols], xq.row(t + e));
                     assert_eq!(v, want, "({}, {})", j + d, t + e);
@@ -300,12 +349,11 @@ mod tests {
                 }
             }
         });
-        assert_eq!(seen, 2 * TILE * 21);
+        assert_eq!(seen, 37 * 21);
     }
 
     #[test]
     fn partial_blocks_are_not_packed() {
-        let xq = Q8Rows::quantize(&[1.0; 40], 40);
-        assert!(Packed::new(&xq).is_none());
+        assert!(Packed::quantize(&[1.0; 40], 40).is_none());
     }
 }

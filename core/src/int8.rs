@@ -210,88 +210,108 @@ pub fn linear(w: &QuantMatrix, x: &[f32], rows: usize, out: &mut [f32]) {
     multiply(w, &QuantizedInput::new(x, w.cols()), out)
 }
 
-/// Activations as [`multiply`] reads them: int8 blocks, and for prefill
-/// also packed for AMX tiles where the CPU has them.
-pub struct QuantizedInput {
-    xq: Q8Rows,
-    packed: Option<Packed>,
+/// Activations as [`multiply`] reads them: int8 blocks, for prefill packed
+/// for AMX tiles where the CPU has them.
+pub struct QuantizedInput(Activations);
+
+enum Activations {
+    Rows(Q8Rows),
+    Tiles(Packed),
 }
 
 impl QuantizedInput {
     /// Quantizes the row-major `[rows, cols]` matrix `x`.
     pub fn new(x: &[f32], cols: usize) -> QuantizedInput {
-        let xq = Q8Rows::quantize(x, cols);
-        let packed = if xq.rows() >= 4 {
-            Packed::new(&xq)
+        let packed = if x.len() >= 4 * cols {
+            Packed::quantize(x, cols)
         } else {
             None
         };
-        QuantizedInput { xq, packed }
+        QuantizedInput(match packed {
+            Some(packed) => Activations::Tiles(packed),
+            None => Activations::Rows(Q8Rows::quantize(x, cols)),
+        })
+    }
+
+    /// Number of rows and of columns.
+    fn shape(&self) -> (usize, usize) {
+        match &self.0 {
+            Activations::Rows(xq) => (xq.rows(), xq.cols()),
+            Activations::Tiles(packed) => (packed.rows(), packed.cols()),
+        }
     }
 }
 
 /// [`linear`] of activations already quantized.
 pub fn multiply(w: &QuantMatrix, input: &QuantizedInput, out: &mut [f32]) {
-    let (xq, packed) = (&input.xq, &input.packed);
-    let (n, rows) = (w.rows(), xq.rows());
-    assert_eq!(xq.cols(), w.cols(), "input and weight widths differ");
+    let (n, (rows, cols)) = (w.rows(), input.shape());
+    assert_eq!(cols, w.cols(), "input and weight widths differ");
     assert_eq!(out.len(), rows * n, "output must be [rows, N]");
-    let kernels = kernels();
     let columns = Columns::new(out, n);
     // Each task computes the output columns of one block of weight rows.
-    // Tiles that run past the last row (or input row) repeat it and drop
-    // the extra results.
-    for_each_index(n.div_ceil(BLOCK_ROWS), |b| {
-        let first = b * BLOCK_ROWS;
-        let count = BLOCK_ROWS.min(n - first);
-        let weight_row = |j: usize| w.row(first + j.min(count - 1));
-        let x_row = |t: usize| xq.row(t.min(rows - 1));
-        let store = |j: usize, t: usize, v: f32| {
-            if j < count && t < rows {
-                // SAFETY: this task is the only one writing columns first..first + count.
-                unsafe { columns.set(t, first + j, v * w.scales()[first + j]) };
-            }
-        };
-        // Whole groups of 16 rows on AMX, the rest on the tile kernels.
-        let mut done = 0;
-        if let Some(packed) = packed {
-            done = count / TILE * TILE;
-            let scales = &w.scales()[first..][..done];
-            packed.multiply(w.row_range(first, done), |j, t, sums, valid| {
+    let tasks = n.div_ceil(BLOCK_ROWS);
+    match &input.0 {
+        Activations::Tiles(packed) => for_each_index(tasks, |b| {
+            let first = b * BLOCK_ROWS;
+            let count = BLOCK_ROWS.min(n - first);
+            let scales = &w.scales()[first..][..count];
+            packed.multiply(w.row_range(first, count), |j, t, sums, valid| {
+                let width = (count - j).min(TILE);
                 for (e, row) in (t..t + valid).enumerate() {
-                    // SAFETY: as for `store`; the 16 columns are in this task's block.
-                    let out = unsafe { columns.row_part(row, first + j, TILE) };
+                    // SAFETY: this task is the only one writing columns first..first + count.
+                    let out = unsafe { columns.row_part(row, first + j, width) };
                     for ((o, &scale), sums) in out.iter_mut().zip(&scales[j..]).zip(sums) {
                         *o = sums[e] * scale;
                     }
                 }
             });
+        }),
+        Activations::Rows(xq) => {
+            for_each_index(tasks, |b| tile_rows(w, xq, b * BLOCK_ROWS, &columns))
         }
-        if rows < 4 {
-            for j in (done..count).step_by(8) {
-                let ws = std::array::from_fn(|d| weight_row(j + d));
-                for t in 0..rows {
-                    let dots = (kernels.w8x1)(&ws, &[x_row(t)]);
-                    for (d, dot) in dots.iter().enumerate() {
-                        store(j + d, t, dot[0]);
+    }
+}
+
+/// Output columns `first..first + BLOCK_ROWS` (or to the last weight row) on
+/// the SIMD tile kernels: tiles of 8 weight rows × 1 input row for fewer than
+/// 4 input rows, else of 2 × 4. Tiles that run past the last row (or input
+/// row) repeat it and drop the extra results.
+fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
+    let kernels = kernels();
+    let rows = xq.rows();
+    let count = BLOCK_ROWS.min(w.rows() - first);
+    let weight_row = |j: usize| w.row(first + j.min(count - 1));
+    let x_row = |t: usize| xq.row(t.min(rows - 1));
+    let store = |j: usize, t: usize, v: f32| {
+        if j < count && t < rows {
+            // SAFETY: the caller's task is the only one writing columns first..first + count.
+            unsafe { columns.set(t, first + j, v * w.scales()[first + j]) };
+        }
+    };
+    if rows < 4 {
+        for j in (0..count).step_by(8) {
+            let ws = std::array::from_fn(|d| weight_row(j + d));
+            for t in 0..rows {
+                let dots = (kernels.w8x1)(&ws, &[x_row(t)]);
+                for (d, dot) in dots.iter().enumerate() {
+                    store(j + d, t, dot[0]);
+                }
+            }
+        }
+    } else {
+        for j in (0..count).step_by(2) {
+            let ws = [weight_row(j), weight_row(j + 1)];
+            for t in (0..rows).step_by(4) {
+                let xs = [0, 1, 2, 3].map(|d| x_row(t + d));
+                let dots = (kernels.w2x4)(&ws, &xs);
+                for (d, row) in dots.iter().enumerate() {
+                    for (e, &dot) in row.iter().enumerate() {
+                        store(j + d, t + e, dot);
                     }
                 }
             }
-        } else {
-            for j in (done..count).step_by(2) {
-                let ws = [weight_row(j), weight_row(j + 1)];
-                for t in (0..rows).step_by(4) {
-                    let xs = [0, 1, 2, 3].map(|d| x_row(t + d));
-                    let dots = (kernels.w2x4)(&ws, &xs);
-                    for (d, row) in dots.iter().enumerate() {
-                        for (e, &dot) in row.iter().enumerate() {
-                            store(j + d, t + e, dot);
-                        }
-                    }
-                }
-            }
         }
-    });
+    }
 }
 
 /// A row-major matrix that parallel tasks fill by disjoint sets of columns.

@@ -86,3 +86,17 @@ where
         (0..count).for_each(work)
     }
 }
+
+/// `(0..count).map(work)` collected in order, computed in parallel when
+/// called on a [`ComputePool`]'s thread.
+pub fn map_index<T, F>(count: usize, work: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(usize) -> T + Send + Sync,
+{
+    if IN_COMPUTE_POOL.get() {
+        (0..count).into_par_iter().map(work).collect()
+    } else {
+        (0..count).map(work).collect()
+    }
+}

@@ -45,6 +45,31 @@ pub struct Q8Row<'a> {
     pub sums: &'a [i32],
 }
 
+/// Quantizes one block of at most [`BLOCK`] values into `qs`: `scale = max|x| / 127`
+/// (returned) and `q = round(x / scale)`. Every quantization path calls this,
+/// so all of them give the same int8 values.
+#[inline(always)]
+pub fn quantize_block(xs: &[f32], qs: &mut [i8]) -> f32 {
+    // max |x| as the largest bit pattern without the sign (the same order for
+    // non-negative floats), which vectorizes.
+    let max_bits = xs.iter().map(|v| v.to_bits() & 0x7fff_ffff).max();
+    let scale = f32::from_bits(max_bits.unwrap_or(0)) / 127.0;
+    let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    for (q, &v) in qs.iter_mut().zip(xs) {
+        // NaN (from non-finite inputs) becomes 0, as `as` would, but as a
+        // select, so the loop vectorizes.
+        let r = (v * inverse).round();
+        let r = if r.is_nan() {
+            0.0
+        } else {
+            r.clamp(-127.0, 127.0)
+        };
+        // SAFETY: `r` is an integer within ±127.
+        *q = unsafe { r.to_int_unchecked::<i32>() } as i8;
+    }
+    scale
+}
+
 impl Q8Rows {
     /// Quantizes a row-major `[rows, cols]` matrix: per block, `scale = max|x| / 127`
     /// and `q = round(x / scale)`.
@@ -69,24 +94,7 @@ impl Q8Rows {
         for (t, row) in x.chunks_exact(cols.max(1)).enumerate() {
             let q_row = &mut values[t * cols..][..cols];
             for (b, (xs, qs)) in row.chunks(BLOCK).zip(q_row.chunks_mut(BLOCK)).enumerate() {
-                // max |x| as the largest bit pattern without the sign (the
-                // same order for non-negative floats), which vectorizes.
-                let max_bits = xs.iter().map(|v| v.to_bits() & 0x7fff_ffff).max();
-                let scale = f32::from_bits(max_bits.unwrap_or(0)) / 127.0;
-                let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-                for (q, &v) in qs.iter_mut().zip(xs) {
-                    // NaN (from non-finite inputs) becomes 0, as `as` would,
-                    // but as a select, so the loop vectorizes.
-                    let r = (v * inverse).round();
-                    let r = if r.is_nan() {
-                        0.0
-                    } else {
-                        r.clamp(-127.0, 127.0)
-                    };
-                    // SAFETY: `r` is an integer within ±127.
-                    *q = unsafe { r.to_int_unchecked::<i32>() } as i8;
-                }
-                scales[t * blocks + b] = scale;
+                scales[t * blocks + b] = quantize_block(xs, qs);
                 sums[t * blocks + b] = qs.iter().map(|&q| q as i32).sum();
             }
         }
