@@ -231,6 +231,15 @@ mod x86 {
                     let mut acc = [_mm512_setzero_ps(); TILE];
                     for b in (0..packed.blocks).step_by(2) {
                         let w = rows.as_ptr().add(b * BLOCK);
+                        if g == 0 {
+                            // The next 16 weight rows' cache lines at these
+                            // columns: a short prompt uses each weight once,
+                            // so the tiles would otherwise wait on memory.
+                            for d in 0..TILE {
+                                let ahead = w.wrapping_add((TILE + d) * cols);
+                                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                            }
+                        }
                         let x = group.values.as_ptr().add(b * TILE_BYTES);
                         block_dots!("tmm0", "tmm1", "tmm2", w, cols, x, dots[0].as_mut_ptr());
                         let pair = b + 1 < packed.blocks;
