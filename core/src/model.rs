@@ -3,12 +3,28 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::graph::{build_body, build_head, into_plan, Plan};
-use crate::model_file::ModelFile;
+use crate::model_file::{ModelFile, Weight};
 use crate::parallel::ComputePool;
 use crate::session::Session;
 use crate::tokenizer::Tokenizer;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+
+/// Reads one byte per page of the int8 weights, so a memory-mapped file's
+/// pages are mapped now, while the tokenizer parses, instead of faulting one
+/// by one during the first forward pass (a third of its time, measured).
+fn prefault(tensors: &HashMap<String, Weight>) {
+    const PAGE: usize = 4096;
+    for weight in tensors.values() {
+        if let Weight::Int8(matrix) = weight {
+            let bytes = matrix.row_range(0, matrix.rows());
+            for page in bytes.iter().step_by(PAGE) {
+                std::hint::black_box(*page);
+            }
+        }
+    }
+}
 
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
@@ -98,6 +114,7 @@ impl Model {
                         into_plan(build_head(&config, &file.tensors)?, &executor)?,
                     ))
                 });
+            prefault(&file.tensors);
             (tokenizer.join(), plans)
         });
         let tokenizer =
