@@ -92,8 +92,10 @@ impl EvalOp for Int8Linear {
         let rows = input_rows(&x, self.weight.cols(), "Int8Linear")?;
         let x = x.try_as_plain_ram()?;
         // Written in place: a tensor made from a Vec would be copied (tract
-        // aligns its buffers), which cost a seventh of prefill.
-        let mut out = Tensor::zero::<f32>(&[rows, self.weight.rows()])?;
+        // aligns its buffers), which cost a seventh of prefill; not zeroed first
+        // (a serial pass).
+        // SAFETY: `linear` writes every element before anything reads it.
+        let mut out = unsafe { Tensor::uninitialized::<f32>(&[rows, self.weight.rows()])? };
         let mut out_view = out.try_as_plain_ram_mut()?;
         linear(
             &self.weight,
@@ -126,7 +128,8 @@ impl EvalOp for Int8GatedLinear {
         let x = x.try_as_plain_ram()?;
         let input = QuantizedInput::new(x.as_slice::<f32>()?, self.gate.cols());
         let n = self.gate.rows();
-        let mut out = Tensor::zero::<f32>(&[rows, n])?;
+        // SAFETY: `multiply` writes every element before anything reads it.
+        let mut out = unsafe { Tensor::uninitialized::<f32>(&[rows, n])? };
         let mut out_view = out.try_as_plain_ram_mut()?;
         let gated = out_view.as_slice_mut::<f32>()?;
         multiply(&self.gate, &input, gated);
@@ -242,7 +245,7 @@ impl QuantizedInput {
     }
 }
 
-/// [`linear`] of activations already quantized.
+/// [`linear`] of activations already quantized; writes every element of `out`.
 pub fn multiply(w: &QuantMatrix, input: &QuantizedInput, out: &mut [f32]) {
     let (n, (rows, cols)) = (w.rows(), input.shape());
     assert_eq!(cols, w.cols(), "input and weight widths differ");
