@@ -222,8 +222,9 @@ mod x86 {
         let mut sums: Sums = [[0.0; TILE]; TILE];
         // SAFETY (asm): the configuration is a valid palette-1 layout; loads
         // read 16 rows of 32 bytes at stride `cols` inside `weights` and 8 rows
-        // of 64 bytes inside `packed.values`; stores write 16 rows of 64 bytes
-        // into `dots`. Compiled code never uses the tile registers.
+        // of 64 bytes inside a group's `values`; stores write 16 rows of 64
+        // bytes into `dots`. Compiled code never uses the tile registers.
+        // Prefetches may point past `weights`: they never fault.
         unsafe {
             asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
             for (w_group, rows) in weights.chunks_exact(TILE * cols).enumerate() {
