@@ -17,7 +17,7 @@
 //! the thread count.
 
 use crate::amx::{Packed, TILE};
-use crate::parallel::{for_each_chunk, for_each_index};
+use crate::parallel::{for_each_chunk, for_each_index, map_index};
 use crate::q8::{kernels, Q8Rows};
 use crate::quant::QuantMatrix;
 use tract_core::internal::*;
@@ -232,7 +232,7 @@ impl QuantizedInput {
         };
         QuantizedInput(match packed {
             Some(packed) => Activations::Tiles(packed),
-            None => Activations::Rows(Q8Rows::quantize(x, cols)),
+            None => Activations::Rows(quantize_rows(x, cols)),
         })
     }
 
@@ -243,6 +243,22 @@ impl QuantizedInput {
             Activations::Tiles(packed) => (packed.rows(), packed.cols()),
         }
     }
+}
+
+/// Rows per parallel task of [`quantize_rows`].
+const QUANTIZE_ROWS: usize = 16;
+
+/// [`Q8Rows::quantize`], a prompt's rows [`QUANTIZE_ROWS`] per parallel task.
+fn quantize_rows(x: &[f32], cols: usize) -> Q8Rows {
+    let rows = x.len() / cols.max(1);
+    if rows <= QUANTIZE_ROWS {
+        return Q8Rows::quantize(x, cols);
+    }
+    Q8Rows::concat(map_index(rows.div_ceil(QUANTIZE_ROWS), |part| {
+        let first = part * QUANTIZE_ROWS;
+        let count = QUANTIZE_ROWS.min(rows - first);
+        Q8Rows::quantize(&x[first * cols..][..count * cols], cols)
+    }))
 }
 
 /// [`linear`] of activations already quantized; writes every element of `out`.
@@ -486,6 +502,21 @@ mod tests {
         }
         let wrong = Tensor::zero::<f32>(&[2, k + 1]).unwrap().into_tvalue();
         assert!(op.eval(&EvalContext::out_of_plan(), tvec!(wrong)).is_err());
+    }
+
+    #[test]
+    fn parallel_quantization_equals_one_thread() {
+        // 37 rows: two whole tasks and a partial one.
+        let (rows, cols) = (37, 70);
+        let x = values(rows * cols, 0.3);
+        let pool = crate::parallel::ComputePool::new(2).unwrap();
+        let parallel = pool.run(|| quantize_rows(&x, cols));
+        let serial = Q8Rows::quantize(&x, cols);
+        assert_eq!(parallel.rows(), rows);
+        for t in 0..rows {
+            let (p, s) = (parallel.row(t), serial.row(t));
+            assert_eq!((p.values, p.scales, p.sums), (s.values, s.scales, s.sums));
+        }
     }
 
     #[test]

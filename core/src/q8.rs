@@ -21,7 +21,6 @@
 //!   stable yet);
 //! - portable code elsewhere (auto-vectorized, e.g. plain NEON on aarch64).
 
-use crate::parallel::map_index;
 use std::sync::OnceLock;
 
 /// Activation values per quantization block.
@@ -71,39 +70,10 @@ pub fn quantize_block(xs: &[f32], qs: &mut [i8]) -> f32 {
     scale
 }
 
-/// Rows per parallel task of [`Q8Rows::quantize`].
-const QUANTIZE_ROWS: usize = 16;
-
 impl Q8Rows {
     /// Quantizes a row-major `[rows, cols]` matrix: per block, `scale = max|x| / 127`
-    /// and `q = round(x / scale)`. A prompt's rows are quantized in parallel,
-    /// [`QUANTIZE_ROWS`] per task.
+    /// and `q = round(x / scale)`.
     pub fn quantize(x: &[f32], cols: usize) -> Q8Rows {
-        let rows = x.len() / cols.max(1);
-        if rows <= QUANTIZE_ROWS {
-            return Self::quantize_serial(x, cols);
-        }
-        let parts = map_index(rows.div_ceil(QUANTIZE_ROWS), |p| {
-            let first = p * QUANTIZE_ROWS;
-            let count = QUANTIZE_ROWS.min(rows - first);
-            Self::quantize_serial(&x[first * cols..][..count * cols], cols)
-        });
-        let mut all = Q8Rows {
-            cols,
-            values: Vec::with_capacity(rows * cols),
-            scales: Vec::with_capacity(rows * cols.div_ceil(BLOCK)),
-            sums: Vec::with_capacity(rows * cols.div_ceil(BLOCK)),
-        };
-        for part in parts {
-            all.values.extend_from_slice(&part.values);
-            all.scales.extend_from_slice(&part.scales);
-            all.sums.extend_from_slice(&part.sums);
-        }
-        all
-    }
-
-    /// [`Q8Rows::quantize`] on this thread.
-    fn quantize_serial(x: &[f32], cols: usize) -> Q8Rows {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is present.
@@ -134,6 +104,24 @@ impl Q8Rows {
             scales,
             sums,
         }
+    }
+
+    /// The rows of `parts`, in order, as one matrix (their widths must agree).
+    pub fn concat(parts: Vec<Q8Rows>) -> Q8Rows {
+        let cols = parts.first().map_or(0, |part| part.cols);
+        assert!(parts.iter().all(|part| part.cols == cols), "widths differ");
+        let mut all = Q8Rows {
+            cols,
+            values: Vec::with_capacity(parts.iter().map(|part| part.values.len()).sum()),
+            scales: Vec::with_capacity(parts.iter().map(|part| part.scales.len()).sum()),
+            sums: Vec::with_capacity(parts.iter().map(|part| part.sums.len()).sum()),
+        };
+        for part in parts {
+            all.values.extend_from_slice(&part.values);
+            all.scales.extend_from_slice(&part.scales);
+            all.sums.extend_from_slice(&part.sums);
+        }
+        all
     }
 
     /// Number of rows.
@@ -574,21 +562,6 @@ mod tests {
                 .map(|b| b.iter().map(|&v| v as i32).sum())
                 .collect();
             assert_eq!(row.sums, sums);
-        }
-    }
-
-    #[test]
-    fn parallel_quantization_equals_one_thread() {
-        // 37 rows: two whole tasks and a partial one.
-        let (rows, cols) = (37, 70);
-        let x = values(rows * cols, 0.3);
-        let pool = crate::parallel::ComputePool::new(2).unwrap();
-        let parallel = pool.run(|| Q8Rows::quantize(&x, cols));
-        let serial = Q8Rows::quantize_serial(&x, cols);
-        assert_eq!(parallel.rows(), rows);
-        for t in 0..rows {
-            let (p, s) = (parallel.row(t), serial.row(t));
-            assert_eq!((p.values, p.scales, p.sums), (s.values, s.scales, s.sums));
         }
     }
 
