@@ -18,7 +18,7 @@
 
 use crate::amx::{Packed, TILE};
 use crate::parallel::{for_each_chunk, for_each_index, map_index};
-use crate::q8::{kernels, Q8Rows};
+use crate::q8::{kernels, pack_panel, Q8Rows, PANEL_ROWS, PANEL_TOKENS};
 use crate::quant::QuantMatrix;
 use tract_core::internal::*;
 
@@ -292,44 +292,49 @@ pub fn multiply(w: &QuantMatrix, input: &QuantizedInput, out: &mut [f32]) {
 }
 
 /// Output columns `first..first + BLOCK_ROWS` (or to the last weight row) on
-/// the SIMD tile kernels: tiles of 8 weight rows × 1 input row for fewer than
-/// 4 input rows, else of 2 × 4. Tiles that run past the last row (or input
-/// row) repeat it and drop the extra results.
+/// the SIMD kernels: tiles of 8 weight rows × 1 input row for fewer than
+/// 4 input rows, else panels of 8 packed weight rows × 4 input rows. Tiles
+/// and panels that run past the last row (or input row) repeat it and drop
+/// the extra results.
 fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
     let kernels = kernels();
     let rows = xq.rows();
     let count = BLOCK_ROWS.min(w.rows() - first);
     let weight_row = |j: usize| w.row(first + j.min(count - 1));
     let x_row = |t: usize| xq.row(t.min(rows - 1));
-    let store = |j: usize, t: usize, v: f32| {
-        if j < count && t < rows {
-            // SAFETY: the caller's task is the only one writing columns first..first + count.
-            unsafe { columns.set(t, first + j, v * w.scales()[first + j]) };
-        }
-    };
-    if rows < 4 {
+    if rows < PANEL_TOKENS {
         for j in (0..count).step_by(8) {
             let ws = std::array::from_fn(|d| weight_row(j + d));
             for t in 0..rows {
-                let dots = (kernels.w8x1)(&ws, &[x_row(t)]);
-                for (d, dot) in dots.iter().enumerate() {
-                    store(j + d, t, dot[0]);
-                }
+                let dots = (kernels.w8x1)(&ws, xq.row(t));
+                store(w, columns, first + j, count - j, t, &dots);
             }
         }
     } else {
-        for j in (0..count).step_by(2) {
-            let ws = [weight_row(j), weight_row(j + 1)];
-            for t in (0..rows).step_by(4) {
-                let xs = [0, 1, 2, 3].map(|d| x_row(t + d));
-                let dots = (kernels.w2x4)(&ws, &xs);
-                for (d, row) in dots.iter().enumerate() {
-                    for (e, &dot) in row.iter().enumerate() {
-                        store(j + d, t + e, dot);
-                    }
+        let mut packed = Vec::new();
+        for j in (0..count).step_by(PANEL_ROWS) {
+            let ws = std::array::from_fn(|d| weight_row(j + d));
+            pack_panel(&ws, &mut packed);
+            for t in (0..rows).step_by(PANEL_TOKENS) {
+                let xs = std::array::from_fn(|e| x_row(t + e));
+                let dots = (kernels.panel)(&ws, &packed, &xs);
+                for (e, dots) in dots.iter().enumerate().take(rows - t) {
+                    store(w, columns, first + j, count - j, t + e, dots);
                 }
             }
         }
+    }
+}
+
+/// Writes the dot products of weight rows `col..` with input row `row`, times
+/// the rows' scales, into output row `row` from column `col`: at most
+/// `left` of them (the task's remaining columns).
+fn store(w: &QuantMatrix, columns: &Columns, col: usize, left: usize, row: usize, dots: &[f32]) {
+    let width = dots.len().min(left);
+    // SAFETY: the caller's task is the only one writing columns col..col + width.
+    let out = unsafe { columns.row_part(row, col, width) };
+    for ((o, &dot), &scale) in out.iter_mut().zip(dots).zip(&w.scales()[col..]) {
+        *o = dot * scale;
     }
 }
 
@@ -341,7 +346,7 @@ struct Columns<'a> {
     _matrix: std::marker::PhantomData<&'a mut [f32]>,
 }
 
-// SAFETY: tasks write disjoint elements (the contract of `set`).
+// SAFETY: tasks write disjoint elements (the contract of `row_part`).
 unsafe impl Sync for Columns<'_> {}
 
 impl<'a> Columns<'a> {
@@ -352,15 +357,6 @@ impl<'a> Columns<'a> {
             cols,
             _matrix: std::marker::PhantomData,
         }
-    }
-
-    /// Writes element (`row`, `col`).
-    ///
-    /// # Safety
-    /// No other thread reads or writes column `col` meanwhile.
-    unsafe fn set(&self, row: usize, col: usize, value: f32) {
-        // SAFETY: forwarded.
-        unsafe { self.row_part(row, col, 1)[0] = value };
     }
 
     /// Elements `col..col + len` of row `row`.

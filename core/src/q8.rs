@@ -135,6 +135,7 @@ impl Q8Rows {
     }
 
     /// Row `t`.
+    #[inline]
     pub fn row(&self, t: usize) -> Q8Row<'_> {
         let blocks = self.cols.div_ceil(BLOCK);
         Q8Row {
@@ -145,16 +146,44 @@ impl Q8Rows {
     }
 }
 
-/// `out[j][i]` = the block-scaled dot product of weight row `j` and activation row `i`.
-pub type Tile<const W: usize, const X: usize> = fn(&[&[i8]; W], &[Q8Row; X]) -> [[f32; X]; W];
+/// `out[j]` = the block-scaled dot product of weight row `j` and the activation row.
+pub type Tile = fn(&[&[i8]; 8], Q8Row) -> [f32; 8];
+
+/// Weight rows of a [`Panel`].
+pub const PANEL_ROWS: usize = 8;
+
+/// Activation rows of a [`Panel`].
+pub const PANEL_TOKENS: usize = 4;
+
+/// `out[t][j]` = the block-scaled dot product of weight row `j` and activation
+/// row `t`, given the eight weight rows and their full blocks as
+/// [`pack_panel`] packed them. Prefill reuses each packing for every 4
+/// activation rows of the prompt, and a vector of packed weights holds 4
+/// columns of all 8 rows, so the kernels multiply by broadcast activations
+/// and need no horizontal sums.
+pub type Panel =
+    fn(&[&[i8]; PANEL_ROWS], &[i8], &[Q8Row; PANEL_TOKENS]) -> [[f32; PANEL_ROWS]; PANEL_TOKENS];
+
+/// Packs the full blocks of eight weight rows for a [`Panel`] into `packed`:
+/// per group of 4 columns, each row's 4 values in turn (32 bytes).
+pub fn pack_panel(rows: &[&[i8]; PANEL_ROWS], packed: &mut Vec<i8>) {
+    let cols = rows[0].len() / BLOCK * BLOCK;
+    packed.clear();
+    packed.resize(PANEL_ROWS * cols, 0);
+    for (k, group) in packed.chunks_exact_mut(4 * PANEL_ROWS).enumerate() {
+        for (quad, row) in group.chunks_exact_mut(4).zip(rows) {
+            quad.copy_from_slice(&row[4 * k..][..4]);
+        }
+    }
+}
 
 /// The tile kernels, as the fastest versions this CPU runs.
 #[derive(Clone, Copy)]
 pub struct Kernels {
     /// Eight weight rows by one activation row (decode).
-    pub w8x1: Tile<8, 1>,
-    /// Two weight rows by four activation rows (prefill).
-    pub w2x4: Tile<2, 4>,
+    pub w8x1: Tile,
+    /// Eight packed weight rows by four activation rows (prefill).
+    pub panel: Panel,
 }
 
 /// The kernels for this CPU, detected once.
@@ -174,8 +203,8 @@ pub fn kernels() -> &'static Kernels {
 }
 
 const PORTABLE: Kernels = Kernels {
-    w8x1: portable_tile::<8, 1>,
-    w2x4: portable_tile::<2, 4>,
+    w8x1: portable_tile,
+    panel: portable_panel,
 };
 
 /// `Σ w[i]·x[i]` in exact integer arithmetic.
@@ -193,119 +222,185 @@ pub fn block_dot(w: &[i8], x: Q8Row) -> f32 {
         })
 }
 
-/// A SIMD tile's row length and number of full blocks, after checking that
-/// every row (and every activation row's scales and sums) has that length:
-/// the kernels read whole blocks without bounds checks.
-fn tile_shape<const W: usize, const X: usize>(w: &[&[i8]; W], x: &[Q8Row; X]) -> (usize, usize) {
-    const { assert!(W * X == 8) };
+/// The row length shared by weight rows `w` and activation rows `x`, after
+/// checking that every row (and every activation row's scales and sums) has
+/// it: the kernels read whole blocks without bounds checks.
+fn row_length(w: &[&[i8]], x: &[Q8Row]) -> usize {
     let cols = x[0].values.len();
     assert!(w.iter().all(|w| w.len() == cols));
     assert!(x.iter().all(|x| x.values.len() == cols
         && x.scales.len() == cols.div_ceil(BLOCK)
         && x.sums.len() == x.scales.len()));
+    cols
+}
+
+/// A SIMD tile's row length and number of full blocks (see [`row_length`]).
+fn tile_shape(w: &[&[i8]; 8], x: Q8Row) -> (usize, usize) {
+    let cols = row_length(w, &[x]);
     (cols, cols / BLOCK)
 }
 
-/// A tile's results from the eight folds of its full blocks (`acc[j·X + i]`,
-/// over the first `full` blocks), with the fold's last step for a trailing
-/// partial block added.
-fn with_tail<const W: usize, const X: usize>(
-    acc: [f32; 8],
-    w: &[&[i8]; W],
-    x: &[Q8Row; X],
-    full: usize,
-) -> [[f32; X]; W] {
-    let tail = full * BLOCK;
-    std::array::from_fn(|j| {
-        std::array::from_fn(|i| {
-            let acc = acc[j * X + i];
-            if tail < w[j].len() {
-                let d = int_dot(&w[j][tail..], &x[i].values[tail..]) as f32;
-                d.mul_add(x[i].scales[full], acc)
-            } else {
-                acc
-            }
-        })
-    })
+/// A panel's number of full blocks (see [`row_length`]), after checking that
+/// `packed` holds them.
+fn panel_shape(w: &[&[i8]; PANEL_ROWS], packed: &[i8], x: &[Q8Row; PANEL_TOKENS]) -> usize {
+    let full = row_length(w, x) / BLOCK;
+    assert_eq!(
+        packed.len(),
+        PANEL_ROWS * full * BLOCK,
+        "not packed by pack_panel"
+    );
+    full
 }
 
-fn portable_tile<const W: usize, const X: usize>(w: &[&[i8]; W], x: &[Q8Row; X]) -> [[f32; X]; W] {
-    std::array::from_fn(|j| std::array::from_fn(|i| block_dot(w[j], x[i])))
+/// `acc`, the fold of the first `full` blocks of `w` and `x`, with the fold's
+/// last step for a trailing partial block added.
+fn tail_step(acc: f32, w: &[i8], x: Q8Row, full: usize) -> f32 {
+    let tail = full * BLOCK;
+    if tail < w.len() {
+        let d = int_dot(&w[tail..], &x.values[tail..]) as f32;
+        d.mul_add(x.scales[full], acc)
+    } else {
+        acc
+    }
+}
+
+/// A tile's results from the eight folds of its full blocks, with
+/// [`tail_step`] added.
+fn with_tail(acc: [f32; 8], w: &[&[i8]; 8], x: Q8Row, full: usize) -> [f32; 8] {
+    std::array::from_fn(|j| tail_step(acc[j], w[j], x, full))
+}
+
+/// A panel's results from the folds of its full blocks, with [`tail_step`] added.
+fn panel_with_tail(
+    mut acc: [[f32; PANEL_ROWS]; PANEL_TOKENS],
+    w: &[&[i8]; PANEL_ROWS],
+    x: &[Q8Row; PANEL_TOKENS],
+    full: usize,
+) -> [[f32; PANEL_ROWS]; PANEL_TOKENS] {
+    if full * BLOCK == w[0].len() {
+        return acc;
+    }
+    for (acc, &x) in acc.iter_mut().zip(x) {
+        for (acc, w) in acc.iter_mut().zip(w) {
+            *acc = tail_step(*acc, w, x, full);
+        }
+    }
+    acc
+}
+
+fn portable_tile(w: &[&[i8]; 8], x: Q8Row) -> [f32; 8] {
+    std::array::from_fn(|j| block_dot(w[j], x))
+}
+
+fn portable_panel(
+    w: &[&[i8]; PANEL_ROWS],
+    _packed: &[i8],
+    x: &[Q8Row; PANEL_TOKENS],
+) -> [[f32; PANEL_ROWS]; PANEL_TOKENS] {
+    std::array::from_fn(|t| std::array::from_fn(|j| block_dot(w[j], x[t])))
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{tile_shape, with_tail, Kernels, Q8Row, Q8Rows, BLOCK};
+    use super::{
+        panel_shape, panel_with_tail, tile_shape, with_tail, Kernels, Q8Row, Q8Rows, BLOCK,
+        PANEL_ROWS, PANEL_TOKENS,
+    };
     use std::arch::x86_64::*;
 
-    /// Defines a tile kernel of eight (weight row, activation row) pairs,
-    /// `W · X = 8`, for one instruction set: `$prepare` turns 32 weight bytes
-    /// into the form `$dot` takes; `$dot(w, x)` gives eight i32 partial sums of
-    /// `Σ w·x` (of `Σ (w + 128)·x` when `$offset`). Pair `p = j·X + i` lives in
-    /// lane `p` of the accumulator.
+    /// Defines a decode tile kernel (eight weight rows by one activation row)
+    /// for one instruction set: `$prepare` turns 32 weight bytes into the form
+    /// `$dot` takes; `$dot(w, x)` gives eight i32 partial sums of `Σ w·x` (of
+    /// `Σ (w + 128)·x` when `$offset`). Weight row `j` lives in lane `j` of the
+    /// accumulator.
     macro_rules! tile {
         ($name:ident, $features:literal, $prepare:ident, $dot:ident, $offset:literal) => {
             #[target_feature(enable = $features)]
-            fn $name<const W: usize, const X: usize>(
-                w: &[&[i8]; W],
-                x: &[Q8Row; X],
-            ) -> [[f32; X]; W] {
+            fn $name(w: &[&[i8]; 8], x: Q8Row) -> [f32; 8] {
                 let (cols, full) = tile_shape(w, x);
                 let mut acc = _mm256_setzero_ps();
                 for b in 0..full {
-                    if X == 1 && b % 2 == 0 {
+                    if b % 2 == 0 {
                         // Decode streams the weights once: ask for the same
                         // cache line of the next tile's rows (the rows that
                         // follow in memory) ahead of time.
                         for row in w {
-                            let ahead = row.as_ptr().wrapping_add(b * BLOCK + W * cols);
+                            let ahead = row.as_ptr().wrapping_add(b * BLOCK + 8 * cols);
                             _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                         }
                     }
-                    let mut wv = [_mm256_setzero_si256(); W];
-                    for j in 0..W {
-                        // SAFETY: (b + 1)·BLOCK <= cols = w[j].len().
-                        let raw =
-                            unsafe { _mm256_loadu_si256(w[j].as_ptr().add(b * BLOCK).cast()) };
-                        wv[j] = $prepare(raw);
-                    }
+                    // SAFETY: (b + 1)·BLOCK <= cols = x.values.len().
+                    let xv = unsafe { _mm256_loadu_si256(x.values.as_ptr().add(b * BLOCK).cast()) };
+                    // (A loop, not a closure: closures do not inherit the
+                    // function's target features, so the intrinsics would
+                    // not inline.)
                     let mut dots = [_mm256_setzero_si256(); 8];
-                    for i in 0..X {
-                        // SAFETY: as above, for x[i].values.
-                        let xv = unsafe {
-                            _mm256_loadu_si256(x[i].values.as_ptr().add(b * BLOCK).cast())
-                        };
-                        for j in 0..W {
-                            dots[j * X + i] = $dot(wv[j], xv);
-                        }
+                    for (dot, row) in dots.iter_mut().zip(w) {
+                        // SAFETY: as above, for every weight row.
+                        let raw = unsafe { _mm256_loadu_si256(row.as_ptr().add(b * BLOCK).cast()) };
+                        *dot = $dot($prepare(raw), xv);
                     }
                     let mut d = reduce8(dots);
-                    // Lane p holds pair (p / X, p % X): per-lane values of the activation rows.
-                    let (scales, sums) = if X == 1 {
-                        (
-                            _mm256_set1_ps(x[0].scales[b]),
-                            _mm256_set1_epi32(x[0].sums[b]),
-                        )
-                    } else {
-                        let scales: [f32; 8] = std::array::from_fn(|p| x[p % X].scales[b]);
-                        let sums: [i32; 8] = std::array::from_fn(|p| x[p % X].sums[b]);
-                        // SAFETY: both arrays hold eight 32-bit values.
-                        unsafe {
-                            (
-                                _mm256_loadu_ps(scales.as_ptr()),
-                                _mm256_loadu_si256(sums.as_ptr().cast()),
-                            )
-                        }
-                    };
                     if $offset {
-                        d = _mm256_sub_epi32(d, _mm256_slli_epi32(sums, 7));
+                        d = _mm256_sub_epi32(d, _mm256_set1_epi32(x.sums[b] << 7));
                     }
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scales, acc);
+                    let scale = _mm256_set1_ps(x.scales[b]);
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, acc);
                 }
                 let mut sums = [0.0f32; 8];
                 // SAFETY: `sums` holds eight f32.
                 unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), acc) };
                 with_tail(sums, w, x, full)
+            }
+        };
+    }
+
+    /// Defines a [`Panel`] kernel for one instruction set, with `$prepare`,
+    /// `$dot` and `$offset` as for [`tile!`]: a vector of packed weights holds
+    /// 4 columns of the 8 rows, multiplied by an activation row's 4 values at
+    /// those columns broadcast to every lane, so lane `j` sums row `j`.
+    macro_rules! panel {
+        ($name:ident, $features:literal, $prepare:ident, $dot:ident, $offset:literal) => {
+            #[target_feature(enable = $features)]
+            fn $name(
+                w: &[&[i8]; PANEL_ROWS],
+                packed: &[i8],
+                x: &[Q8Row; PANEL_TOKENS],
+            ) -> [[f32; PANEL_ROWS]; PANEL_TOKENS] {
+                let full = panel_shape(w, packed, x);
+                let mut acc = [_mm256_setzero_ps(); PANEL_TOKENS];
+                for b in 0..full {
+                    let mut dots = [_mm256_setzero_si256(); PANEL_TOKENS];
+                    for k in (b * BLOCK..(b + 1) * BLOCK).step_by(4) {
+                        // SAFETY: k + 4 <= full·BLOCK, and `packed` holds
+                        // 8 bytes per column of the full blocks (panel_shape).
+                        let raw = unsafe {
+                            _mm256_loadu_si256(packed.as_ptr().add(PANEL_ROWS * k).cast())
+                        };
+                        let wv = $prepare(raw);
+                        for (dots, x) in dots.iter_mut().zip(x) {
+                            // SAFETY: k + 4 <= full·BLOCK <= x.values.len().
+                            let four =
+                                unsafe { x.values.as_ptr().add(k).cast::<i32>().read_unaligned() };
+                            *dots = _mm256_add_epi32(*dots, $dot(wv, _mm256_set1_epi32(four)));
+                        }
+                    }
+                    for ((acc, dots), x) in acc.iter_mut().zip(dots).zip(x) {
+                        let d = if $offset {
+                            _mm256_sub_epi32(dots, _mm256_set1_epi32(x.sums[b] << 7))
+                        } else {
+                            dots
+                        };
+                        let scale = _mm256_set1_ps(x.scales[b]);
+                        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, *acc);
+                    }
+                }
+                let mut out = [[0.0f32; PANEL_ROWS]; PANEL_TOKENS];
+                for (out, acc) in out.iter_mut().zip(acc) {
+                    // SAFETY: `out` rows hold eight f32.
+                    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+                }
+                panel_with_tail(out, w, x, full)
             }
         };
     }
@@ -377,19 +472,34 @@ mod x86 {
         true
     );
     tile!(avx2_tile, "avx2,fma", keep, dot_avx2, false);
+    panel!(
+        avx_vnni_panel,
+        "avx2,fma,avxvnni",
+        offset_weights,
+        dot_avx_vnni,
+        true
+    );
+    panel!(
+        avx512_vnni_panel,
+        "avx2,fma,avx512vnni,avx512vl",
+        offset_weights,
+        dot_avx512_vnni,
+        true
+    );
+    panel!(avx2_panel, "avx2,fma", keep, dot_avx2, false);
 
     // SAFETY (all): each is only selected after detecting its features.
     const AVX_VNNI: Kernels = Kernels {
-        w8x1: |w, x| unsafe { avx_vnni_tile::<8, 1>(w, x) },
-        w2x4: |w, x| unsafe { avx_vnni_tile::<2, 4>(w, x) },
+        w8x1: |w, x| unsafe { avx_vnni_tile(w, x) },
+        panel: |w, packed, x| unsafe { avx_vnni_panel(w, packed, x) },
     };
     const AVX512_VNNI: Kernels = Kernels {
-        w8x1: |w, x| unsafe { avx512_vnni_tile::<8, 1>(w, x) },
-        w2x4: |w, x| unsafe { avx512_vnni_tile::<2, 4>(w, x) },
+        w8x1: |w, x| unsafe { avx512_vnni_tile(w, x) },
+        panel: |w, packed, x| unsafe { avx512_vnni_panel(w, packed, x) },
     };
     const AVX2: Kernels = Kernels {
-        w8x1: |w, x| unsafe { avx2_tile::<8, 1>(w, x) },
-        w2x4: |w, x| unsafe { avx2_tile::<2, 4>(w, x) },
+        w8x1: |w, x| unsafe { avx2_tile(w, x) },
+        panel: |w, packed, x| unsafe { avx2_panel(w, packed, x) },
     };
 
     /// The x86 kernel sets this CPU can run, fastest first.
@@ -411,7 +521,10 @@ mod x86 {
 
 #[cfg(target_arch = "aarch64")]
 mod arm {
-    use super::{tile_shape, with_tail, Kernels, Q8Row, BLOCK};
+    use super::{
+        panel_shape, panel_with_tail, tile_shape, with_tail, Kernels, Q8Row, BLOCK, PANEL_ROWS,
+        PANEL_TOKENS,
+    };
     use std::arch::aarch64::*;
     use std::arch::asm;
 
@@ -454,36 +567,26 @@ mod arm {
         vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]))
     }
 
-    /// A tile of eight (weight row, activation row) pairs, `W · X = 8`. Pair
-    /// `p = j·X + i` lives in lane `p % 4` of accumulator `p / 4`.
+    /// A decode tile: eight weight rows by one activation row. Row `j` lives
+    /// in lane `j % 4` of accumulator `j / 4`.
     #[target_feature(enable = "neon,dotprod")]
-    fn dotprod_tile<const W: usize, const X: usize>(
-        w: &[&[i8]; W],
-        x: &[Q8Row; X],
-    ) -> [[f32; X]; W] {
+    fn dotprod_tile(w: &[&[i8]; 8], x: Q8Row) -> [f32; 8] {
         let (_, full) = tile_shape(w, x);
         let mut acc = [vdupq_n_f32(0.0); 2];
         for b in 0..full {
-            let mut wv = [[vdupq_n_s8(0); 2]; W];
-            for j in 0..W {
-                // SAFETY: b < full, so (b + 1)·BLOCK <= w[j].len() (tile_shape).
-                wv[j] = unsafe { load_block(w[j], b) };
-            }
+            // SAFETY: b < full, so (b + 1)·BLOCK <= x.values.len() (tile_shape).
+            let xv = unsafe { load_block(x.values, b) };
+            // (A loop, not a closure, which would not inherit the target features.)
             let mut dots = [vdupq_n_s32(0); 8];
-            for i in 0..X {
-                // SAFETY: as above, for x[i].values.
-                let xv = unsafe { load_block(x[i].values, b) };
-                for j in 0..W {
-                    let half = sdot(vdupq_n_s32(0), wv[j][0], xv[0]);
-                    dots[j * X + i] = sdot(half, wv[j][1], xv[1]);
-                }
+            for (dot, row) in dots.iter_mut().zip(w) {
+                // SAFETY: as above, for every weight row.
+                let wv = unsafe { load_block(row, b) };
+                *dot = sdot(sdot(vdupq_n_s32(0), wv[0], xv[0]), wv[1], xv[1]);
             }
-            let scales: [f32; 8] = std::array::from_fn(|p| x[p % X].scales[b]);
-            for h in 0..2 {
+            let scale = vdupq_n_f32(x.scales[b]);
+            for (h, acc) in acc.iter_mut().enumerate() {
                 let d = vcvtq_f32_s32(reduce4(&dots[4 * h..]));
-                // SAFETY: scales[4·h..] holds at least four f32.
-                let s = unsafe { vld1q_f32(scales[4 * h..].as_ptr()) };
-                acc[h] = vfmaq_f32(acc[h], d, s);
+                *acc = vfmaq_f32(*acc, d, scale);
             }
         }
         let mut sums = [0.0f32; 8];
@@ -495,10 +598,57 @@ mod arm {
         with_tail(sums, w, x, full)
     }
 
+    /// A [`super::Panel`] on `sdot`: a vector holds 4 columns of 4 packed
+    /// weight rows, multiplied by an activation row's 4 values at those
+    /// columns in every lane.
+    #[target_feature(enable = "neon,dotprod")]
+    fn dotprod_panel(
+        w: &[&[i8]; PANEL_ROWS],
+        packed: &[i8],
+        x: &[Q8Row; PANEL_TOKENS],
+    ) -> [[f32; PANEL_ROWS]; PANEL_TOKENS] {
+        let full = panel_shape(w, packed, x);
+        let mut acc = [[vdupq_n_f32(0.0); 2]; PANEL_TOKENS];
+        for b in 0..full {
+            let mut dots = [[vdupq_n_s32(0); 2]; PANEL_TOKENS];
+            for k in (b * BLOCK..(b + 1) * BLOCK).step_by(4) {
+                // SAFETY: k + 4 <= full·BLOCK, and `packed` holds 8 bytes per
+                // column of the full blocks (panel_shape).
+                let wv = unsafe {
+                    let p = packed.as_ptr().add(PANEL_ROWS * k);
+                    [vld1q_s8(p), vld1q_s8(p.add(16))]
+                };
+                for (dots, x) in dots.iter_mut().zip(x) {
+                    // SAFETY: k + 4 <= full·BLOCK <= x.values.len().
+                    let four = unsafe { x.values.as_ptr().add(k).cast::<i32>().read_unaligned() };
+                    let xv = vreinterpretq_s8_s32(vdupq_n_s32(four));
+                    for (dots, &wv) in dots.iter_mut().zip(&wv) {
+                        *dots = sdot(*dots, wv, xv);
+                    }
+                }
+            }
+            for ((acc, dots), x) in acc.iter_mut().zip(dots).zip(x) {
+                let scale = vdupq_n_f32(x.scales[b]);
+                for (acc, dots) in acc.iter_mut().zip(dots) {
+                    *acc = vfmaq_f32(*acc, vcvtq_f32_s32(dots), scale);
+                }
+            }
+        }
+        let mut out = [[0.0f32; PANEL_ROWS]; PANEL_TOKENS];
+        for (out, acc) in out.iter_mut().zip(acc) {
+            // SAFETY: `out` rows hold eight f32.
+            unsafe {
+                vst1q_f32(out.as_mut_ptr(), acc[0]);
+                vst1q_f32(out.as_mut_ptr().add(4), acc[1]);
+            }
+        }
+        panel_with_tail(out, w, x, full)
+    }
+
     // SAFETY (both): only selected after detecting dotprod.
     const DOTPROD: Kernels = Kernels {
-        w8x1: |w, x| unsafe { dotprod_tile::<8, 1>(w, x) },
-        w2x4: |w, x| unsafe { dotprod_tile::<2, 4>(w, x) },
+        w8x1: |w, x| unsafe { dotprod_tile(w, x) },
+        panel: |w, packed, x| unsafe { dotprod_panel(w, packed, x) },
     };
 
     /// The aarch64 kernel sets this CPU can run, fastest first.
@@ -600,16 +750,18 @@ mod tests {
             let w: Vec<Vec<i8>> = (0..8).map(|j| weights(cols, 7 + 2 * j)).collect();
             let w8: [&[i8]; 8] = std::array::from_fn(|j| &w[j][..]);
             for k in all_kernels() {
-                let got = (k.w8x1)(&w8, &[x[1]]);
+                let got = (k.w8x1)(&w8, x[1]);
                 for j in 0..8 {
-                    assert_eq!(got[j][0], block_dot(w8[j], x[1]), "cols {cols}");
+                    assert_eq!(got[j], block_dot(w8[j], x[1]), "cols {cols}");
                     let want = exact(w8[j], x[1]);
-                    assert!((got[j][0] as f64 - want).abs() < 1e-4 * want.abs().max(1.0));
+                    assert!((got[j] as f64 - want).abs() < 1e-4 * want.abs().max(1.0));
                 }
-                let got = (k.w2x4)(&[w8[2], w8[3]], &x);
-                for j in 0..2 {
-                    for i in 0..4 {
-                        assert_eq!(got[j][i], block_dot(w8[2 + j], x[i]), "cols {cols}");
+                let mut packed = Vec::new();
+                pack_panel(&w8, &mut packed);
+                let got = (k.panel)(&w8, &packed, &x);
+                for (t, got) in got.iter().enumerate() {
+                    for (j, &got) in got.iter().enumerate() {
+                        assert_eq!(got, block_dot(w8[j], x[t]), "cols {cols}");
                     }
                 }
             }
@@ -622,9 +774,13 @@ mod tests {
         let xq = Q8Rows::quantize(&[-5.0; 64], cols);
         let w = vec![-127i8; cols];
         for k in all_kernels() {
-            let got = (k.w8x1)(&[&w[..]; 8], &[xq.row(0)]);
+            let got = (k.w8x1)(&[&w[..]; 8], xq.row(0));
             let want = exact(&w, xq.row(0));
-            assert!((got[0][0] as f64 - want).abs() < 1e-4 * want.abs());
+            assert!((got[0] as f64 - want).abs() < 1e-4 * want.abs());
+            let mut packed = Vec::new();
+            pack_panel(&[&w[..]; 8], &mut packed);
+            let got = (k.panel)(&[&w[..]; 8], &packed, &[xq.row(0); 4]);
+            assert!((got[3][7] as f64 - want).abs() < 1e-4 * want.abs());
         }
     }
 }
