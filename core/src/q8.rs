@@ -177,7 +177,7 @@ pub fn pack_panel(rows: &[&[i8]; PANEL_ROWS], packed: &mut Vec<i8>) {
     }
 }
 
-/// The tile kernels, as the fastest versions this CPU runs.
+/// The int8 kernels, as the fastest versions this CPU runs.
 #[derive(Clone, Copy)]
 pub struct Kernels {
     /// Eight weight rows by one activation row (decode).
@@ -264,28 +264,24 @@ fn tail_step(acc: f32, w: &[i8], x: Q8Row, full: usize) -> f32 {
     }
 }
 
-/// A tile's results from the eight folds of its full blocks, with
-/// [`tail_step`] added.
+/// Eight weight rows' results with one activation row from the folds of
+/// their full blocks, with [`tail_step`] added.
 fn with_tail(acc: [f32; 8], w: &[&[i8]; 8], x: Q8Row, full: usize) -> [f32; 8] {
+    if full * BLOCK == w[0].len() {
+        return acc;
+    }
     std::array::from_fn(|j| tail_step(acc[j], w[j], x, full))
 }
 
-/// A panel's results from the folds of its full blocks, with [`tail_step`] added.
+/// A panel's results from the folds of its full blocks: [`with_tail`] per
+/// activation row.
 fn panel_with_tail(
-    mut acc: [[f32; PANEL_ROWS]; PANEL_TOKENS],
+    acc: [[f32; PANEL_ROWS]; PANEL_TOKENS],
     w: &[&[i8]; PANEL_ROWS],
     x: &[Q8Row; PANEL_TOKENS],
     full: usize,
 ) -> [[f32; PANEL_ROWS]; PANEL_TOKENS] {
-    if full * BLOCK == w[0].len() {
-        return acc;
-    }
-    for (acc, &x) in acc.iter_mut().zip(x) {
-        for (acc, w) in acc.iter_mut().zip(w) {
-            *acc = tail_step(*acc, w, x, full);
-        }
-    }
-    acc
+    std::array::from_fn(|t| with_tail(acc[t], w, x[t], full))
 }
 
 fn portable_tile(w: &[&[i8]; 8], x: Q8Row) -> [f32; 8] {
