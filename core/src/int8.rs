@@ -293,47 +293,45 @@ pub fn multiply(w: &QuantMatrix, input: &QuantizedInput, out: &mut [f32]) {
 
 /// Output columns `first..first + BLOCK_ROWS` (or to the last weight row) on
 /// the SIMD kernels: tiles of 8 weight rows × 1 input row for fewer than
-/// 4 input rows, else panels of 8 packed weight rows × 4 input rows. Tiles
-/// and panels that run past the last row (or input row) repeat it and drop
-/// the extra results.
+/// 4 input rows, else panels of 8 packed weight rows × all input rows. Tiles
+/// that run past the last weight row repeat it and drop the extra results.
 fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
     let kernels = kernels();
     let rows = xq.rows();
     let count = BLOCK_ROWS.min(w.rows() - first);
     let weight_row = |j: usize| w.row(first + j.min(count - 1));
-    let x_row = |t: usize| xq.row(t.min(rows - 1));
+    // The scales of weight rows j.. of this task (at most 8).
+    let scales = |j: usize| &w.scales()[first + j..first + count.min(j + 8)];
     if rows < PANEL_TOKENS {
         for j in (0..count).step_by(8) {
             let ws = std::array::from_fn(|d| weight_row(j + d));
             for t in 0..rows {
                 let dots = (kernels.w8x1)(&ws, xq.row(t));
-                store(w, columns, first + j, count - j, t, &dots);
+                store(columns, t, first + j, &dots, scales(j));
             }
         }
     } else {
         let mut packed = Vec::new();
+        let mut dots = vec![[0.0; PANEL_ROWS]; rows];
         for j in (0..count).step_by(PANEL_ROWS) {
             let ws = std::array::from_fn(|d| weight_row(j + d));
             pack_panel(&ws, &mut packed);
-            for t in (0..rows).step_by(PANEL_TOKENS) {
-                let xs = std::array::from_fn(|e| x_row(t + e));
-                let dots = (kernels.panel)(&ws, &packed, &xs);
-                for (e, dots) in dots.iter().enumerate().take(rows - t) {
-                    store(w, columns, first + j, count - j, t + e, dots);
-                }
+            (kernels.panel)(&ws, &packed, xq, &mut dots);
+            for (t, dots) in dots.iter().enumerate() {
+                store(columns, t, first + j, dots, scales(j));
             }
         }
     }
 }
 
-/// Writes the dot products of weight rows `col..` with input row `row`, times
-/// the rows' scales, into output row `row` from column `col`: at most
-/// `left` of them (the task's remaining columns).
-fn store(w: &QuantMatrix, columns: &Columns, col: usize, left: usize, row: usize, dots: &[f32]) {
-    let width = dots.len().min(left);
-    // SAFETY: the caller's task is the only one writing columns col..col + width.
-    let out = unsafe { columns.row_part(row, col, width) };
-    for ((o, &dot), &scale) in out.iter_mut().zip(dots).zip(&w.scales()[col..]) {
+/// Writes `dots[i] · scales[i]` (the dot products of weight rows times their
+/// scales) into output row `row` from column `col`, one per scale; the extra
+/// dot products of a tile that ran past the last weight row are dropped.
+#[inline]
+fn store(columns: &Columns, row: usize, col: usize, dots: &[f32; 8], scales: &[f32]) {
+    // SAFETY: the caller's task is the only one writing these columns.
+    let out = unsafe { columns.row_part(row, col, scales.len()) };
+    for ((o, &dot), &scale) in out.iter_mut().zip(dots).zip(scales) {
         *o = dot * scale;
     }
 }

@@ -152,17 +152,16 @@ pub type Tile = fn(&[&[i8]; 8], Q8Row) -> [f32; 8];
 /// Weight rows of a [`Panel`].
 pub const PANEL_ROWS: usize = 8;
 
-/// Activation rows of a [`Panel`].
+/// Activation rows a [`Panel`] kernel multiplies at a time.
 pub const PANEL_TOKENS: usize = 4;
 
 /// `out[t][j]` = the block-scaled dot product of weight row `j` and activation
-/// row `t`, given the eight weight rows and their full blocks as
-/// [`pack_panel`] packed them. Prefill reuses each packing for every 4
-/// activation rows of the prompt, and a vector of packed weights holds 4
-/// columns of all 8 rows, so the kernels multiply by broadcast activations
-/// and need no horizontal sums.
-pub type Panel =
-    fn(&[&[i8]; PANEL_ROWS], &[i8], &[Q8Row; PANEL_TOKENS]) -> [[f32; PANEL_ROWS]; PANEL_TOKENS];
+/// row `t`, for every activation row, given the eight weight rows and their
+/// full blocks as [`pack_panel`] packed them. The kernels take the activation
+/// rows [`PANEL_TOKENS`] at a time; a vector of packed weights holds 4 columns
+/// of all 8 rows, so they multiply by broadcast activations and need no
+/// horizontal sums.
+pub type Panel = fn(&[&[i8]; PANEL_ROWS], &[i8], &Q8Rows, &mut [[f32; PANEL_ROWS]]);
 
 /// Packs the full blocks of eight weight rows for a [`Panel`] into `packed`:
 /// per group of 4 columns, each row's 4 values in turn (32 bytes).
@@ -182,7 +181,7 @@ pub fn pack_panel(rows: &[&[i8]; PANEL_ROWS], packed: &mut Vec<i8>) {
 pub struct Kernels {
     /// Eight weight rows by one activation row (decode).
     pub w8x1: Tile,
-    /// Eight packed weight rows by four activation rows (prefill).
+    /// Eight packed weight rows by every activation row (prefill).
     pub panel: Panel,
 }
 
@@ -222,34 +221,58 @@ pub fn block_dot(w: &[i8], x: Q8Row) -> f32 {
         })
 }
 
-/// The row length shared by weight rows `w` and activation rows `x`, after
-/// checking that every row (and every activation row's scales and sums) has
-/// it: the kernels read whole blocks without bounds checks.
-fn row_length(w: &[&[i8]], x: &[Q8Row]) -> usize {
-    let cols = x[0].values.len();
-    assert!(w.iter().all(|w| w.len() == cols));
-    assert!(x.iter().all(|x| x.values.len() == cols
-        && x.scales.len() == cols.div_ceil(BLOCK)
-        && x.sums.len() == x.scales.len()));
-    cols
-}
-
-/// A SIMD tile's row length and number of full blocks (see [`row_length`]).
+/// A SIMD tile's row length and number of full blocks, after checking that
+/// every weight row, and the activation row's scales and sums, match it: the
+/// kernels read whole blocks without bounds checks.
 fn tile_shape(w: &[&[i8]; 8], x: Q8Row) -> (usize, usize) {
-    let cols = row_length(w, &[x]);
+    let cols = x.values.len();
+    assert!(w.iter().all(|w| w.len() == cols));
+    assert!(x.scales.len() == cols.div_ceil(BLOCK) && x.sums.len() == x.scales.len());
     (cols, cols / BLOCK)
 }
 
-/// A panel's number of full blocks (see [`row_length`]), after checking that
-/// `packed` holds them.
-fn panel_shape(w: &[&[i8]; PANEL_ROWS], packed: &[i8], x: &[Q8Row; PANEL_TOKENS]) -> usize {
-    let full = row_length(w, x) / BLOCK;
+/// A panel's number of full blocks, after checking that every weight row has
+/// the activations' length, that `packed` holds their full blocks and that
+/// `out` has a row per activation row: the kernels read whole blocks without
+/// bounds checks.
+fn panel_shape(
+    w: &[&[i8]; PANEL_ROWS],
+    packed: &[i8],
+    x: &Q8Rows,
+    out: &[[f32; PANEL_ROWS]],
+) -> usize {
+    let full = x.cols / BLOCK;
+    assert!(w.iter().all(|w| w.len() == x.cols));
     assert_eq!(
         packed.len(),
         PANEL_ROWS * full * BLOCK,
         "not packed by pack_panel"
     );
+    assert_eq!(out.len(), x.rows(), "one output row per activation row");
     full
+}
+
+/// Where activation rows `t..t + PANEL_TOKENS` start (the last row repeated
+/// past the end), for kernels that read whole blocks of them without bounds
+/// checks ([`panel_shape`] checked the lengths).
+struct PanelRows {
+    values: [*const i8; PANEL_TOKENS],
+    scales: [*const f32; PANEL_TOKENS],
+    /// For the VNNI kernels' offset weights.
+    #[cfg(target_arch = "x86_64")]
+    sums: [*const i32; PANEL_TOKENS],
+}
+
+#[inline]
+fn panel_rows(x: &Q8Rows, t: usize) -> PanelRows {
+    let blocks = x.cols.div_ceil(BLOCK);
+    let row = |e: usize| (t + e).min(x.rows() - 1);
+    PanelRows {
+        values: std::array::from_fn(|e| x.values[row(e) * x.cols..].as_ptr()),
+        scales: std::array::from_fn(|e| x.scales[row(e) * blocks..].as_ptr()),
+        #[cfg(target_arch = "x86_64")]
+        sums: std::array::from_fn(|e| x.sums[row(e) * blocks..].as_ptr()),
+    }
 }
 
 /// `acc`, the fold of the first `full` blocks of `w` and `x`, with the fold's
@@ -273,15 +296,25 @@ fn with_tail(acc: [f32; 8], w: &[&[i8]; 8], x: Q8Row, full: usize) -> [f32; 8] {
     std::array::from_fn(|j| tail_step(acc[j], w[j], x, full))
 }
 
-/// A panel's results from the folds of its full blocks: [`with_tail`] per
-/// activation row.
-fn panel_with_tail(
-    acc: [[f32; PANEL_ROWS]; PANEL_TOKENS],
+/// Writes activation rows `t..`'s results into `out[t..]` (rows past its end
+/// dropped), from the folds of their full blocks with [`with_tail`] added.
+#[inline]
+fn finish_panel(
+    sums: [[f32; PANEL_ROWS]; PANEL_TOKENS],
     w: &[&[i8]; PANEL_ROWS],
-    x: &[Q8Row; PANEL_TOKENS],
+    x: &Q8Rows,
+    t: usize,
     full: usize,
-) -> [[f32; PANEL_ROWS]; PANEL_TOKENS] {
-    std::array::from_fn(|t| with_tail(acc[t], w, x[t], full))
+    out: &mut [[f32; PANEL_ROWS]],
+) {
+    let tail = full * BLOCK < x.cols;
+    for (e, (out, sums)) in out[t..].iter_mut().zip(sums).enumerate() {
+        *out = if tail {
+            with_tail(sums, w, x.row(t + e), full)
+        } else {
+            sums
+        };
+    }
 }
 
 fn portable_tile(w: &[&[i8]; 8], x: Q8Row) -> [f32; 8] {
@@ -291,16 +324,19 @@ fn portable_tile(w: &[&[i8]; 8], x: Q8Row) -> [f32; 8] {
 fn portable_panel(
     w: &[&[i8]; PANEL_ROWS],
     _packed: &[i8],
-    x: &[Q8Row; PANEL_TOKENS],
-) -> [[f32; PANEL_ROWS]; PANEL_TOKENS] {
-    std::array::from_fn(|t| std::array::from_fn(|j| block_dot(w[j], x[t])))
+    x: &Q8Rows,
+    out: &mut [[f32; PANEL_ROWS]],
+) {
+    for (t, out) in out.iter_mut().enumerate() {
+        *out = std::array::from_fn(|j| block_dot(w[j], x.row(t)));
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{
-        panel_shape, panel_with_tail, tile_shape, with_tail, Kernels, Q8Row, Q8Rows, BLOCK,
-        PANEL_ROWS, PANEL_TOKENS,
+        finish_panel, panel_rows, panel_shape, tile_shape, with_tail, Kernels, Q8Row, Q8Rows,
+        BLOCK, PANEL_ROWS, PANEL_TOKENS,
     };
     use std::arch::x86_64::*;
 
@@ -361,42 +397,49 @@ mod x86 {
             fn $name(
                 w: &[&[i8]; PANEL_ROWS],
                 packed: &[i8],
-                x: &[Q8Row; PANEL_TOKENS],
-            ) -> [[f32; PANEL_ROWS]; PANEL_TOKENS] {
-                let full = panel_shape(w, packed, x);
-                let mut acc = [_mm256_setzero_ps(); PANEL_TOKENS];
-                for b in 0..full {
-                    let mut dots = [_mm256_setzero_si256(); PANEL_TOKENS];
-                    for k in (b * BLOCK..(b + 1) * BLOCK).step_by(4) {
-                        // SAFETY: k + 4 <= full·BLOCK, and `packed` holds
-                        // 8 bytes per column of the full blocks (panel_shape).
-                        let raw = unsafe {
-                            _mm256_loadu_si256(packed.as_ptr().add(PANEL_ROWS * k).cast())
-                        };
-                        let wv = $prepare(raw);
-                        for (dots, x) in dots.iter_mut().zip(x) {
-                            // SAFETY: k + 4 <= full·BLOCK <= x.values.len().
-                            let four =
-                                unsafe { x.values.as_ptr().add(k).cast::<i32>().read_unaligned() };
-                            *dots = _mm256_add_epi32(*dots, $dot(wv, _mm256_set1_epi32(four)));
+                x: &Q8Rows,
+                out: &mut [[f32; PANEL_ROWS]],
+            ) {
+                let full = panel_shape(w, packed, x, out);
+                for t in (0..x.rows()).step_by(PANEL_TOKENS) {
+                    let rows = panel_rows(x, t);
+                    let mut acc = [_mm256_setzero_ps(); PANEL_TOKENS];
+                    for b in 0..full {
+                        let mut dots = [_mm256_setzero_si256(); PANEL_TOKENS];
+                        for q in 0..BLOCK / 4 {
+                            let k = b * BLOCK + 4 * q;
+                            // SAFETY: k + 4 <= full·BLOCK, and `packed` holds
+                            // 8 bytes per column of the full blocks (panel_shape).
+                            let raw = unsafe {
+                                _mm256_loadu_si256(packed.as_ptr().add(PANEL_ROWS * k).cast())
+                            };
+                            let wv = $prepare(raw);
+                            for (dots, &x) in dots.iter_mut().zip(&rows.values) {
+                                // SAFETY: k + 4 <= full·BLOCK <= the row's length.
+                                let four = unsafe { x.add(k).cast::<i32>().read_unaligned() };
+                                *dots = _mm256_add_epi32(*dots, $dot(wv, _mm256_set1_epi32(four)));
+                            }
+                        }
+                        for (t, (acc, dots)) in acc.iter_mut().zip(dots).enumerate() {
+                            // SAFETY: b < full <= the row's number of blocks.
+                            let (scale, sum) =
+                                unsafe { (*rows.scales[t].add(b), *rows.sums[t].add(b)) };
+                            let d = if $offset {
+                                _mm256_sub_epi32(dots, _mm256_set1_epi32(sum << 7))
+                            } else {
+                                dots
+                            };
+                            let scale = _mm256_set1_ps(scale);
+                            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, *acc);
                         }
                     }
-                    for ((acc, dots), x) in acc.iter_mut().zip(dots).zip(x) {
-                        let d = if $offset {
-                            _mm256_sub_epi32(dots, _mm256_set1_epi32(x.sums[b] << 7))
-                        } else {
-                            dots
-                        };
-                        let scale = _mm256_set1_ps(x.scales[b]);
-                        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, *acc);
+                    let mut sums = [[0.0f32; PANEL_ROWS]; PANEL_TOKENS];
+                    for (sums, acc) in sums.iter_mut().zip(acc) {
+                        // SAFETY: `sums` rows hold eight f32.
+                        unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), acc) };
                     }
+                    finish_panel(sums, w, x, t, full, out);
                 }
-                let mut out = [[0.0f32; PANEL_ROWS]; PANEL_TOKENS];
-                for (out, acc) in out.iter_mut().zip(acc) {
-                    // SAFETY: `out` rows hold eight f32.
-                    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
-                }
-                panel_with_tail(out, w, x, full)
             }
         };
     }
@@ -487,15 +530,15 @@ mod x86 {
     // SAFETY (all): each is only selected after detecting its features.
     const AVX_VNNI: Kernels = Kernels {
         w8x1: |w, x| unsafe { avx_vnni_tile(w, x) },
-        panel: |w, packed, x| unsafe { avx_vnni_panel(w, packed, x) },
+        panel: |w, packed, x, out| unsafe { avx_vnni_panel(w, packed, x, out) },
     };
     const AVX512_VNNI: Kernels = Kernels {
         w8x1: |w, x| unsafe { avx512_vnni_tile(w, x) },
-        panel: |w, packed, x| unsafe { avx512_vnni_panel(w, packed, x) },
+        panel: |w, packed, x, out| unsafe { avx512_vnni_panel(w, packed, x, out) },
     };
     const AVX2: Kernels = Kernels {
         w8x1: |w, x| unsafe { avx2_tile(w, x) },
-        panel: |w, packed, x| unsafe { avx2_panel(w, packed, x) },
+        panel: |w, packed, x, out| unsafe { avx2_panel(w, packed, x, out) },
     };
 
     /// The x86 kernel sets this CPU can run, fastest first.
@@ -518,8 +561,8 @@ mod x86 {
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use super::{
-        panel_shape, panel_with_tail, tile_shape, with_tail, Kernels, Q8Row, BLOCK, PANEL_ROWS,
-        PANEL_TOKENS,
+        finish_panel, panel_rows, panel_shape, tile_shape, with_tail, Kernels, Q8Row, Q8Rows,
+        BLOCK, PANEL_ROWS, PANEL_TOKENS,
     };
     use std::arch::aarch64::*;
     use std::arch::asm;
@@ -601,50 +644,56 @@ mod arm {
     fn dotprod_panel(
         w: &[&[i8]; PANEL_ROWS],
         packed: &[i8],
-        x: &[Q8Row; PANEL_TOKENS],
-    ) -> [[f32; PANEL_ROWS]; PANEL_TOKENS] {
-        let full = panel_shape(w, packed, x);
-        let mut acc = [[vdupq_n_f32(0.0); 2]; PANEL_TOKENS];
-        for b in 0..full {
-            let mut dots = [[vdupq_n_s32(0); 2]; PANEL_TOKENS];
-            for k in (b * BLOCK..(b + 1) * BLOCK).step_by(4) {
-                // SAFETY: k + 4 <= full·BLOCK, and `packed` holds 8 bytes per
-                // column of the full blocks (panel_shape).
-                let wv = unsafe {
-                    let p = packed.as_ptr().add(PANEL_ROWS * k);
-                    [vld1q_s8(p), vld1q_s8(p.add(16))]
-                };
-                for (dots, x) in dots.iter_mut().zip(x) {
-                    // SAFETY: k + 4 <= full·BLOCK <= x.values.len().
-                    let four = unsafe { x.values.as_ptr().add(k).cast::<i32>().read_unaligned() };
-                    let xv = vreinterpretq_s8_s32(vdupq_n_s32(four));
-                    for (dots, &wv) in dots.iter_mut().zip(&wv) {
-                        *dots = sdot(*dots, wv, xv);
+        x: &Q8Rows,
+        out: &mut [[f32; PANEL_ROWS]],
+    ) {
+        let full = panel_shape(w, packed, x, out);
+        for t in (0..x.rows()).step_by(PANEL_TOKENS) {
+            let rows = panel_rows(x, t);
+            let mut acc = [[vdupq_n_f32(0.0); 2]; PANEL_TOKENS];
+            for b in 0..full {
+                let mut dots = [[vdupq_n_s32(0); 2]; PANEL_TOKENS];
+                for q in 0..BLOCK / 4 {
+                    let k = b * BLOCK + 4 * q;
+                    // SAFETY: k + 4 <= full·BLOCK, and `packed` holds 8 bytes
+                    // per column of the full blocks (panel_shape).
+                    let wv = unsafe {
+                        let p = packed.as_ptr().add(PANEL_ROWS * k);
+                        [vld1q_s8(p), vld1q_s8(p.add(16))]
+                    };
+                    for (dots, &x) in dots.iter_mut().zip(&rows.values) {
+                        // SAFETY: k + 4 <= full·BLOCK <= the row's length.
+                        let four = unsafe { x.add(k).cast::<i32>().read_unaligned() };
+                        let xv = vreinterpretq_s8_s32(vdupq_n_s32(four));
+                        for (dots, &wv) in dots.iter_mut().zip(&wv) {
+                            *dots = sdot(*dots, wv, xv);
+                        }
+                    }
+                }
+                for ((acc, dots), &scales) in acc.iter_mut().zip(dots).zip(&rows.scales) {
+                    // SAFETY: b < full <= the row's number of blocks.
+                    let scale = vdupq_n_f32(unsafe { *scales.add(b) });
+                    for (acc, dots) in acc.iter_mut().zip(dots) {
+                        *acc = vfmaq_f32(*acc, vcvtq_f32_s32(dots), scale);
                     }
                 }
             }
-            for ((acc, dots), x) in acc.iter_mut().zip(dots).zip(x) {
-                let scale = vdupq_n_f32(x.scales[b]);
-                for (acc, dots) in acc.iter_mut().zip(dots) {
-                    *acc = vfmaq_f32(*acc, vcvtq_f32_s32(dots), scale);
+            let mut sums = [[0.0f32; PANEL_ROWS]; PANEL_TOKENS];
+            for (sums, acc) in sums.iter_mut().zip(acc) {
+                // SAFETY: `sums` rows hold eight f32.
+                unsafe {
+                    vst1q_f32(sums.as_mut_ptr(), acc[0]);
+                    vst1q_f32(sums.as_mut_ptr().add(4), acc[1]);
                 }
             }
+            finish_panel(sums, w, x, t, full, out);
         }
-        let mut out = [[0.0f32; PANEL_ROWS]; PANEL_TOKENS];
-        for (out, acc) in out.iter_mut().zip(acc) {
-            // SAFETY: `out` rows hold eight f32.
-            unsafe {
-                vst1q_f32(out.as_mut_ptr(), acc[0]);
-                vst1q_f32(out.as_mut_ptr().add(4), acc[1]);
-            }
-        }
-        panel_with_tail(out, w, x, full)
     }
 
     // SAFETY (both): only selected after detecting dotprod.
     const DOTPROD: Kernels = Kernels {
         w8x1: |w, x| unsafe { dotprod_tile(w, x) },
-        panel: |w, packed, x| unsafe { dotprod_panel(w, packed, x) },
+        panel: |w, packed, x, out| unsafe { dotprod_panel(w, packed, x, out) },
     };
 
     /// The aarch64 kernel sets this CPU can run, fastest first.
@@ -741,23 +790,24 @@ mod tests {
     fn every_kernel_gives_exactly_the_block_fold() {
         // 8: only a tail; 64: full blocks; 70 and 200: full blocks and a tail.
         for cols in [8, 64, 70, 200] {
-            let xq = Q8Rows::quantize(&values(4 * cols, 0.37), cols);
-            let x = [xq.row(0), xq.row(1), xq.row(2), xq.row(3)];
+            // 6 activation rows: PANEL_TOKENS of them and a partial group.
+            let xq = Q8Rows::quantize(&values(6 * cols, 0.37), cols);
             let w: Vec<Vec<i8>> = (0..8).map(|j| weights(cols, 7 + 2 * j)).collect();
             let w8: [&[i8]; 8] = std::array::from_fn(|j| &w[j][..]);
             for k in all_kernels() {
-                let got = (k.w8x1)(&w8, x[1]);
+                let got = (k.w8x1)(&w8, xq.row(1));
                 for j in 0..8 {
-                    assert_eq!(got[j], block_dot(w8[j], x[1]), "cols {cols}");
-                    let want = exact(w8[j], x[1]);
+                    assert_eq!(got[j], block_dot(w8[j], xq.row(1)), "cols {cols}");
+                    let want = exact(w8[j], xq.row(1));
                     assert!((got[j] as f64 - want).abs() < 1e-4 * want.abs().max(1.0));
                 }
                 let mut packed = Vec::new();
                 pack_panel(&w8, &mut packed);
-                let got = (k.panel)(&w8, &packed, &x);
+                let mut got = vec![[f32::NAN; PANEL_ROWS]; 6];
+                (k.panel)(&w8, &packed, &xq, &mut got);
                 for (t, got) in got.iter().enumerate() {
                     for (j, &got) in got.iter().enumerate() {
-                        assert_eq!(got, block_dot(w8[j], x[t]), "cols {cols}");
+                        assert_eq!(got, block_dot(w8[j], xq.row(t)), "cols {cols}");
                     }
                 }
             }
@@ -775,8 +825,9 @@ mod tests {
             assert!((got[0] as f64 - want).abs() < 1e-4 * want.abs());
             let mut packed = Vec::new();
             pack_panel(&[&w[..]; 8], &mut packed);
-            let got = (k.panel)(&[&w[..]; 8], &packed, &[xq.row(0); 4]);
-            assert!((got[3][7] as f64 - want).abs() < 1e-4 * want.abs());
+            let mut got = [[0.0; PANEL_ROWS]];
+            (k.panel)(&[&w[..]; 8], &packed, &xq, &mut got);
+            assert!((got[0][7] as f64 - want).abs() < 1e-4 * want.abs());
         }
     }
 }
