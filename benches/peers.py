@@ -2,8 +2,9 @@
 """CHAYA speed against its peers, measured in ONE run on one machine:
 PyTorch (the original no-cache loop, and with a KV cache), ONNX Runtime (an
 ONNX export of the same model with a KV cache, in f32 and dynamically quantized
-int8 per-channel weights), then `chaya bench`; prints a markdown table and the
-ratios chaya / peer.
+int8 per-channel weights, the latter also with `session.x64quantprecision`),
+then `chaya bench`; prints each peer's logits against PyTorch, a markdown
+table and the ratios chaya / peer.
 
     python3 benches/make_random_checkpoint.py /tmp/chaya-62m-random.safetensors
     chaya convert /tmp/chaya-62m-random.safetensors -o /tmp/chaya-62m-int8.safetensors
@@ -83,13 +84,19 @@ class TorchCached:
 
 
 class Ort:
-    """An ONNX Runtime session of the exported graph."""
+    """An ONNX Runtime session of the exported graph. `exact` sets
+    `session.x64quantprecision`: on x86 CPUs without VNNI, ORT's default int8
+    kernels multiply u8 activations by s8 weights with `vpmaddubsw`, whose 16-bit
+    pair sums can saturate; with it, ORT converts such weights to u8 and runs
+    u8 × u8 kernels that cannot."""
 
-    def __init__(self, path, threads, shape):
+    def __init__(self, path, threads, shape, exact=False):
         import onnxruntime as ort
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        if exact:
+            options.add_session_config_entry("session.x64quantprecision", "1")
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.shape = shape
 
@@ -171,6 +178,8 @@ def main():
         "PyTorch, KV cache": TorchCached(model),
         "ONNX Runtime f32": Ort(f32_onnx, args.threads, model.cache_shape()),
         "ONNX Runtime int8": Ort(int8_onnx, args.threads, model.cache_shape()),
+        "ONNX Runtime int8, x64quantprecision": Ort(int8_onnx, args.threads, model.cache_shape(),
+                                                    exact=True),
     }
     check = prompt(20, vocab)
     reference = engines["PyTorch, no cache (original CLI)"].prefill(check).numpy()
