@@ -18,7 +18,7 @@
 
 use crate::amx::{Packed, TILE};
 use crate::parallel::{for_each_chunk, for_each_index, map_index};
-use crate::q8::{kernels, pack_panel, Q8Rows, PANEL_ROWS, PANEL_TOKENS};
+use crate::q8::{kernels, pack_panel, prefetch, Q8Rows, PANEL_ROWS, PANEL_TOKENS};
 use crate::quant::QuantMatrix;
 use tract_core::internal::*;
 
@@ -316,6 +316,13 @@ fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
         for j in (0..count).step_by(PANEL_ROWS) {
             let ws = std::array::from_fn(|d| weight_row(j + d));
             pack_panel(&ws, &mut packed);
+            // The next panel's rows stream from memory while this one computes.
+            if j + PANEL_ROWS < count {
+                prefetch(w.row_range(
+                    first + j + PANEL_ROWS,
+                    PANEL_ROWS.min(count - j - PANEL_ROWS),
+                ));
+            }
             (kernels.panel)(&ws, &packed, xq, &mut dots);
             for (t, dots) in dots.iter().enumerate() {
                 store(columns, t, first + j, dots, scales(j));

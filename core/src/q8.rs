@@ -176,6 +176,26 @@ pub fn pack_panel(rows: &[&[i8]; PANEL_ROWS], packed: &mut Vec<i8>) {
     }
 }
 
+/// Asks the CPU to bring `bytes` into its caches (one hint per 64-byte line),
+/// so a later read finds them there; a no-op where there is no hint.
+pub fn prefetch(bytes: &[i8]) {
+    for line in bytes.chunks(64) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch hint has no architectural effect, whatever the address.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast())
+        };
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above; `prfm` only hints.
+        unsafe {
+            std::arch::asm!("prfm pldl1keep, [{0}]", in(reg) line.as_ptr(), options(nostack, preserves_flags, readonly))
+        };
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let _ = line;
+    }
+}
+
 /// The int8 kernels, as the fastest versions this CPU runs.
 #[derive(Clone, Copy)]
 pub struct Kernels {
