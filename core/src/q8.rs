@@ -362,7 +362,7 @@ mod x86 {
 
     /// Defines a decode tile kernel (eight weight rows by one activation row)
     /// for one instruction set: `$prepare` turns 32 weight bytes into the form
-    /// `$dot` takes; `$dot(w, x)` gives eight i32 partial sums of `Σ w·x` (of
+    /// `$dot` takes; `$dot(acc, w, x)` adds to `acc` eight i32 partial sums of `Σ w·x` (of
     /// `Σ (w + 128)·x` when `$offset`). Weight row `j` lives in lane `j` of the
     /// accumulator.
     macro_rules! tile {
@@ -390,7 +390,7 @@ mod x86 {
                     for (dot, row) in dots.iter_mut().zip(w) {
                         // SAFETY: as above, for every weight row.
                         let raw = unsafe { _mm256_loadu_si256(row.as_ptr().add(b * BLOCK).cast()) };
-                        *dot = $dot($prepare(raw), xv);
+                        *dot = $dot(*dot, $prepare(raw), xv);
                     }
                     let mut d = reduce8(dots);
                     if $offset {
@@ -437,7 +437,7 @@ mod x86 {
                             for (dots, &x) in dots.iter_mut().zip(&rows.values) {
                                 // SAFETY: k + 4 <= full·BLOCK <= the row's length.
                                 let four = unsafe { x.add(k).cast::<i32>().read_unaligned() };
-                                *dots = _mm256_add_epi32(*dots, $dot(wv, _mm256_set1_epi32(four)));
+                                *dots = $dot(*dots, wv, _mm256_set1_epi32(four));
                             }
                         }
                         for (t, (acc, dots)) in acc.iter_mut().zip(dots).enumerate() {
@@ -499,21 +499,21 @@ mod x86 {
 
     #[target_feature(enable = "avx2,avxvnni")]
     #[inline]
-    fn dot_avx_vnni(w: __m256i, x: __m256i) -> __m256i {
-        _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), w, x)
+    fn dot_avx_vnni(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(acc, w, x)
     }
 
     #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
     #[inline]
-    fn dot_avx512_vnni(w: __m256i, x: __m256i) -> __m256i {
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x)
+    fn dot_avx512_vnni(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(acc, w, x)
     }
 
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn dot_avx2(w: __m256i, x: __m256i) -> __m256i {
+    fn dot_avx2(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
         let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-        _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+        _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
     }
 
     tile!(
@@ -567,11 +567,13 @@ mod x86 {
         if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
             return all;
         }
-        if is_x86_feature_detected!("avxvnni") {
-            all.push(&AVX_VNNI);
-        }
+        // EVEX first where both exist: the same instruction, but 32 vector
+        // registers, so the panels' accumulators are not spilled.
         if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
             all.push(&AVX512_VNNI);
+        }
+        if is_x86_feature_detected!("avxvnni") {
+            all.push(&AVX_VNNI);
         }
         all.push(&AVX2);
         all
