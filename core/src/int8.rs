@@ -516,7 +516,10 @@ mod tests {
         assert_eq!(parallel.rows(), rows);
         for t in 0..rows {
             let (p, s) = (parallel.row(t), serial.row(t));
-            assert_eq!((p.values, p.scales, p.sums), (s.values, s.scales, s.sums));
+            assert_eq!(
+                (p.values, p.scales, p.offsets),
+                (s.values, s.scales, s.offsets)
+            );
         }
     }
 

@@ -13,7 +13,7 @@
 //! Versions, picked at run time:
 //! - AVX-VNNI (VEX) or AVX512-VNNI (EVEX, 256-bit): `vpdpbusd` multiplies
 //!   unsigned by signed bytes, so weights are offset to `w + 128` and each
-//!   block's `128 · Σ x` ([`Q8Row::sums`]) is subtracted, exactly, in integers;
+//!   block's sum starts at `-128 · Σ x` ([`Q8Row::offsets`]), exact in integers;
 //! - AVX2: `vpmaddubsw` on `|w|` and `x` carrying `w`'s sign (exact: both
 //!   are within ±127, so the 16-bit pair sums cannot saturate);
 //! - aarch64 with the dot-product extension: `sdot` multiplies signed by
@@ -31,7 +31,7 @@ pub struct Q8Rows {
     cols: usize,
     values: Vec<i8>,
     scales: Vec<f32>,
-    sums: Vec<i32>,
+    offsets: Vec<i32>,
 }
 
 /// One quantized activation row, as the kernels read it.
@@ -41,8 +41,9 @@ pub struct Q8Row<'a> {
     pub values: &'a [i8],
     /// One scale per block (the last block may be partial).
     pub scales: &'a [f32],
-    /// Per block, the sum of its int8 values.
-    pub sums: &'a [i32],
+    /// Per block, `-128 ·` the sum of its int8 values: where the VNNI kernels,
+    /// which multiply by `w + 128`, start the block's sum.
+    pub offsets: &'a [i32],
 }
 
 /// Quantizes one block of at most [`BLOCK`] values into `qs`: `scale = max|x| / 127`
@@ -90,19 +91,19 @@ impl Q8Rows {
         let rows = x.len() / cols.max(1);
         let mut values = vec![0i8; rows * cols];
         let mut scales = vec![0.0f32; rows * blocks];
-        let mut sums = vec![0i32; rows * blocks];
+        let mut offsets = vec![0i32; rows * blocks];
         for (t, row) in x.chunks_exact(cols.max(1)).enumerate() {
             let q_row = &mut values[t * cols..][..cols];
             for (b, (xs, qs)) in row.chunks(BLOCK).zip(q_row.chunks_mut(BLOCK)).enumerate() {
                 scales[t * blocks + b] = quantize_block(xs, qs);
-                sums[t * blocks + b] = qs.iter().map(|&q| q as i32).sum();
+                offsets[t * blocks + b] = -128 * qs.iter().map(|&q| q as i32).sum::<i32>();
             }
         }
         Q8Rows {
             cols,
             values,
             scales,
-            sums,
+            offsets,
         }
     }
 
@@ -114,12 +115,12 @@ impl Q8Rows {
             cols,
             values: Vec::with_capacity(parts.iter().map(|part| part.values.len()).sum()),
             scales: Vec::with_capacity(parts.iter().map(|part| part.scales.len()).sum()),
-            sums: Vec::with_capacity(parts.iter().map(|part| part.sums.len()).sum()),
+            offsets: Vec::with_capacity(parts.iter().map(|part| part.offsets.len()).sum()),
         };
         for part in parts {
             all.values.extend_from_slice(&part.values);
             all.scales.extend_from_slice(&part.scales);
-            all.sums.extend_from_slice(&part.sums);
+            all.offsets.extend_from_slice(&part.offsets);
         }
         all
     }
@@ -141,7 +142,7 @@ impl Q8Rows {
         Q8Row {
             values: &self.values[t * self.cols..][..self.cols],
             scales: &self.scales[t * blocks..][..blocks],
-            sums: &self.sums[t * blocks..][..blocks],
+            offsets: &self.offsets[t * blocks..][..blocks],
         }
     }
 }
@@ -242,12 +243,12 @@ pub fn block_dot(w: &[i8], x: Q8Row) -> f32 {
 }
 
 /// A SIMD tile's row length and number of full blocks, after checking that
-/// every weight row, and the activation row's scales and sums, match it: the
+/// every weight row, and the activation row's scales and offsets, match it: the
 /// kernels read whole blocks without bounds checks.
 fn tile_shape(w: &[&[i8]; 8], x: Q8Row) -> (usize, usize) {
     let cols = x.values.len();
     assert!(w.iter().all(|w| w.len() == cols));
-    assert!(x.scales.len() == cols.div_ceil(BLOCK) && x.sums.len() == x.scales.len());
+    assert!(x.scales.len() == cols.div_ceil(BLOCK) && x.offsets.len() == x.scales.len());
     (cols, cols / BLOCK)
 }
 
@@ -280,7 +281,7 @@ struct PanelRows {
     scales: [*const f32; PANEL_TOKENS],
     /// For the VNNI kernels' offset weights.
     #[cfg(target_arch = "x86_64")]
-    sums: [*const i32; PANEL_TOKENS],
+    offsets: [*const i32; PANEL_TOKENS],
 }
 
 #[inline]
@@ -291,7 +292,7 @@ fn panel_rows(x: &Q8Rows, t: usize) -> PanelRows {
         values: std::array::from_fn(|e| x.values[row(e) * x.cols..].as_ptr()),
         scales: std::array::from_fn(|e| x.scales[row(e) * blocks..].as_ptr()),
         #[cfg(target_arch = "x86_64")]
-        sums: std::array::from_fn(|e| x.sums[row(e) * blocks..].as_ptr()),
+        offsets: std::array::from_fn(|e| x.offsets[row(e) * blocks..].as_ptr()),
     }
 }
 
@@ -394,7 +395,7 @@ mod x86 {
                     }
                     let mut d = reduce8(dots);
                     if $offset {
-                        d = _mm256_sub_epi32(d, _mm256_set1_epi32(x.sums[b] << 7));
+                        d = _mm256_add_epi32(d, _mm256_set1_epi32(x.offsets[b]));
                     }
                     let scale = _mm256_set1_ps(x.scales[b]);
                     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, acc);
@@ -426,8 +427,18 @@ mod x86 {
                     let mut acc = [_mm256_setzero_ps(); PANEL_TOKENS];
                     for b in 0..full {
                         let mut dots = [_mm256_setzero_si256(); PANEL_TOKENS];
+                        if $offset {
+                            for (dots, offsets) in dots.iter_mut().zip(&rows.offsets) {
+                                // SAFETY: b < full <= the row's number of blocks.
+                                *dots = _mm256_set1_epi32(unsafe { *offsets.add(b) });
+                            }
+                        }
+                        // A second set of sums for odd groups of 4 columns:
+                        // two dependency chains of `$dot` per activation row.
+                        let mut odd = [_mm256_setzero_si256(); PANEL_TOKENS];
                         for q in 0..BLOCK / 4 {
                             let k = b * BLOCK + 4 * q;
+                            let dots = if q % 2 == 0 { &mut dots } else { &mut odd };
                             // SAFETY: k + 4 <= full·BLOCK, and `packed` holds
                             // 8 bytes per column of the full blocks (panel_shape).
                             let raw = unsafe {
@@ -440,17 +451,13 @@ mod x86 {
                                 *dots = $dot(*dots, wv, _mm256_set1_epi32(four));
                             }
                         }
-                        for (t, (acc, dots)) in acc.iter_mut().zip(dots).enumerate() {
+                        for (t, (acc, (dots, odd))) in
+                            acc.iter_mut().zip(dots.into_iter().zip(odd)).enumerate()
+                        {
+                            let dots = _mm256_add_epi32(dots, odd);
                             // SAFETY: b < full <= the row's number of blocks.
-                            let (scale, sum) =
-                                unsafe { (*rows.scales[t].add(b), *rows.sums[t].add(b)) };
-                            let d = if $offset {
-                                _mm256_sub_epi32(dots, _mm256_set1_epi32(sum << 7))
-                            } else {
-                                dots
-                            };
-                            let scale = _mm256_set1_ps(scale);
-                            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, *acc);
+                            let scale = _mm256_set1_ps(unsafe { *rows.scales[t].add(b) });
+                            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), scale, *acc);
                         }
                     }
                     let mut sums = [[0.0f32; PANEL_ROWS]; PANEL_TOKENS];
@@ -773,12 +780,12 @@ mod tests {
                 assert!((row.values[i] as f32 * scale - v).abs() <= scale / 2.0 + 1e-6);
             }
             assert_eq!(row.scales.len(), 3);
-            let sums: Vec<i32> = row
+            let offsets: Vec<i32> = row
                 .values
                 .chunks(BLOCK)
-                .map(|b| b.iter().map(|&v| v as i32).sum())
+                .map(|b| -128 * b.iter().map(|&v| v as i32).sum::<i32>())
                 .collect();
-            assert_eq!(row.sums, sums);
+            assert_eq!(row.offsets, offsets);
         }
     }
 
@@ -786,7 +793,7 @@ mod tests {
     fn zero_blocks_quantize_to_zero() {
         let q = Q8Rows::quantize(&[0.0; 40], 40);
         assert!(q.row(0).values.iter().all(|&v| v == 0));
-        assert_eq!(q.row(0).sums, [0, 0]);
+        assert_eq!(q.row(0).offsets, [0, 0]);
     }
 
     #[test]
@@ -802,7 +809,7 @@ mod tests {
         let fast = Q8Rows::quantize(&x, x.len());
         let portable = Q8Rows::quantize_portable(&x, x.len());
         assert_eq!(fast.values, portable.values);
-        assert_eq!(fast.sums, portable.sums);
+        assert_eq!(fast.offsets, portable.offsets);
         assert!(fast.values[..2 * BLOCK].iter().all(|&q| q == 0));
         assert_eq!(fast.values[3 * BLOCK], -127);
         assert!(fast.values.iter().all(|&q| q != i8::MIN));
