@@ -22,19 +22,24 @@ impl std::fmt::Debug for Tokenizer {
 /// The parts of a `tokenizer.json` read by [`Tokenizer::from_json`]'s fast path
 /// for GPT-2-style byte-level BPE.
 #[derive(serde::Deserialize)]
-struct ByteLevelBpeJson {
+struct ByteLevelBpeJson<'a> {
     normalizer: Option<serde_json::Value>,
     pre_tokenizer: Option<serde_json::Value>,
-    model: BpeJson,
+    #[serde(borrow)]
+    model: BpeJson<'a>,
     #[serde(default)]
     added_tokens: Vec<AddedTokenJson>,
 }
 
+/// The BPE model, with its vocabulary and merges (most of the document) left
+/// as text for [`ByteLevelBpeJson::build`] to parse on two threads.
 #[derive(serde::Deserialize)]
-struct BpeJson {
+struct BpeJson<'a> {
     r#type: String,
-    vocab: tokenizers::models::bpe::Vocab,
-    merges: MergesJson,
+    #[serde(borrow)]
+    vocab: &'a serde_json::value::RawValue,
+    #[serde(borrow)]
+    merges: &'a serde_json::value::RawValue,
     dropout: Option<f32>,
     unk_token: Option<String>,
     #[serde(default)]
@@ -125,7 +130,7 @@ struct AddedTokenJson {
     special: bool,
 }
 
-impl ByteLevelBpeJson {
+impl ByteLevelBpeJson<'_> {
     /// Whether this is exactly GPT-2's pipeline: no normalizer, a byte-level
     /// pre-tokenizer without prefix space, plain BPE. (Post-processor and
     /// decoder do not affect ids.)
@@ -153,18 +158,28 @@ impl ByteLevelBpeJson {
 
     /// Builds the tokenizer directly (several times faster than the generic
     /// deserializer, which dominates model load time otherwise).
+    /// The merges are parsed on a second thread while this one parses the
+    /// vocabulary and decodes its pieces (load time is the tokenizer's).
     fn build(self) -> Result<Tokenizer> {
         let failed = |e: tokenizers::Error| Error::Tokenizer(format!("invalid BPE model: {e}"));
-        let MergesJson(merges) = self.model.merges;
-        let vocab: Vec<(&str, u32)> = self
-            .model
-            .vocab
-            .iter()
-            .map(|(t, &id)| (t.as_str(), id))
-            .collect();
-        let (pieces, special) = pieces_of(vocab.into_iter(), &self.added_tokens)?;
+        let malformed = |part: &str, e: &dyn std::fmt::Display| {
+            Error::Tokenizer(format!("cannot parse tokenizer.json: model.{part}: {e}"))
+        };
+        let (vocab, merges, pieces, special) = std::thread::scope(|scope| {
+            let merges =
+                scope.spawn(|| serde_json::from_str::<MergesJson>(self.model.merges.get()));
+            let vocab: tokenizers::models::bpe::Vocab =
+                serde_json::from_str(self.model.vocab.get()).map_err(|e| malformed("vocab", &e))?;
+            let by_id = vocab.iter().map(|(t, &id)| (t.as_str(), id));
+            let (pieces, special) = pieces_of(by_id, &self.added_tokens)?;
+            let MergesJson(merges) = merges
+                .join()
+                .map_err(|_| malformed("merges", &"the parser panicked"))?
+                .map_err(|e| malformed("merges", &e))?;
+            Ok::<_, Error>((vocab, merges, pieces, special))
+        })?;
         let bpe = tokenizers::models::bpe::BPE::builder()
-            .vocab_and_merges(self.model.vocab, merges)
+            .vocab_and_merges(vocab, merges)
             .build()
             .map_err(failed)?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
@@ -461,6 +476,23 @@ mod tests {
         doc["model"]["merges"][0] = "nospace".into();
         let err = Tokenizer::from_json(&doc.to_string()).unwrap_err();
         assert!(matches!(err, Error::Tokenizer(_)), "{err}");
+    }
+
+    #[test]
+    fn malformed_vocabulary_or_merges_is_an_error() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../assets/tokenizer.json")).unwrap();
+        for (part, value) in [
+            ("vocab", serde_json::json!([1, 2])),
+            ("vocab", serde_json::json!({"a": "one"})),
+            ("merges", serde_json::json!({"a": 1})),
+        ] {
+            let mut doc = doc.clone();
+            doc["model"][part] = value;
+            let err = Tokenizer::from_json(&doc.to_string()).unwrap_err();
+            assert!(matches!(err, Error::Tokenizer(_)), "{err}");
+            assert!(err.to_string().contains(&format!("model.{part}")), "{err}");
+        }
     }
 
     #[test]
