@@ -34,6 +34,10 @@ pub struct Packed {
 }
 
 /// 16 activation rows of a [`Packed`].
+#[cfg_attr(
+    not(all(target_arch = "x86_64", target_os = "linux")),
+    allow(dead_code)
+)]
 struct Group {
     /// `[block][8 tile rows][16 rows × 4]` values.
     values: Vec<i8>,
@@ -42,6 +46,10 @@ struct Group {
 }
 
 /// Bytes of one (group, block) tile of activations.
+#[cfg_attr(
+    not(all(target_arch = "x86_64", target_os = "linux")),
+    allow(dead_code)
+)]
 const TILE_BYTES: usize = TILE * BLOCK;
 
 impl Packed {
