@@ -363,9 +363,9 @@ mod x86 {
 
     /// Defines a decode tile kernel (eight weight rows by one activation row)
     /// for one instruction set: `$prepare` turns 32 weight bytes into the form
-    /// `$dot` takes; `$dot(acc, w, x)` adds to `acc` eight i32 partial sums of `Σ w·x` (of
-    /// `Σ (w + 128)·x` when `$offset`). Weight row `j` lives in lane `j` of the
-    /// accumulator.
+    /// `$dot` takes; `$dot(acc, w, x)` adds eight i32 partial sums of `Σ w·x`
+    /// (of `Σ (w + 128)·x` when `$offset`) to `acc`. Weight row `j` lives in
+    /// lane `j` of the accumulator.
     macro_rules! tile {
         ($name:ident, $features:literal, $prepare:ident, $dot:ident, $offset:literal) => {
             #[target_feature(enable = $features)]
