@@ -2,8 +2,8 @@
 """Writes the committed seed corpora under fuzz/seeds/ (stdlib only).
 
 model_file: micro CHAYA model files (vocabulary of 64 byte-level tokens, one
-layer of width 8) stored as f32, f16 and int8, a few hundred bytes of tensors
-each, so the fuzzer mutates headers and tables rather than megabytes of
+layer of width 8) stored as f32, f16 and int8 (and one with the tokenizer in
+the metadata, as older files keep it), a few hundred bytes of tensors each, so the fuzzer mutates headers and tables rather than megabytes of
 weights. tokenizer_decode / generate_options: a few byte strings.
 """
 import json, os, random, struct
@@ -84,9 +84,12 @@ def write(target, name, data):
     with open(os.path.join(HERE, "seeds", target, name), "wb") as f:
         f.write(data)
 
-metadata = {"format": "chaya-v1", "config": json.dumps(CONFIG), "tokenizer": tokenizer_json()}
+metadata = {"format": "chaya-v1", "config": json.dumps(CONFIG)}
+text = tokenizer_json().encode()
+tokenizer = {"tokenizer.json": ("U8", [len(text)], text)}
 for dtype in ["F32", "F16", "I8"]:
-    write("model_file", f"micro_{dtype.lower()}.safetensors", safetensors(tensors(dtype), metadata))
+    write("model_file", f"micro_{dtype.lower()}.safetensors",
+          safetensors({**tensors(dtype), **tokenizer}, metadata))
 write("model_file", "no_metadata.safetensors", safetensors(tensors("F32"), {}))
 
 # Token ids as 3-byte little-endian chunks (the target's encoding).
@@ -98,3 +101,7 @@ write("tokenizer_decode", "eos_and_bytes", ids([50256, 0, 255, 256]))
 
 for i in range(4):
     write("generate_options", f"random_{i}", bytes(random.randrange(256) for _ in range(64 + 64 * i)))
+
+# Files written before 2026-12-03 kept the tokenizer in the metadata.
+write("model_file", "micro_f32_tokenizer_in_metadata.safetensors",
+      safetensors(tensors("F32"), {**metadata, "tokenizer": tokenizer_json()}))

@@ -103,9 +103,9 @@ impl Model {
         };
         let pool = ComputePool::new(threads)?;
         let executor = pool.tract_executor();
-        // Parsing the tokenizer takes as long as compiling the graphs: overlap them.
-        let (tokenizer, plans) = std::thread::scope(|scope| {
-            let tokenizer = scope.spawn(|| Tokenizer::from_json(&file.tokenizer_json));
+        // The tokenizer takes longer than the graphs: compile them on the core
+        // its single-threaded part leaves free.
+        let (tokenizer, plans) = Tokenizer::from_json_alongside(&file.tokenizer_json, || {
             let plans = build_body(&config, &file.tensors)
                 .and_then(|body| into_plan(body, &executor))
                 .and_then(|body| {
@@ -115,11 +115,11 @@ impl Model {
                     ))
                 });
             prefault(&file.tensors);
-            (tokenizer.join(), plans)
+            plans
         });
-        let tokenizer =
-            tokenizer.map_err(|_| Error::InvalidModel("tokenizer parsing panicked".into()))??;
-        let (body, head) = plans?;
+        let (body, head) =
+            plans.map_err(|_| Error::InvalidModel("graph compilation panicked".into()))??;
+        let tokenizer = tokenizer?;
         if tokenizer.vocab_size() != config.vocab_size {
             return Err(Error::InvalidModel(format!(
                 "tokenizer has {} tokens but the model {}",

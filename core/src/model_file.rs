@@ -1,8 +1,10 @@
-//! The single-file model format: a safetensors file whose metadata carries the
-//! hyper-parameters and the tokenizer, so an app ships one asset.
+//! The single-file model format: a safetensors file that carries the
+//! hyper-parameters and the tokenizer with the weights, so an app ships one asset.
 //!
-//! Metadata keys: `format` = `chaya-v1`, `config` = [`Config`] as JSON,
-//! `tokenizer` = the `tokenizer.json` text. Tensors keep the checkpoint's names.
+//! Metadata keys: `format` = `chaya-v1`, `config` = [`Config`] as JSON. The
+//! `tokenizer.json` text is the `U8` tensor [`TOKENIZER_TENSOR`] (as metadata,
+//! it cost 7 ms of load time to unescape; files that keep it in a `tokenizer`
+//! metadata key, as before 2026-12-03, are still read). Weights keep the checkpoint's names.
 //! Matrices are stored as `F32`, `F16`, `BF16`, or `I8` with a sibling
 //! `<name>.scale` (`F32`, one scale per row: `w[r][c] = q[r][c] · scale[r]`);
 //! norm scales are always `F32`.
@@ -17,6 +19,8 @@ use std::sync::Arc;
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "chaya-v1";
+/// Name of the `U8` tensor holding the `tokenizer.json` text.
+pub const TOKENIZER_TENSOR: &str = "tokenizer.json";
 /// Suffix of the per-row scales of an int8 matrix.
 pub const SCALE_SUFFIX: &str = ".scale_q";
 
@@ -149,10 +153,6 @@ impl ModelFile {
         let config: Config = serde_json::from_str(config_json)
             .map_err(|e| invalid(format!("`config` metadata is not a valid config: {e}")))?;
         config.validate()?;
-        let tokenizer_json = meta
-            .get("tokenizer")
-            .ok_or_else(|| invalid("no `tokenizer` metadata".into()))?
-            .clone();
         // The header was validated against the file's length: tensors lie
         // inside `data`, in order (a mapped file cut meanwhile is caught here).
         let data = bytes
@@ -165,9 +165,26 @@ impl ModelFile {
                 (info.dtype, info.shape.as_slice(), &data[start..end])
             })
         };
+        let tokenizer_json = match (tensor(TOKENIZER_TENSOR), meta.get("tokenizer")) {
+            (Some((Dtype::U8, [_], text)), _) => String::from_utf8(text.to_vec()).map_err(|e| {
+                invalid(format!("tensor `{TOKENIZER_TENSOR}` is not UTF-8 text: {e}"))
+            })?,
+            (Some((dtype, shape, _)), _) => {
+                return Err(invalid(format!(
+                    "tensor `{TOKENIZER_TENSOR}` must be U8 with one dimension, not {dtype:?} {shape:?}"
+                )))
+            }
+            (None, Some(text)) => text.clone(),
+            (None, None) => {
+                return Err(invalid(format!(
+                    "no tokenizer (neither a `{TOKENIZER_TENSOR}` tensor nor `tokenizer` metadata)"
+                )))
+            }
+        };
 
         let expected = config.tensor_shapes();
         let mut allowed: Vec<String> = expected.iter().map(|(n, _)| n.clone()).collect();
+        allowed.push(TOKENIZER_TENSOR.into());
         allowed.extend(expected.iter().map(|(n, _)| format!("{n}{SCALE_SUFFIX}")));
         if let Some(unknown) = header
             .offset_keys()
@@ -352,13 +369,21 @@ pub fn write_model_file(
             "config".to_string(),
             serde_json::to_string(config).expect("config serializes"),
         ),
-        ("tokenizer".to_string(), tokenizer_json.to_string()),
     ]);
-    let mut views = Vec::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        let view = safetensors::tensor::TensorView::new(t.dtype, t.shape.clone(), &t.data)
+    let tokenizer = (
+        TOKENIZER_TENSOR,
+        Dtype::U8,
+        vec![tokenizer_json.len()],
+        tokenizer_json.as_bytes(),
+    );
+    let mut views = Vec::with_capacity(tensors.len() + 1);
+    let weights = tensors
+        .iter()
+        .map(|(name, t)| (name.as_str(), t.dtype, t.shape.clone(), t.data.as_slice()));
+    for (name, dtype, shape, data) in weights.chain([tokenizer]) {
+        let view = safetensors::tensor::TensorView::new(dtype, shape, data)
             .map_err(|e| Error::InvalidModel(format!("tensor `{name}`: {e}")))?;
-        views.push((name.as_str(), view));
+        views.push((name, view));
     }
     let file_name = path
         .file_name()
@@ -373,4 +398,76 @@ pub fn write_model_file(
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::tensor::TensorView;
+
+    fn tiny_model() -> Vec<u8> {
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../models/chaya-tiny-random.safetensors"
+        ))
+        .unwrap()
+    }
+
+    /// The tiny model's weights with the tokenizer as `tensor` and/or as
+    /// `tokenizer` metadata.
+    fn with_tokenizer(
+        tensor: Option<(Dtype, Vec<usize>, &[u8])>,
+        metadata: Option<&str>,
+    ) -> Vec<u8> {
+        let file = tiny_model();
+        let (_, header) = safetensors::SafeTensors::read_metadata(&file).unwrap();
+        let parsed = safetensors::SafeTensors::deserialize(&file).unwrap();
+        let mut meta = header.metadata().clone().unwrap();
+        if let Some(text) = metadata {
+            meta.insert("tokenizer".into(), text.into());
+        }
+        let mut views: Vec<(String, TensorView)> = parsed
+            .tensors()
+            .into_iter()
+            .filter(|(name, _)| name != TOKENIZER_TENSOR)
+            .collect();
+        if let Some((dtype, shape, bytes)) = tensor {
+            views.push((
+                TOKENIZER_TENSOR.into(),
+                TensorView::new(dtype, shape, bytes).unwrap(),
+            ));
+        }
+        safetensors::serialize(views, Some(meta)).unwrap()
+    }
+
+    fn error(bytes: &[u8]) -> String {
+        ModelFile::read_bytes(bytes).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn tokenizer_is_read_from_its_tensor_or_older_files_metadata() {
+        let current = ModelFile::read_bytes(&tiny_model()).unwrap();
+        let text = current.tokenizer_json.as_str();
+        assert!(text.contains("\"model\""), "{text:.80}");
+        let older = ModelFile::read_bytes(&with_tokenizer(None, Some(text))).unwrap();
+        assert_eq!(older.tokenizer_json, text);
+        assert_eq!(older.dtypes, current.dtypes);
+        let both = with_tokenizer(
+            Some((Dtype::U8, vec![text.len()], text.as_bytes())),
+            Some("{}"),
+        );
+        assert_eq!(ModelFile::read_bytes(&both).unwrap().tokenizer_json, text);
+    }
+
+    #[test]
+    fn missing_or_malformed_tokenizer_is_a_clear_error() {
+        assert!(error(&with_tokenizer(None, None)).contains("no tokenizer"));
+        let not_utf8 = [b'{', 0xff, b'}'];
+        let err = error(&with_tokenizer(Some((Dtype::U8, vec![3], &not_utf8)), None));
+        assert!(err.contains("not UTF-8"), "{err}");
+        for (dtype, shape) in [(Dtype::I8, vec![4]), (Dtype::U8, vec![2, 2])] {
+            let err = error(&with_tokenizer(Some((dtype, shape, b"{  }")), None));
+            assert!(err.contains("must be U8 with one dimension"), "{err}");
+        }
+    }
 }

@@ -19,6 +19,10 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// Dropped (if any) when parsing a `tokenizer.json` has only single-threaded
+/// work left: see [`Tokenizer::from_json_alongside`].
+type SerialPartStarts = Option<std::sync::mpsc::Sender<()>>;
+
 /// The parts of a `tokenizer.json` read by [`Tokenizer::from_json`]'s fast path
 /// for GPT-2-style byte-level BPE.
 #[derive(serde::Deserialize)]
@@ -159,8 +163,9 @@ impl ByteLevelBpeJson<'_> {
     /// Builds the tokenizer directly (several times faster than the generic
     /// deserializer, which dominates model load time otherwise).
     /// The merges are parsed on a second thread while this one parses the
-    /// vocabulary and decodes its pieces (load time is the tokenizer's).
-    fn build(self) -> Result<Tokenizer> {
+    /// vocabulary and decodes its pieces; `serial` is dropped when only the
+    /// single-threaded build of the BPE merge table is left.
+    fn build(self, serial: SerialPartStarts) -> Result<Tokenizer> {
         let failed = |e: tokenizers::Error| Error::Tokenizer(format!("invalid BPE model: {e}"));
         let malformed = |part: &str, e: &dyn std::fmt::Display| {
             Error::Tokenizer(format!("cannot parse tokenizer.json: model.{part}: {e}"))
@@ -178,6 +183,7 @@ impl ByteLevelBpeJson<'_> {
                 .map_err(|e| malformed("merges", &e))?;
             Ok::<_, Error>((vocab, merges, pieces, special))
         })?;
+        drop(serial);
         let bpe = tokenizers::models::bpe::BPE::builder()
             .vocab_and_merges(vocab, merges)
             .build()
@@ -284,10 +290,34 @@ impl Tokenizer {
     /// Parses a `tokenizer.json` document. GPT-2-style byte-level BPE takes a
     /// fast path; anything else goes through the `tokenizers` deserializer.
     pub fn from_json(json: &str) -> Result<Tokenizer> {
+        Self::from_json_signalling(json, None)
+    }
+
+    /// [`Tokenizer::from_json`], running `alongside` on another thread from
+    /// the moment the parsing has only one thread's work left (building the
+    /// BPE merge table, about half of it), so the caller's work fills the
+    /// other core instead of competing with the parsing threads.
+    pub(crate) fn from_json_alongside<R: Send>(
+        json: &str,
+        alongside: impl FnOnce() -> R + Send,
+    ) -> (Result<Tokenizer>, std::thread::Result<R>) {
+        let (serial, serial_part_started) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            let other = scope.spawn(move || {
+                // Returns when `serial` is dropped, on every path.
+                let _ = serial_part_started.recv();
+                alongside()
+            });
+            (Self::from_json_signalling(json, Some(serial)), other.join())
+        })
+    }
+
+    fn from_json_signalling(json: &str, serial: SerialPartStarts) -> Result<Tokenizer> {
         let parsed: Option<ByteLevelBpeJson> = serde_json::from_str(json).ok();
         if let Some(parsed) = parsed.filter(ByteLevelBpeJson::is_plain_byte_level) {
-            return parsed.build();
+            return parsed.build(serial);
         }
+        drop(serial);
         Self::from_json_generic(json)
     }
 
@@ -493,6 +523,27 @@ mod tests {
             assert!(matches!(err, Error::Tokenizer(_)), "{err}");
             assert!(err.to_string().contains(&format!("model.{part}")), "{err}");
         }
+    }
+
+    #[test]
+    fn work_alongside_runs_once_whether_parsing_succeeds_or_fails() {
+        let gpt2_json = include_str!("../../assets/tokenizer.json");
+        let mut doc: serde_json::Value = serde_json::from_str(gpt2_json).unwrap();
+        doc["model"]["vocab"] = serde_json::json!([1, 2]);
+        let bad_vocab = doc.to_string();
+        for (json, parses) in [(gpt2_json, true), (&bad_vocab, false), ("{", false)] {
+            let runs = std::sync::atomic::AtomicUsize::new(0);
+            let (tokenizer, result) = Tokenizer::from_json_alongside(json, || {
+                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "graphs"
+            });
+            assert_eq!(tokenizer.is_ok(), parses, "{json:.40}");
+            assert_eq!(result.unwrap(), "graphs");
+            assert_eq!(runs.into_inner(), 1);
+        }
+        let (tokenizer, result) = Tokenizer::from_json_alongside(gpt2_json, || panic!("in graphs"));
+        assert_eq!(tokenizer.unwrap().vocab_size(), 50257);
+        assert!(result.is_err());
     }
 
     #[test]
