@@ -168,7 +168,7 @@ pub type Panel = fn(&[&[i8]; PANEL_ROWS], &[i8], &Q8Rows, &mut [[f32; PANEL_ROWS
 /// per group of 4 columns, each row's 4 values in turn (32 bytes).
 pub fn pack_panel(rows: &[&[i8]; PANEL_ROWS], packed: &mut Vec<i8>) {
     let cols = rows[0].len() / BLOCK * BLOCK;
-    packed.clear();
+    // Every byte is written below: only the length matters (no zero-filling).
     packed.resize(PANEL_ROWS * cols, 0);
     for (k, group) in packed.chunks_exact_mut(4 * PANEL_ROWS).enumerate() {
         for (quad, row) in group.chunks_exact_mut(4).zip(rows) {
