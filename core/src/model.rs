@@ -117,8 +117,7 @@ impl Model {
             prefault(&file.tensors);
             plans
         });
-        let (body, head) =
-            plans.map_err(|_| Error::InvalidModel("graph compilation panicked".into()))??;
+        let (body, head) = plans?;
         let tokenizer = tokenizer?;
         if tokenizer.vocab_size() != config.vocab_size {
             return Err(Error::InvalidModel(format!(
