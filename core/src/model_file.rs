@@ -174,7 +174,13 @@ impl ModelFile {
                     "tensor `{TOKENIZER_TENSOR}` must be U8 with one dimension, not {dtype:?} {shape:?}"
                 )))
             }
-            (None, Some(text)) => text.clone(),
+            (None, Some(text)) => {
+                log::info!(
+                    "this model file keeps its tokenizer in the metadata (the older layout): \
+                     converting it again makes it load faster"
+                );
+                text.clone()
+            }
             (None, None) => {
                 return Err(invalid(format!(
                     "no tokenizer (neither a `{TOKENIZER_TENSOR}` tensor nor `tokenizer` metadata)"
