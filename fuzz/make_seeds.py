@@ -3,8 +3,8 @@
 
 model_file: micro CHAYA model files (vocabulary of 64 byte-level tokens, one
 layer of width 8) stored as f32, f16 and int8 (and one with the tokenizer in
-the metadata, as older files keep it), a few hundred bytes of tensors each, so the fuzzer mutates headers and tables rather than megabytes of
-weights. tokenizer_decode / generate_options: a few byte strings.
+the metadata, as older files keep it), a few hundred bytes of tensors each,
+so the fuzzer mutates headers and tables rather than megabytes of weights. tokenizer_decode / generate_options: a few byte strings.
 """
 import json, os, random, struct
 

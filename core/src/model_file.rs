@@ -4,9 +4,10 @@
 //! Metadata keys: `format` = `chaya-v1`, `config` = [`Config`] as JSON. The
 //! `tokenizer.json` text is the `U8` tensor [`TOKENIZER_TENSOR`] (as metadata,
 //! it cost 7 ms of load time to unescape; files that keep it in a `tokenizer`
-//! metadata key, as before 2026-12-03, are still read). Weights keep the checkpoint's names.
-//! Matrices are stored as `F32`, `F16`, `BF16`, or `I8` with a sibling
-//! `<name>.scale` (`F32`, one scale per row: `w[r][c] = q[r][c] · scale[r]`);
+//! metadata key, as before 2026-12-03, are still read). Weights keep the
+//! checkpoint's names. Matrices are stored as `F32`, `F16`, `BF16`, or `I8`
+//! with a sibling `<name>.scale_q` (`F32`, one scale per row:
+//! `w[r][c] = q[r][c] · scale[r]`);
 //! norm scales are always `F32`.
 
 use crate::config::Config;
