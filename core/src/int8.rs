@@ -18,7 +18,7 @@
 
 use crate::amx::{Packed, TILE};
 use crate::parallel::{for_each_chunk, for_each_index, map_index};
-use crate::q8::{kernels, pack_panel, prefetch, Q8Rows, PANEL_ROWS, PANEL_TOKENS};
+use crate::q8::{kernels, prefetch, Q8Rows, PANEL_ROWS, PANEL_TOKENS};
 use crate::quant::QuantMatrix;
 use tract_core::internal::*;
 
@@ -206,7 +206,7 @@ impl TypedOp for Int8Embedding {
 /// `out = x [rows, K] · Wᵀ`, row-major `[rows, N]`: `x` quantized to
 /// int8 blocks ([`Q8Rows`]), then integer dot products with each weight row:
 /// for prefill (4 rows or more) on AMX tiles of 16 × 16 where the CPU has
-/// them, else in panels of 8 packed weight rows × 4 input rows; for decode in
+/// them, else in panels of 16 packed weight rows × 4 input rows; for decode in
 /// tiles of 8 weight rows × 1 input row. Every path gives the same bits.
 pub fn linear(w: &QuantMatrix, x: &[f32], rows: usize, out: &mut [f32]) {
     assert_eq!(x.len(), rows * w.cols(), "input must be [rows, K]");
@@ -293,21 +293,22 @@ pub fn multiply(w: &QuantMatrix, input: &QuantizedInput, out: &mut [f32]) {
 
 /// Output columns `first..first + BLOCK_ROWS` (or to the last weight row) on
 /// the SIMD kernels: tiles of 8 weight rows × 1 input row for fewer than
-/// 4 input rows, else panels of 8 packed weight rows × all input rows. Tiles
-/// that run past the last weight row repeat it and drop the extra results.
+/// 4 input rows, else panels of [`PANEL_ROWS`] packed weight rows × all input
+/// rows. Tiles that run past the last weight row repeat it and drop the extra
+/// results.
 fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
     let kernels = kernels();
     let rows = xq.rows();
     let count = BLOCK_ROWS.min(w.rows() - first);
     let weight_row = |j: usize| w.row(first + j.min(count - 1));
-    // The scales of weight rows j.. of this task (at most 8).
-    let scales = |j: usize| &w.scales()[first + j..first + count.min(j + 8)];
+    // The scales of weight rows j..j + width of this task (fewer at its end).
+    let scales = |j: usize, width: usize| &w.scales()[first + j..first + count.min(j + width)];
     if rows < PANEL_TOKENS {
         for j in (0..count).step_by(8) {
             let ws = std::array::from_fn(|d| weight_row(j + d));
             for t in 0..rows {
                 let dots = (kernels.w8x1)(&ws, xq.row(t));
-                store(columns, t, first + j, &dots, scales(j));
+                store(columns, t, first + j, &dots, scales(j, 8));
             }
         }
     } else {
@@ -315,7 +316,7 @@ fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
         let mut dots = vec![[0.0; PANEL_ROWS]; rows];
         for j in (0..count).step_by(PANEL_ROWS) {
             let ws = std::array::from_fn(|d| weight_row(j + d));
-            pack_panel(&ws, &mut packed);
+            (kernels.pack)(&ws, &mut packed);
             // The next panel's rows stream from memory while this one computes.
             if j + PANEL_ROWS < count {
                 prefetch(w.row_range(
@@ -325,7 +326,7 @@ fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
             }
             (kernels.panel)(&ws, &packed, xq, &mut dots);
             for (t, dots) in dots.iter().enumerate() {
-                store(columns, t, first + j, dots, scales(j));
+                store(columns, t, first + j, dots, scales(j, PANEL_ROWS));
             }
         }
     }
@@ -335,7 +336,7 @@ fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
 /// scales) into output row `row` from column `col`, one per scale; the extra
 /// dot products of a tile that ran past the last weight row are dropped.
 #[inline]
-fn store(columns: &Columns, row: usize, col: usize, dots: &[f32; 8], scales: &[f32]) {
+fn store(columns: &Columns, row: usize, col: usize, dots: &[f32], scales: &[f32]) {
     // SAFETY: the caller's task is the only one writing these columns.
     let out = unsafe { columns.row_part(row, col, scales.len()) };
     for ((o, &dot), &scale) in out.iter_mut().zip(dots).zip(scales) {
