@@ -389,8 +389,8 @@ fn portable_panel(
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{
-        finish_panel, pack_groups, pack_panel, pack_signed, panel_rows, panel_shape, size_panel,
-        tile_shape, with_tail, Kernels, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
+        finish_panel, pack_groups, panel_rows, panel_shape, size_panel, tile_shape, with_tail,
+        Kernels, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
     };
     use std::arch::x86_64::*;
 
@@ -570,13 +570,63 @@ mod x86 {
         }
     }
 
-    /// Packs panel weights offset to `w + 128`, as the VNNI panels read them.
-    fn pack_offset(rows: &[&[i8]; PANEL_ROWS], packed: &mut Vec<i8>) {
-        pack_panel(rows, packed, 0x80)
+    /// [`pack_panel`] with 256-bit vectors: per half of the rows, 8 groups of
+    /// 4 columns at a time as a transpose of 8 × 8 four-byte values.
+    #[target_feature(enable = "avx2")]
+    fn pack_avx2(rows: &[&[i8]; PANEL_ROWS], packed: &mut Vec<i8>, flip: u8) {
+        size_panel(rows, packed);
+        let chunk = 8 * 4 * PANEL_ROWS;
+        let chunks = packed.len() / chunk;
+        let flip_bytes = _mm256_set1_epi8(flip as i8);
+        for c in 0..chunks {
+            let out = &mut packed[chunk * c..][..chunk];
+            for half in 0..2 {
+                // r[j]: 32 bytes (8 groups) of row 8·half + j, flipped.
+                let r: [__m256i; 8] = std::array::from_fn(|j| {
+                    let bytes = &rows[8 * half + j][32 * c..][..32];
+                    // SAFETY: `bytes` holds 32 bytes.
+                    let v = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
+                    _mm256_xor_si256(v, flip_bytes)
+                });
+                // Within each 128-bit lane, 4 × 4 transposes (as in
+                // `pack_offset_avx512`): u[4i + e] holds groups e and 4 + e of
+                // rows 4i..4i + 4.
+                let t: [__m256i; 8] = std::array::from_fn(|j| {
+                    let (a, b) = (r[j & !1], r[j | 1]);
+                    if j % 2 == 0 {
+                        _mm256_unpacklo_epi32(a, b)
+                    } else {
+                        _mm256_unpackhi_epi32(a, b)
+                    }
+                });
+                let u: [__m256i; 8] = std::array::from_fn(|j| {
+                    let (i, e) = (j / 4, j % 4);
+                    let (a, b) = (t[4 * i + e / 2], t[4 * i + e / 2 + 2]);
+                    if e % 2 == 0 {
+                        _mm256_unpacklo_epi64(a, b)
+                    } else {
+                        _mm256_unpackhi_epi64(a, b)
+                    }
+                });
+                for e in 0..4 {
+                    let groups = [
+                        _mm256_permute2x128_si256::<0x20>(u[e], u[4 + e]),
+                        _mm256_permute2x128_si256::<0x31>(u[e], u[4 + e]),
+                    ];
+                    for (lane, group) in groups.into_iter().enumerate() {
+                        let at = &mut out[64 * (4 * lane + e) + 32 * half..][..32];
+                        // SAFETY: `at` holds 32 bytes.
+                        unsafe { _mm256_storeu_si256(at.as_mut_ptr().cast(), group) };
+                    }
+                }
+            }
+        }
+        pack_groups(rows, packed, flip, 8 * chunks);
     }
 
-    /// [`pack_offset`] with 512-bit vectors: 16 groups of 4 columns at a time
-    /// as a transpose of 16 × 16 four-byte values.
+    /// [`pack_panel`] offset to `w + 128` (the VNNI panels' weights) with
+    /// 512-bit vectors: 16 groups of 4 columns at a time as a transpose of
+    /// 16 × 16 four-byte values.
     #[target_feature(enable = "avx512f")]
     fn pack_offset_avx512(rows: &[&[i8]; PANEL_ROWS], packed: &mut Vec<i8>) {
         size_panel(rows, packed);
@@ -704,7 +754,7 @@ mod x86 {
     const AVX_VNNI: Kernels = Kernels {
         w8x1: |w, x| unsafe { avx_vnni_tile(w, x) },
         panel: |w, packed, x, out| unsafe { avx_vnni_panel(w, packed, x, out) },
-        pack: pack_offset,
+        pack: |w, packed| unsafe { pack_avx2(w, packed, 0x80) },
     };
     const AVX512_VNNI: Kernels = Kernels {
         w8x1: |w, x| unsafe { avx512_vnni_tile(w, x) },
@@ -714,7 +764,7 @@ mod x86 {
     const AVX2: Kernels = Kernels {
         w8x1: |w, x| unsafe { avx2_tile(w, x) },
         panel: |w, packed, x, out| unsafe { avx2_panel(w, packed, x, out) },
-        pack: pack_signed,
+        pack: |w, packed| unsafe { pack_avx2(w, packed, 0) },
     };
 
     /// The x86 kernel sets this CPU can run, fastest first.
@@ -740,22 +790,32 @@ mod x86 {
         use super::*;
 
         #[test]
-        fn avx512_packing_equals_the_scalar_packing() {
-            if !is_x86_feature_detected!("avx512f") {
+        fn vector_packings_equal_the_scalar_packing() {
+            if !is_x86_feature_detected!("avx2") {
                 return;
             }
-            // 200 columns: 48 groups of 4 (3 vector chunks) and a partial
-            // block; 160: 40 groups (2 chunks and 8 groups left).
+            // 200 columns: 48 groups of 4 (6 AVX2 chunks, 3 AVX-512 ones)
+            // and a partial block; 160: 40 groups (2 AVX-512 chunks and 8
+            // groups left).
             for cols in [200, 160] {
                 let w: Vec<Vec<i8>> = (0..PANEL_ROWS)
                     .map(|j| (0..cols).map(|i| (i * 31 + j * 7) as u8 as i8).collect())
                     .collect();
+                // The last rows repeated, as past a matrix's last row.
                 let rows: [&[i8]; PANEL_ROWS] = std::array::from_fn(|j| &w[j.min(13)][..]);
-                let (mut fast, mut scalar) = (vec![7; 5], Vec::new());
-                // SAFETY: AVX-512F is present.
-                unsafe { pack_offset_avx512(&rows, &mut fast) };
-                pack_offset(&rows, &mut scalar);
-                assert_eq!(fast, scalar, "cols {cols}");
+                for flip in [0, 0x80] {
+                    let mut scalar = Vec::new();
+                    crate::q8::pack_panel(&rows, &mut scalar, flip);
+                    let mut fast = vec![7; 5];
+                    // SAFETY: AVX2 is present.
+                    unsafe { pack_avx2(&rows, &mut fast, flip) };
+                    assert_eq!(fast, scalar, "AVX2, cols {cols}, flip {flip}");
+                    if flip == 0x80 && is_x86_feature_detected!("avx512f") {
+                        // SAFETY: AVX-512F is present.
+                        unsafe { pack_offset_avx512(&rows, &mut fast) };
+                        assert_eq!(fast, scalar, "AVX-512, cols {cols}");
+                    }
+                }
             }
         }
     }
