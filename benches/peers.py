@@ -15,7 +15,9 @@ table and the ratios chaya / peer.
 Needs torch, onnx, onnxruntime, safetensors (pip). Every peer runs the same
 measurements as `chaya bench`: first token for a 16-token prompt, prefill of 64
 and 256 tokens, and decode of 32 greedy tokens after a 200-token prompt; the
-median of --runs repetitions.
+median of --runs repetitions, in one warm session per peer. `chaya bench` times
+its prefills likewise after one untimed prompt of the same length, but its
+first token right after loading the model (cold).
 """
 import argparse
 import json

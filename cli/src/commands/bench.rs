@@ -1,5 +1,9 @@
 //! `chaya bench`: load time, time to first token, prefill and decode speed,
 //! peak memory — each measured over repeated runs, reported as median and spread.
+//!
+//! The first token is timed right after loading (what an app waits for);
+//! prefill and decode on a model that has already run a prompt of that length
+//! once, as `benches/peers.py` times its peers (in warm sessions).
 
 use crate::progress;
 use chaya::eval::argmax;
@@ -70,6 +74,14 @@ fn time_prefill(model: &Model, ids: &[u32]) -> anyhow::Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// Prefill speed (tokens/s) of a `len`-token prompt, timed after one untimed
+/// prefill of the same length.
+fn warm_prefill_speed(model: &Model, len: usize) -> anyhow::Result<f64> {
+    let ids = prompt(len, model.config().vocab_size);
+    time_prefill(model, &ids)?;
+    Ok(len as f64 / time_prefill(model, &ids)?)
+}
+
 /// Decode speed (tokens/s) of `n` greedy tokens after a `context`-token prefill.
 fn time_decode(model: &Model, context: usize, n: usize) -> anyhow::Result<f64> {
     let mut session: Session = model.session()?;
@@ -129,12 +141,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             context_length >= 448 + args.decode_tokens,
             "the model's context ({context_length}) is too short for this benchmark"
         );
-        prefill64
-            .samples
-            .push(64.0 / time_prefill(&model, &prompt(64, vocab))?);
-        prefill256
-            .samples
-            .push(256.0 / time_prefill(&model, &prompt(256, vocab))?);
+        prefill64.samples.push(warm_prefill_speed(&model, 64)?);
+        prefill256.samples.push(warm_prefill_speed(&model, 256)?);
         decode64
             .samples
             .push(time_decode(&model, 64, args.decode_tokens)?);

@@ -1,0 +1,65 @@
+//! `chaya bench` end to end on the committed tiny model: every measurement
+//! reported with one sample per run (speeds are not asserted: this is not a
+//! timed test), and bad parameters rejected.
+
+use std::path::Path;
+use std::process::Command;
+
+fn bench(args: &[&str]) -> std::process::Output {
+    let model =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/chaya-tiny-random.safetensors");
+    Command::new(env!("CARGO_BIN_EXE_chaya"))
+        .args(["bench", "-m", model.to_str().unwrap(), "--threads", "1"])
+        .args(args)
+        .output()
+        .expect("chaya runs")
+}
+
+#[test]
+fn reports_every_measurement_once_per_run() {
+    let output = bench(&["--runs", "2", "--decode-tokens", "2", "--json"]);
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(report["runs"], 2);
+    assert_eq!(report["threads"], 1);
+    assert!(report["file_mb"].as_f64().unwrap() > 0.0);
+    let metrics = report["metrics"].as_object().unwrap();
+    let names = [
+        "load",
+        "first token (16-token prompt)",
+        "load + first token",
+        "prefill 64 tokens",
+        "prefill 256 tokens",
+        "decode at context 64",
+        "decode at context 200",
+        "decode at context 448",
+    ];
+    assert_eq!(metrics.len(), names.len());
+    for name in names {
+        let samples = metrics[name]["samples"].as_array().unwrap();
+        assert_eq!(samples.len(), 2, "{name}");
+        for sample in samples {
+            let value = sample.as_f64().unwrap();
+            assert!(value.is_finite() && value > 0.0, "{name}: {value}");
+        }
+        let (min, median, max) = (
+            metrics[name]["min"].as_f64().unwrap(),
+            metrics[name]["median"].as_f64().unwrap(),
+            metrics[name]["max"].as_f64().unwrap(),
+        );
+        assert!(min <= median && median <= max, "{name}");
+    }
+    // Load + first token includes the load.
+    assert!(metrics["load + first token"]["min"].as_f64() >= metrics["load"]["min"].as_f64());
+}
+
+#[test]
+fn rejects_zero_runs_and_zero_decode_tokens() {
+    for args in [["--runs", "0"], ["--decode-tokens", "0"]] {
+        let output = bench(&args);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("must be at least 1"), "{stderr}");
+    }
+}
