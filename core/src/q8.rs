@@ -570,6 +570,34 @@ mod x86 {
         }
     }
 
+    /// Within each 128-bit lane of the `$n` vectors `$r` (one row of four-byte
+    /// values each), 4 × 4 transposes of rows 4i..4i + 4: vector 4i + e of the
+    /// result holds, in each lane L, value 4L + e of those four rows. The
+    /// intrinsics are the vector width's 32- and 64-bit unpacks.
+    macro_rules! lane_transposes {
+        ($r:expr, $n:literal, $lo32:ident, $hi32:ident, $lo64:ident, $hi64:ident) => {{
+            let r = $r;
+            let t: [_; $n] = std::array::from_fn(|j| {
+                let (a, b) = (r[j & !1], r[j | 1]);
+                if j % 2 == 0 {
+                    $lo32(a, b)
+                } else {
+                    $hi32(a, b)
+                }
+            });
+            let u: [_; $n] = std::array::from_fn(|j| {
+                let (i, e) = (j / 4, j % 4);
+                let (a, b) = (t[4 * i + e / 2], t[4 * i + e / 2 + 2]);
+                if e % 2 == 0 {
+                    $lo64(a, b)
+                } else {
+                    $hi64(a, b)
+                }
+            });
+            u
+        }};
+    }
+
     /// [`pack_panel`] with 256-bit vectors: per half of the rows, 8 groups of
     /// 4 columns at a time as a transpose of 8 × 8 four-byte values.
     #[target_feature(enable = "avx2")]
@@ -588,26 +616,15 @@ mod x86 {
                     let v = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
                     _mm256_xor_si256(v, flip_bytes)
                 });
-                // Within each 128-bit lane, 4 × 4 transposes (as in
-                // `pack_offset_avx512`): u[4i + e] holds groups e and 4 + e of
-                // rows 4i..4i + 4.
-                let t: [__m256i; 8] = std::array::from_fn(|j| {
-                    let (a, b) = (r[j & !1], r[j | 1]);
-                    if j % 2 == 0 {
-                        _mm256_unpacklo_epi32(a, b)
-                    } else {
-                        _mm256_unpackhi_epi32(a, b)
-                    }
-                });
-                let u: [__m256i; 8] = std::array::from_fn(|j| {
-                    let (i, e) = (j / 4, j % 4);
-                    let (a, b) = (t[4 * i + e / 2], t[4 * i + e / 2 + 2]);
-                    if e % 2 == 0 {
-                        _mm256_unpacklo_epi64(a, b)
-                    } else {
-                        _mm256_unpackhi_epi64(a, b)
-                    }
-                });
+                // u[4i + e] holds groups e and 4 + e of rows 4i..4i + 4.
+                let u = lane_transposes!(
+                    r,
+                    8,
+                    _mm256_unpacklo_epi32,
+                    _mm256_unpackhi_epi32,
+                    _mm256_unpacklo_epi64,
+                    _mm256_unpackhi_epi64
+                );
                 for e in 0..4 {
                     let groups = [
                         _mm256_permute2x128_si256::<0x20>(u[e], u[4 + e]),
@@ -639,25 +656,15 @@ mod x86 {
                 // SAFETY: `bytes` holds 64 bytes.
                 _mm512_xor_si512(unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }, flip)
             });
-            // Within each 128-bit lane: 4 × 4 transposes of rows 4i..4i + 4,
-            // so u[4i + e] holds group 4L + e of rows 4i..4i + 4 in lane L.
-            let t: [__m512i; 16] = std::array::from_fn(|j| {
-                let (a, b) = (r[j & !1], r[j | 1]);
-                if j % 2 == 0 {
-                    _mm512_unpacklo_epi32(a, b)
-                } else {
-                    _mm512_unpackhi_epi32(a, b)
-                }
-            });
-            let u: [__m512i; 16] = std::array::from_fn(|j| {
-                let (i, e) = (j / 4, j % 4);
-                let (a, b) = (t[4 * i + e / 2], t[4 * i + e / 2 + 2]);
-                if e % 2 == 0 {
-                    _mm512_unpacklo_epi64(a, b)
-                } else {
-                    _mm512_unpackhi_epi64(a, b)
-                }
-            });
+            // u[4i + e] holds group 4L + e of rows 4i..4i + 4 in lane L.
+            let u = lane_transposes!(
+                r,
+                16,
+                _mm512_unpacklo_epi32,
+                _mm512_unpackhi_epi32,
+                _mm512_unpacklo_epi64,
+                _mm512_unpackhi_epi64
+            );
             // Then a 4 × 4 transpose of lanes: group 4L + e is lane L of
             // u[e], u[4 + e], u[8 + e] and u[12 + e].
             let out = &mut packed[16 * 4 * PANEL_ROWS * c..][..16 * 4 * PANEL_ROWS];
