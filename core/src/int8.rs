@@ -206,8 +206,9 @@ impl TypedOp for Int8Embedding {
 /// `out = x [rows, K] · Wᵀ`, row-major `[rows, N]`: `x` quantized to
 /// int8 blocks ([`Q8Rows`]), then integer dot products with each weight row:
 /// for prefill (4 rows or more) on AMX tiles of 16 × 16 where the CPU has
-/// them, else in panels of 16 packed weight rows × 4 input rows; for decode in
-/// tiles of 8 weight rows × 1 input row. Every path gives the same bits.
+/// them, else in panels of 16 packed weight rows × 4 input rows (8 with
+/// AVX-512); for decode in tiles of 8 weight rows × 1 input row. Every path
+/// gives the same bits.
 pub fn linear(w: &QuantMatrix, x: &[f32], rows: usize, out: &mut [f32]) {
     assert_eq!(x.len(), rows * w.cols(), "input must be [rows, K]");
     multiply(w, &QuantizedInput::new(x, w.cols()), out)

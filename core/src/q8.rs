@@ -599,11 +599,12 @@ mod x86 {
     }
 
     /// [`pack_panel`] with 256-bit vectors: per half of the rows, 8 groups of
-    /// 4 columns at a time as a transpose of 8 × 8 four-byte values.
+    /// 4 columns (one block, so the full blocks are whole chunks) at a time
+    /// as a transpose of 8 × 8 four-byte values.
     #[target_feature(enable = "avx2")]
     fn pack_avx2(rows: &[&[i8]; PANEL_ROWS], packed: &mut Vec<i8>, flip: u8) {
         size_panel(rows, packed);
-        let chunk = 8 * 4 * PANEL_ROWS;
+        let chunk = BLOCK * PANEL_ROWS;
         let chunks = packed.len() / chunk;
         let flip_bytes = _mm256_set1_epi8(flip as i8);
         for c in 0..chunks {
@@ -638,7 +639,6 @@ mod x86 {
                 }
             }
         }
-        pack_groups(rows, packed, flip, 8 * chunks);
     }
 
     /// [`pack_panel`] offset to `w + 128` (the VNNI panels' weights) with
@@ -805,9 +805,9 @@ mod x86 {
             if !is_x86_feature_detected!("avx2") {
                 return;
             }
-            // 200 columns: 48 groups of 4 (6 AVX2 chunks, 3 AVX-512 ones)
-            // and a partial block; 160: 40 groups (2 AVX-512 chunks and 8
-            // groups left).
+            // 200 columns: 48 groups of 4 (6 blocks, 3 AVX-512 chunks) and
+            // a partial block; 160: 40 groups (2 AVX-512 chunks and 8 groups
+            // left).
             for cols in [200, 160] {
                 let w: Vec<Vec<i8>> = (0..PANEL_ROWS)
                     .map(|j| (0..cols).map(|i| (i * 31 + j * 7) as u8 as i8).collect())
