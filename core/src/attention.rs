@@ -225,9 +225,14 @@ fn transposed_keys(keys: &[Vec<f32>], positions: usize, hd: usize) -> Vec<f32> {
     let stride = positions.next_multiple_of(KEYS);
     let mut keys_t = vec![0.0f32; keys.len() * hd * stride];
     for_each_chunk(&mut keys_t, hd * stride, |h, head_t| {
-        for (p, key) in keys[h][..positions * hd].chunks_exact(hd).enumerate() {
-            for (dim, &k) in key.iter().enumerate() {
-                head_t[dim * stride + p] = k;
+        // A register block of keys at a time, so each dimension's writes fill
+        // one run of `KEYS` positions rather than touching a line per key.
+        for (block, keys) in keys[h][..positions * hd].chunks(KEYS * hd).enumerate() {
+            for dim in 0..hd {
+                let run = &mut head_t[dim * stride + block * KEYS..][..KEYS];
+                for (slot, key) in run.iter_mut().zip(keys.chunks_exact(hd)) {
+                    *slot = key[dim];
+                }
             }
         }
     });

@@ -1,8 +1,8 @@
 //! Inner loops of the attention op: f32 dot products and `y += a·x` for
 //! one query (decode), and the same for blocks of [`QUERIES`] queries against
 //! [`KEYS`] keys or value columns at a time (prefill), with AVX2+FMA versions
-//! picked at run time on x86_64 and portable versions (auto-vectorized, e.g.
-//! NEON on aarch64) elsewhere.
+//! (and AVX-512 ones of the block loops) picked at run time on x86_64 and
+//! portable versions (auto-vectorized, e.g. NEON on aarch64) elsewhere.
 
 use std::sync::OnceLock;
 
@@ -116,6 +116,9 @@ pub fn kernels() -> &'static Kernels {
     KERNELS.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            if is_x86_feature_detected!("avx512f") {
+                return avx512::KERNELS;
+            }
             return avx2::KERNELS;
         }
         PORTABLE
@@ -180,7 +183,7 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let mut acc = [_mm256_setzero_ps(); 2];
         let mut i = 0;
@@ -200,7 +203,7 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    pub(super) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
         let n = x.len().min(y.len());
         let av = _mm256_set1_ps(a);
         let mut i = 0;
@@ -219,13 +222,206 @@ mod avx2 {
     }
 }
 
+/// The block loops on 512-bit registers: up to 64 keys (scores) or 80 value
+/// columns (weighted sums) of all [`QUERIES`] queries per pass. Every output
+/// is the same chain of fused multiply-adds in the same order as in the AVX2
+/// loops, so both give the same bits.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{avx2, Kernels, KEYS, QUERIES};
+    use std::arch::x86_64::*;
+
+    // SAFETY (all): only selected after detecting AVX2, FMA and AVX-512F.
+    pub const KERNELS: Kernels = Kernels {
+        dot: |a, b| unsafe { avx2::dot(a, b) },
+        axpy: |a, x, y| unsafe { avx2::axpy(a, x, y) },
+        block_scores: |q, k, stride, s| unsafe { block_scores(q, k, stride, s) },
+        block_weighted_sum: |w, stride, v, o| unsafe { block_weighted_sum(w, stride, v, o) },
+    };
+
+    /// Lanes of one register.
+    const LANES: usize = 16;
+
+    /// [`super::block_scores`], 64 keys per pass while they last, then 16.
+    #[target_feature(enable = "avx512f")]
+    fn block_scores(queries: &[f32], keys_t: &[f32], stride: usize, scores: &mut [f32]) {
+        let hd = queries.len() / QUERIES;
+        let width = scores.len() / QUERIES;
+        assert!(
+            keys_t.len() >= hd.saturating_sub(1) * stride + width && width.is_multiple_of(KEYS)
+        );
+        let mut j = 0;
+        while j + 4 * LANES <= width {
+            score_pass::<4>(queries, keys_t, stride, j, scores);
+            j += 4 * LANES;
+        }
+        while j < width {
+            score_pass::<1>(queries, keys_t, stride, j, scores);
+            j += LANES;
+        }
+    }
+
+    /// Scores of every query against keys `j..j + N · 16`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn score_pass<const N: usize>(
+        queries: &[f32],
+        keys_t: &[f32],
+        stride: usize,
+        j: usize,
+        scores: &mut [f32],
+    ) {
+        let hd = queries.len() / QUERIES;
+        let width = scores.len() / QUERIES;
+        let mut acc = [[_mm512_setzero_ps(); N]; QUERIES];
+        for d in 0..hd {
+            // SAFETY: the caller checked that keys_t holds d · stride + j + N · 16 floats.
+            let keys: [__m512; N] = std::array::from_fn(|n| unsafe {
+                _mm512_loadu_ps(keys_t.as_ptr().add(d * stride + j + n * LANES))
+            });
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let q = _mm512_set1_ps(queries[i * hd + d]);
+                for (a, &k) in acc.iter_mut().zip(&keys) {
+                    *a = _mm512_fmadd_ps(q, k, *a);
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let row = &mut scores[i * width + j..][..N * LANES];
+            for (n, &a) in acc.iter().enumerate() {
+                // SAFETY: `row` holds N · 16 floats.
+                unsafe { _mm512_storeu_ps(row.as_mut_ptr().add(n * LANES), a) };
+            }
+        }
+    }
+
+    /// [`super::block_weighted_sum`], up to 80 columns per pass.
+    #[target_feature(enable = "avx512f")]
+    fn block_weighted_sum(weights: &[f32], stride: usize, values: &[f32], out: &mut [f32]) {
+        let hd = out.len() / QUERIES;
+        let used = values.len() / hd.max(1);
+        assert!(weights.len() >= (QUERIES - 1) * stride + used);
+        for c in (0..hd).step_by(5 * LANES) {
+            let columns = (hd - c).min(5 * LANES);
+            let pass = match columns.div_ceil(LANES) {
+                1 => sum_pass::<1>,
+                2 => sum_pass::<2>,
+                3 => sum_pass::<3>,
+                4 => sum_pass::<4>,
+                _ => sum_pass::<5>,
+            };
+            pass(weights, stride, values, c, columns, out);
+        }
+    }
+
+    /// Weighted sums of value columns `c..c + columns` (`N` registers, the
+    /// last one masked to what is left) for every query.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn sum_pass<const N: usize>(
+        weights: &[f32],
+        stride: usize,
+        values: &[f32],
+        c: usize,
+        columns: usize,
+        out: &mut [f32],
+    ) {
+        let hd = out.len() / QUERIES;
+        let used = values.len() / hd;
+        let mask = |n: usize| -> __mmask16 {
+            let lanes = columns.saturating_sub(n * LANES).min(LANES);
+            ((1u32 << lanes) - 1) as __mmask16
+        };
+        let mut acc = [[_mm512_setzero_ps(); N]; QUERIES];
+        for j in 0..used {
+            // SAFETY: the masks keep each load within row j's columns c..c + columns.
+            let v: [__m512; N] = std::array::from_fn(|n| unsafe {
+                _mm512_maskz_loadu_ps(mask(n), values.as_ptr().add(j * hd + c + n * LANES))
+            });
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let w = _mm512_set1_ps(weights[i * stride + j]);
+                for (a, &v) in acc.iter_mut().zip(&v) {
+                    *a = _mm512_fmadd_ps(w, v, *a);
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let row = &mut out[i * hd + c..][..columns];
+            for (n, &a) in acc.iter().enumerate() {
+                // SAFETY: the mask keeps the store within `row`.
+                unsafe { _mm512_mask_storeu_ps(row.as_mut_ptr().add(n * LANES), mask(n), a) };
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The portable kernels and every x86_64 set this CPU runs.
     fn all_kernels() -> Vec<&'static Kernels> {
-        vec![&PORTABLE, kernels()]
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+        let mut all = vec![&PORTABLE];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            all.push(&avx2::KERNELS);
+            if is_x86_feature_detected!("avx512f") {
+                all.push(&avx512::KERNELS);
+            }
+        }
+        all
     }
+
+    /// A block of queries, keys transposed with a padded stride, weights and
+    /// values for `used` positions.
+    struct Block {
+        hd: usize,
+        width: usize,
+        stride: usize,
+        queries: Vec<f32>,
+        keys: Vec<f32>,
+        keys_t: Vec<f32>,
+        weights: Vec<f32>,
+        values: Vec<f32>,
+    }
+
+    impl Block {
+        fn new(hd: usize, width: usize, used: usize) -> Block {
+            let stride = width + 3;
+            let wave = |len: usize, f: f32| (0..len).map(|i| (i as f32 * f).sin()).collect();
+            let keys: Vec<f32> = wave(width * hd, 0.11); // [key][dim]
+            let mut keys_t = vec![0.0; hd * stride];
+            for (j, key) in keys.chunks_exact(hd).enumerate() {
+                for (d, &k) in key.iter().enumerate() {
+                    keys_t[d * stride + j] = k;
+                }
+            }
+            Block {
+                hd,
+                width,
+                stride,
+                queries: wave(QUERIES * hd, 0.37),
+                keys,
+                keys_t,
+                weights: wave(QUERIES * stride, 0.23),
+                values: wave(used * hd, 0.71),
+            }
+        }
+
+        /// (scores, weighted sums) from `k`'s block kernels.
+        fn run(&self, k: &Kernels) -> (Vec<f32>, Vec<f32>) {
+            let mut scores = vec![f32::NAN; QUERIES * self.width];
+            (k.block_scores)(&self.queries, &self.keys_t, self.stride, &mut scores);
+            let mut out = vec![f32::NAN; QUERIES * self.hd];
+            (k.block_weighted_sum)(&self.weights, self.stride, &self.values, &mut out);
+            (scores, out)
+        }
+    }
+
+    /// Head widths and key counts that reach every pass shape of the
+    /// kernels: whole and partial register blocks of keys and columns.
+    const SHAPES: [(usize, usize); 4] = [(20, 2 * KEYS), (80, 6 * KEYS), (96, 5 * KEYS), (8, KEYS)];
 
     #[test]
     fn dot_matches_a_plain_sum_with_and_without_tails() {
@@ -240,37 +436,41 @@ mod tests {
 
     #[test]
     fn block_kernels_match_dots_and_axpys() {
-        let (hd, width, stride) = (20, 2 * KEYS, 2 * KEYS + 3);
-        let wave = |len: usize, f: f32| (0..len).map(|i| (i as f32 * f).sin()).collect::<Vec<_>>();
-        let queries = wave(QUERIES * hd, 0.37);
-        let keys = wave(width * hd, 0.11); // [key][dim]
-        let mut keys_t = vec![0.0; hd * stride];
-        for (j, key) in keys.chunks_exact(hd).enumerate() {
-            for (d, &k) in key.iter().enumerate() {
-                keys_t[d * stride + j] = k;
+        for (hd, width) in SHAPES {
+            let block = Block::new(hd, width, width - 5);
+            for k in all_kernels() {
+                let (scores, out) = block.run(k);
+                for (i, q) in block.queries.chunks_exact(hd).enumerate() {
+                    for (j, key) in block.keys.chunks_exact(hd).enumerate() {
+                        let want = (k.dot)(q, key);
+                        let got = scores[i * width + j];
+                        assert!((got - want).abs() < 1e-6 * hd as f32, "{got} vs {want}");
+                    }
+                    let mut want = vec![0.0; hd];
+                    for (j, v) in block.values.chunks_exact(hd).enumerate() {
+                        (k.axpy)(block.weights[i * block.stride + j], v, &mut want);
+                    }
+                    for (o, w) in out[i * hd..][..hd].iter().zip(&want) {
+                        assert!((o - w).abs() < 1e-6, "{o} vs {w}");
+                    }
+                }
             }
         }
-        let weights = wave(QUERIES * stride, 0.23);
-        let used = width - 5;
-        let values = wave(used * hd, 0.71);
-        for k in all_kernels() {
-            let mut scores = vec![f32::NAN; QUERIES * width];
-            (k.block_scores)(&queries, &keys_t, stride, &mut scores);
-            let mut out = vec![f32::NAN; QUERIES * hd];
-            (k.block_weighted_sum)(&weights, stride, &values, &mut out);
-            for (i, q) in queries.chunks_exact(hd).enumerate() {
-                for (j, key) in keys.chunks_exact(hd).enumerate() {
-                    let want = (k.dot)(q, key);
-                    assert!((scores[i * width + j] - want).abs() < 1e-5);
-                }
-                let mut want = vec![0.0; hd];
-                for (j, v) in values.chunks_exact(hd).enumerate() {
-                    (k.axpy)(weights[i * stride + j], v, &mut want);
-                }
-                for (o, w) in out[i * hd..][..hd].iter().zip(&want) {
-                    assert!((o - w).abs() < 1e-6, "{o} vs {w}");
-                }
-            }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_block_kernels_give_the_avx2_bits() {
+        if !is_x86_feature_detected!("avx512f") || !is_x86_feature_detected!("fma") {
+            return;
+        }
+        for (hd, width) in SHAPES {
+            let block = Block::new(hd, width, width - 5);
+            assert_eq!(
+                block.run(&avx2::KERNELS),
+                block.run(&avx512::KERNELS),
+                "hd {hd}"
+            );
         }
     }
 
