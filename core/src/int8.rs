@@ -25,6 +25,11 @@ use tract_core::internal::*;
 /// Weight rows per parallel task.
 const BLOCK_ROWS: usize = 64;
 
+/// How many output rows ahead of a panel's results their cache lines are
+/// fetched for writing: each panel writes one line per row, far apart, and
+/// without the hint every store waits for its line (measured: 3-10% of prefill).
+const STORE_AHEAD: usize = 16;
+
 /// `x · Wᵀ` for an int8 weight `W [N, K]`; input `[T, K]` f32, output `[T, N]`.
 #[derive(Clone, Debug)]
 pub struct Int8Linear {
@@ -128,13 +133,15 @@ impl EvalOp for Int8GatedLinear {
         let x = x.try_as_plain_ram()?;
         let input = QuantizedInput::new(x.as_slice::<f32>()?, self.gate.cols());
         let n = self.gate.rows();
-        // SAFETY: `multiply` writes every element before anything reads it.
+        // SAFETY (both): `multiply` writes every element before anything reads it.
         let mut out = unsafe { Tensor::uninitialized::<f32>(&[rows, n])? };
         let mut out_view = out.try_as_plain_ram_mut()?;
         let gated = out_view.as_slice_mut::<f32>()?;
         multiply(&self.gate, &input, gated);
-        let mut up = vec![0.0f32; rows * n];
-        multiply(&self.up, &input, &mut up);
+        let mut up = unsafe { Tensor::uninitialized::<f32>(&[rows, n])? };
+        let mut up_view = up.try_as_plain_ram_mut()?;
+        let up = up_view.as_slice_mut::<f32>()?;
+        multiply(&self.up, &input, up);
         let silu = tract_linalg::Func::Silu.ew_f32()?;
         let failed = std::sync::atomic::AtomicBool::new(false);
         for_each_chunk(gated, n, |t, row| {
@@ -314,7 +321,6 @@ fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
         }
     } else {
         let mut packed = Vec::new();
-        let mut dots = vec![[0.0; PANEL_ROWS]; rows];
         for j in (0..count).step_by(PANEL_ROWS) {
             let ws = std::array::from_fn(|d| weight_row(j + d));
             (kernels.pack)(&ws, &mut packed);
@@ -325,10 +331,13 @@ fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
                     PANEL_ROWS.min(count - j - PANEL_ROWS),
                 ));
             }
-            (kernels.panel)(&ws, &packed, xq, &mut dots);
-            for (t, dots) in dots.iter().enumerate() {
-                store(columns, t, first + j, dots, scales(j, PANEL_ROWS));
-            }
+            let scales = scales(j, PANEL_ROWS);
+            (kernels.panel)(&ws, &packed, xq, &mut |t, sums| {
+                for (e, dots) in sums.iter().enumerate() {
+                    store(columns, t + e, first + j, dots, scales);
+                    columns.prefetch_for_write(t + e + STORE_AHEAD, first + j);
+                }
+            });
         }
     }
 }
@@ -364,6 +373,28 @@ impl<'a> Columns<'a> {
             cols,
             _matrix: std::marker::PhantomData,
         }
+    }
+
+    /// Hints that the cache line holding element `col` of row `row` will be
+    /// written soon (nothing for rows past the last).
+    fn prefetch_for_write(&self, row: usize, col: usize) {
+        if row >= self.rows || col >= self.cols {
+            return;
+        }
+        let line = self.ptr.wrapping_add(row * self.cols + col);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch hint has no architectural effect.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
+            _mm_prefetch::<_MM_HINT_ET0>(line.cast())
+        };
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above; `prfm` only hints.
+        unsafe {
+            std::arch::asm!("prfm pstl1keep, [{0}]", in(reg) line, options(nostack, preserves_flags, readonly))
+        };
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let _ = line;
     }
 
     /// Elements `col..col + len` of row `row`.

@@ -72,10 +72,23 @@ pub fn quantize_block(xs: &[f32], qs: &mut [i8]) -> f32 {
     scale
 }
 
+/// [`quantize_block`], returning the scale and the block's offset (`-128 ·`
+/// the sum of its int8 values).
+#[inline(always)]
+fn quantize_with_offset(xs: &[f32], qs: &mut [i8]) -> (f32, i32) {
+    let scale = quantize_block(xs, qs);
+    (scale, -128 * qs.iter().map(|&q| q as i32).sum::<i32>())
+}
+
 impl Q8Rows {
     /// Quantizes a row-major `[rows, cols]` matrix: per block, `scale = max|x| / 127`
     /// and `q = round(x / scale)`.
     pub fn quantize(x: &[f32], cols: usize) -> Q8Rows {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is present.
+            return unsafe { x86::quantize_avx512(x, cols) };
+        }
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is present.
@@ -88,6 +101,18 @@ impl Q8Rows {
     /// (rounding and saturating casts are exact operations).
     #[inline(always)]
     fn quantize_portable(x: &[f32], cols: usize) -> Q8Rows {
+        Self::quantize_with(x, cols, |xs, qs| quantize_with_offset(xs, qs))
+    }
+
+    /// [`Q8Rows::quantize`] with `whole` quantizing each whole block (and
+    /// returning its scale and offset) and [`quantize_block`] a trailing
+    /// partial one.
+    #[inline(always)]
+    fn quantize_with(
+        x: &[f32],
+        cols: usize,
+        whole: impl Fn(&[f32; BLOCK], &mut [i8; BLOCK]) -> (f32, i32),
+    ) -> Q8Rows {
         let blocks = cols.div_ceil(BLOCK);
         let rows = x.len() / cols.max(1);
         let mut values = vec![0i8; rows * cols];
@@ -95,9 +120,15 @@ impl Q8Rows {
         let mut offsets = vec![0i32; rows * blocks];
         for (t, row) in x.chunks_exact(cols.max(1)).enumerate() {
             let q_row = &mut values[t * cols..][..cols];
-            for (b, (xs, qs)) in row.chunks(BLOCK).zip(q_row.chunks_mut(BLOCK)).enumerate() {
-                scales[t * blocks + b] = quantize_block(xs, qs);
-                offsets[t * blocks + b] = -128 * qs.iter().map(|&q| q as i32).sum::<i32>();
+            let scales = &mut scales[t * blocks..][..blocks];
+            let offsets = &mut offsets[t * blocks..][..blocks];
+            let (xs_whole, xs_tail) = row.as_chunks::<BLOCK>();
+            let (qs_whole, qs_tail) = q_row.as_chunks_mut::<BLOCK>();
+            for (b, (xs, qs)) in xs_whole.iter().zip(qs_whole).enumerate() {
+                (scales[b], offsets[b]) = whole(xs, qs);
+            }
+            if !xs_tail.is_empty() {
+                (scales[blocks - 1], offsets[blocks - 1]) = quantize_with_offset(xs_tail, qs_tail);
             }
         }
         Q8Rows {
@@ -157,13 +188,19 @@ pub const PANEL_ROWS: usize = 16;
 /// Activation rows a [`Panel`] kernel multiplies at a time.
 pub const PANEL_TOKENS: usize = 4;
 
-/// `out[t][j]` = the block-scaled dot product of weight row `j` and activation
-/// row `t`, for every activation row, given the weight rows and their full
-/// blocks as the kernel set's [`Pack`] packed them. The kernels take the
-/// activation rows [`PANEL_TOKENS`] (or twice that) at a time; a vector of
-/// packed weights holds 4 columns of 8 or 16 rows, so they multiply by
-/// broadcast activations and need no horizontal sums.
-pub type Panel = fn(&[&[i8]; PANEL_ROWS], &[i8], &Q8Rows, &mut [[f32; PANEL_ROWS]]);
+/// The block-scaled dot products of every weight row with every activation
+/// row, given the weight rows and their full blocks as the kernel set's
+/// [`Pack`] packed them, handed to a [`PanelOut`] as they are computed. The
+/// kernels take the activation rows [`PANEL_TOKENS`] (or twice that) at a
+/// time; a vector of packed weights holds 4 columns of 8 or 16 rows, so they
+/// multiply by broadcast activations and need no horizontal sums.
+pub type Panel = fn(&[&[i8]; PANEL_ROWS], &[i8], &Q8Rows, PanelOut);
+
+/// Receives a [`Panel`]'s results in order of activation rows, a few rows
+/// at a time: `(t, sums)` with `sums[e][j]` the result of activation row
+/// `t + e` and weight row `j`. Writing them out as they come keeps them in
+/// registers and lets the stores overlap the next rows' arithmetic.
+pub type PanelOut<'a> = &'a mut dyn FnMut(usize, &[[f32; PANEL_ROWS]]);
 
 /// Packs the full blocks of a [`Panel`]'s weight rows into the buffer, as
 /// that panel reads them.
@@ -286,15 +323,9 @@ fn tile_shape(w: &[&[i8]; 8], x: Q8Row) -> (usize, usize) {
 }
 
 /// A panel's number of full blocks, after checking that every weight row has
-/// the activations' length, that `packed` holds their full blocks and that
-/// `out` has a row per activation row: the kernels read whole blocks without
-/// bounds checks.
-fn panel_shape(
-    w: &[&[i8]; PANEL_ROWS],
-    packed: &[i8],
-    x: &Q8Rows,
-    out: &[[f32; PANEL_ROWS]],
-) -> usize {
+/// the activations' length and that `packed` holds their full blocks: the
+/// kernels read whole blocks without bounds checks.
+fn panel_shape(w: &[&[i8]; PANEL_ROWS], packed: &[i8], x: &Q8Rows) -> usize {
     let full = x.cols / BLOCK;
     assert!(w.iter().all(|w| w.len() == x.cols));
     assert_eq!(
@@ -302,7 +333,6 @@ fn panel_shape(
         PANEL_ROWS * full * BLOCK,
         "not packed by the kernels' Pack"
     );
-    assert_eq!(out.len(), x.rows(), "one output row per activation row");
     full
 }
 
@@ -350,39 +380,33 @@ fn with_tail<const N: usize>(acc: [f32; N], w: &[&[i8]; N], x: Q8Row, full: usiz
     std::array::from_fn(|j| tail_step(acc[j], w[j], x, full))
 }
 
-/// Writes activation rows `t..`'s results into `out[t..]` (rows past its end
+/// Hands activation rows `t..`'s results to `out` (rows past the last one
 /// dropped), from the folds of their full blocks with [`with_tail`] added.
 #[inline]
 fn finish_panel<const N: usize>(
-    sums: [[f32; PANEL_ROWS]; N],
+    mut sums: [[f32; PANEL_ROWS]; N],
     w: &[&[i8]; PANEL_ROWS],
     x: &Q8Rows,
     t: usize,
     full: usize,
-    out: &mut [[f32; PANEL_ROWS]],
+    out: PanelOut,
 ) {
-    let tail = full * BLOCK < x.cols;
-    for (e, (out, sums)) in out[t..].iter_mut().zip(sums).enumerate() {
-        *out = if tail {
-            with_tail(sums, w, x.row(t + e), full)
-        } else {
-            sums
-        };
+    let sums = &mut sums[..N.min(x.rows() - t)];
+    if full * BLOCK < x.cols {
+        for (e, sums) in sums.iter_mut().enumerate() {
+            *sums = with_tail(*sums, w, x.row(t + e), full);
+        }
     }
+    out(t, sums);
 }
 
 fn portable_tile(w: &[&[i8]; 8], x: Q8Row) -> [f32; 8] {
     std::array::from_fn(|j| block_dot(w[j], x))
 }
 
-fn portable_panel(
-    w: &[&[i8]; PANEL_ROWS],
-    _packed: &[i8],
-    x: &Q8Rows,
-    out: &mut [[f32; PANEL_ROWS]],
-) {
-    for (t, out) in out.iter_mut().enumerate() {
-        *out = std::array::from_fn(|j| block_dot(w[j], x.row(t)));
+fn portable_panel(w: &[&[i8]; PANEL_ROWS], _packed: &[i8], x: &Q8Rows, out: PanelOut) {
+    for t in 0..x.rows() {
+        out(t, &[std::array::from_fn(|j| block_dot(w[j], x.row(t)))]);
     }
 }
 
@@ -390,7 +414,7 @@ fn portable_panel(
 mod x86 {
     use super::{
         finish_panel, pack_groups, panel_rows, panel_shape, size_panel, tile_shape, with_tail,
-        Kernels, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
+        Kernels, PanelOut, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
     };
     use std::arch::x86_64::*;
 
@@ -450,13 +474,8 @@ mod x86 {
     macro_rules! panel {
         ($name:ident, $features:literal, $dot:ident, $offset:literal) => {
             #[target_feature(enable = $features)]
-            fn $name(
-                w: &[&[i8]; PANEL_ROWS],
-                packed: &[i8],
-                x: &Q8Rows,
-                out: &mut [[f32; PANEL_ROWS]],
-            ) {
-                let full = panel_shape(w, packed, x, out);
+            fn $name(w: &[&[i8]; PANEL_ROWS], packed: &[i8], x: &Q8Rows, out: PanelOut) {
+                let full = panel_shape(w, packed, x);
                 for t in (0..x.rows()).step_by(PANEL_TOKENS) {
                     let rows = panel_rows::<PANEL_TOKENS>(x, t);
                     let mut sums = [[0.0f32; PANEL_ROWS]; PANEL_TOKENS];
@@ -521,13 +540,8 @@ mod x86 {
     /// packed (offset) weight rows, as in [`panel!`] with twice the width,
     /// [`WIDE_TOKENS`] activation rows at a time.
     #[target_feature(enable = "avx2,fma,avx512f,avx512vnni")]
-    fn avx512_vnni_panel(
-        w: &[&[i8]; PANEL_ROWS],
-        packed: &[i8],
-        x: &Q8Rows,
-        out: &mut [[f32; PANEL_ROWS]],
-    ) {
-        let full = panel_shape(w, packed, x, out);
+    fn avx512_vnni_panel(w: &[&[i8]; PANEL_ROWS], packed: &[i8], x: &Q8Rows, out: PanelOut) {
+        let full = panel_shape(w, packed, x);
         for t in (0..x.rows()).step_by(WIDE_TOKENS) {
             let rows = panel_rows::<WIDE_TOKENS>(x, t);
             let mut acc = [_mm512_setzero_ps(); WIDE_TOKENS];
@@ -696,6 +710,54 @@ mod x86 {
         Q8Rows::quantize_portable(x, cols)
     }
 
+    /// [`Q8Rows::quantize`] on AVX-512: each whole block in two registers.
+    #[target_feature(enable = "avx512f")]
+    pub fn quantize_avx512(x: &[f32], cols: usize) -> Q8Rows {
+        Q8Rows::quantize_with(x, cols, |xs, qs| quantize_block_avx512(xs, qs))
+    }
+
+    /// [`super::quantize_block`] of a whole block, with its offset, spelled
+    /// out in AVX-512: the same max, scale, rounding (half away from zero:
+    /// truncate, then step away where the exact remainder is at least 1/2),
+    /// NaN to 0 and clamp, so the same values.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn quantize_block_avx512(xs: &[f32; BLOCK], qs: &mut [i8; BLOCK]) -> (f32, i32) {
+        // SAFETY: `xs` holds 32 floats.
+        let v: [__m512; 2] =
+            std::array::from_fn(|i| unsafe { _mm512_loadu_ps(xs.as_ptr().add(16 * i)) });
+        let magnitude = _mm512_set1_epi32(0x7fff_ffff);
+        let bits = v.map(|v| _mm512_and_si512(_mm512_castps_si512(v), magnitude));
+        let max_bits = _mm512_reduce_max_epu32(_mm512_max_epu32(bits[0], bits[1]));
+        let scale = f32::from_bits(max_bits) / 127.0;
+        let inverse = _mm512_set1_ps(if scale > 0.0 { 1.0 / scale } else { 0.0 });
+        let mut sum = _mm512_setzero_si512();
+        for (i, v) in v.into_iter().enumerate() {
+            let p = _mm512_mul_ps(v, inverse);
+            let whole = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(p);
+            let rest = _mm512_abs_ps(_mm512_sub_ps(p, whole));
+            let away = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(rest, _mm512_set1_ps(0.5));
+            // ±1 with the sign of p.
+            let step = _mm512_castsi512_ps(_mm512_or_si512(
+                _mm512_andnot_si512(magnitude, _mm512_castps_si512(p)),
+                _mm512_castps_si512(_mm512_set1_ps(1.0)),
+            ));
+            let r = _mm512_mask_add_ps(whole, away, whole, step);
+            let r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(r, r), r);
+            let r = _mm512_min_ps(
+                _mm512_max_ps(r, _mm512_set1_ps(-127.0)),
+                _mm512_set1_ps(127.0),
+            );
+            let q = _mm512_cvttps_epi32(r);
+            sum = _mm512_add_epi32(sum, q);
+            // SAFETY: `qs` holds 32 bytes.
+            unsafe {
+                _mm_storeu_si128(qs.as_mut_ptr().add(16 * i).cast(), _mm512_cvtepi32_epi8(q))
+            };
+        }
+        (scale, -128 * _mm512_reduce_add_epi32(sum))
+    }
+
     /// Lane `p` of the result is the sum of the eight lanes of `v[p]`.
     #[target_feature(enable = "avx2")]
     #[inline]
@@ -835,8 +897,8 @@ mod x86 {
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use super::{
-        finish_panel, pack_signed, panel_rows, panel_shape, tile_shape, with_tail, Kernels, Q8Row,
-        Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
+        finish_panel, pack_signed, panel_rows, panel_shape, tile_shape, with_tail, Kernels,
+        PanelOut, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
     };
     use std::arch::aarch64::*;
     use std::arch::asm;
@@ -915,13 +977,8 @@ mod arm {
     /// weight rows, multiplied by an activation row's 4 values at those
     /// columns in every lane; 8 rows (half of each 64-byte group) at a time.
     #[target_feature(enable = "neon,dotprod")]
-    fn dotprod_panel(
-        w: &[&[i8]; PANEL_ROWS],
-        packed: &[i8],
-        x: &Q8Rows,
-        out: &mut [[f32; PANEL_ROWS]],
-    ) {
-        let full = panel_shape(w, packed, x, out);
+    fn dotprod_panel(w: &[&[i8]; PANEL_ROWS], packed: &[i8], x: &Q8Rows, out: PanelOut) {
+        let full = panel_shape(w, packed, x);
         for t in (0..x.rows()).step_by(PANEL_TOKENS) {
             let rows = panel_rows::<PANEL_TOKENS>(x, t);
             let mut sums = [[0.0f32; PANEL_ROWS]; PANEL_TOKENS];
@@ -1056,13 +1113,71 @@ mod tests {
         x[2 * BLOCK..3 * BLOCK].fill(f32::from_bits(1));
         x[3 * BLOCK..].fill(1e-38);
         x[3 * BLOCK] = -2e-38;
-        let fast = Q8Rows::quantize(&x, x.len());
         let portable = Q8Rows::quantize_portable(&x, x.len());
-        assert_eq!(fast.values, portable.values);
-        assert_eq!(fast.offsets, portable.offsets);
-        assert!(fast.values[..2 * BLOCK].iter().all(|&q| q == 0));
-        assert_eq!(fast.values[3 * BLOCK], -127);
-        assert!(fast.values.iter().all(|&q| q != i8::MIN));
+        for quantize in quantizers() {
+            let fast = quantize(&x, x.len());
+            assert_eq!(fast.values, portable.values);
+            assert_eq!(fast.offsets, portable.offsets);
+            assert!(fast.values[..2 * BLOCK].iter().all(|&q| q == 0));
+            assert_eq!(fast.values[3 * BLOCK], -127);
+            assert!(fast.values.iter().all(|&q| q != i8::MIN));
+        }
+    }
+
+    /// Every quantization path this CPU runs.
+    fn quantizers() -> Vec<fn(&[f32], usize) -> Q8Rows> {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+        let mut all: Vec<fn(&[f32], usize) -> Q8Rows> = vec![Q8Rows::quantize_portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") {
+                all.push(|x, cols| unsafe { x86::quantize(x, cols) });
+            }
+            if is_x86_feature_detected!("avx512f") {
+                all.push(|x, cols| unsafe { x86::quantize_avx512(x, cols) });
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_path_rounds_ties_away_from_zero() {
+        // A block with max 127 has scale 1: the values are their own quotients.
+        let mut x = vec![0.0f32; 2 * BLOCK + 5];
+        let ties = [0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 126.5, -126.5];
+        for block in x.chunks_mut(BLOCK) {
+            block[0] = 127.0;
+            block[1..]
+                .iter_mut()
+                .zip(ties.iter().cycle())
+                .for_each(|(v, &t)| *v = t);
+        }
+        x[BLOCK + 9] = 0.49999997;
+        x[BLOCK + 10] = -2.4999998;
+        let want_ties = [1, -1, 2, -2, 3, -3, 127, -127];
+        for quantize in quantizers() {
+            let q = quantize(&x, x.len());
+            assert_eq!(q.values[1..9], want_ties);
+            assert_eq!(q.values[BLOCK + 1..BLOCK + 9], want_ties);
+            assert_eq!(q.values[BLOCK + 9..BLOCK + 11], [0, -2]);
+            assert_eq!(q.values[2 * BLOCK + 1..], want_ties[..4]);
+            assert_eq!(q.values, Q8Rows::quantize_portable(&x, x.len()).values);
+        }
+    }
+
+    /// A panel kernel's results as rows, checking that they come in order.
+    fn panel_results(
+        k: &Kernels,
+        w: &[&[i8]; PANEL_ROWS],
+        packed: &[i8],
+        x: &Q8Rows,
+    ) -> Vec<[f32; PANEL_ROWS]> {
+        let mut rows = Vec::new();
+        (k.panel)(w, packed, x, &mut |t, sums| {
+            assert_eq!(t, rows.len(), "results out of order");
+            rows.extend_from_slice(sums);
+        });
+        rows
     }
 
     #[test]
@@ -1083,8 +1198,8 @@ mod tests {
                 }
                 let mut packed = Vec::new();
                 (k.pack)(&panel, &mut packed);
-                let mut got = vec![[f32::NAN; PANEL_ROWS]; 10];
-                (k.panel)(&panel, &packed, &xq, &mut got);
+                let got = panel_results(k, &panel, &packed, &xq);
+                assert_eq!(got.len(), 10, "one result row per activation row");
                 for (t, got) in got.iter().enumerate() {
                     for (j, &got) in got.iter().enumerate() {
                         assert_eq!(got, block_dot(panel[j], xq.row(t)), "cols {cols}");
@@ -1105,8 +1220,7 @@ mod tests {
             assert!((got[0] as f64 - want).abs() < 1e-4 * want.abs());
             let mut packed = Vec::new();
             (k.pack)(&[&w[..]; PANEL_ROWS], &mut packed);
-            let mut got = [[0.0; PANEL_ROWS]];
-            (k.panel)(&[&w[..]; PANEL_ROWS], &packed, &xq, &mut got);
+            let got = panel_results(k, &[&w[..]; PANEL_ROWS], &packed, &xq);
             for got in got[0] {
                 assert!((got as f64 - want).abs() < 1e-4 * want.abs());
             }
