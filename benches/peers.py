@@ -14,10 +14,13 @@ table and the ratios chaya / peer.
 
 Needs torch, onnx, onnxruntime, safetensors (pip). Every peer runs the same
 measurements as `chaya bench`: first token for a 16-token prompt, prefill of 64
-and 256 tokens, and decode of 32 greedy tokens after a 200-token prompt; the
-median of --runs repetitions, in one warm session per peer. `chaya bench` times
-its prefills likewise after one untimed prompt of the same length, but its
-first token right after loading the model (cold).
+and 256 tokens, and decode of 32 greedy tokens after a 200-token prompt, in one
+warm session per peer. `chaya bench` times its prefills likewise after one
+untimed prompt of the same length, but its first token right after loading the
+model (cold). The --runs rounds interleave the engines (each round measures
+every engine once, `chaya bench --runs 1` per round), so a change in the
+machine's load during the run reaches all of them alike; the table shows
+medians over the rounds.
 """
 import argparse
 import json
@@ -38,10 +41,6 @@ from export_onnx import CachedChaya, export
 def prompt(n, vocab):
     """The deterministic prompt `chaya bench` uses."""
     return [(i * 7919 + 13) % vocab for i in range(n)]
-
-
-def median_of(runs, measure):
-    return statistics.median(measure() for _ in range(runs))
 
 
 class TorchNoCache:
@@ -120,8 +119,8 @@ class Ort:
         return self.run([token])
 
 
-def measure(engine, vocab, runs, decode_tokens):
-    """The `chaya bench` measurements of one engine, as {name: median}."""
+def measure(engine, vocab, decode_tokens):
+    """The `chaya bench` measurements of one engine, once each, as {name: value}."""
     def prefill_time(n):
         ids = prompt(n, vocab)
         start = time.perf_counter()
@@ -136,16 +135,17 @@ def measure(engine, vocab, runs, decode_tokens):
         return decode_tokens / (time.perf_counter() - start)
 
     return {
-        "first token (16-token prompt)": median_of(runs, lambda: prefill_time(16) * 1e3),
-        "prefill 64 tokens": median_of(runs, lambda: 64 / prefill_time(64)),
-        "prefill 256 tokens": median_of(runs, lambda: 256 / prefill_time(256)),
-        "decode at context 200": median_of(runs, lambda: decode_speed(200)),
+        "first token (16-token prompt)": prefill_time(16) * 1e3,
+        "prefill 64 tokens": 64 / prefill_time(64),
+        "prefill 256 tokens": 256 / prefill_time(256),
+        "decode at context 200": decode_speed(200),
     }
 
 
-def chaya_bench(binary, model, threads, runs):
+def chaya_bench(binary, model, threads):
+    """One run of every `chaya bench` measurement, as {name: value}."""
     out = subprocess.run([binary, "bench", "-m", model, "--threads", str(threads),
-                          "--runs", str(runs), "--json"], check=True, capture_output=True, text=True)
+                          "--runs", "1", "--json"], check=True, capture_output=True, text=True)
     report = json.loads(out.stdout)
     return {name: m["median"] for name, m in report["metrics"].items()}
 
@@ -190,17 +190,24 @@ def main():
         diff = np.abs(got - reference.reshape(-1)).max() / np.abs(reference).max()
         print(f"{name}: last-position logits within {diff:.1e} × max|logit| of PyTorch")
 
-    results = {}
-    for name, engine in engines.items():
-        print(f"measuring {name} ...", flush=True)
-        runs = 1 if "no cache" in name else args.runs
-        results[name] = measure(engine, vocab, runs, args.decode_tokens)
-    for dtype, path in (("f32", args.f32), ("int8", args.int8)):
-        print(f"measuring chaya {dtype} ...", flush=True)
-        results[f"chaya {dtype}"] = chaya_bench(args.chaya, path, args.threads, args.runs)
+    chaya = {"chaya f32": args.f32, "chaya int8": args.int8}
+    samples = {name: {} for name in [*engines, *chaya]}
+    for number in range(args.runs):
+        print(f"round {number + 1} of {args.runs} ...", flush=True)
+        rows = {name: lambda engine=engine: measure(engine, vocab, args.decode_tokens)
+                for name, engine in engines.items()
+                # The original loop is slow and steady: one round is enough.
+                if number == 0 or "no cache" not in name}
+        rows.update({name: lambda path=path: chaya_bench(args.chaya, path, args.threads)
+                     for name, path in chaya.items()})
+        for name, row in rows.items():
+            for metric, value in row().items():
+                samples[name].setdefault(metric, []).append(value)
+    results = {name: {metric: statistics.median(values) for metric, values in row.items()}
+               for name, row in samples.items()}
 
     metrics = list(next(iter(results.values())).keys())
-    print(f"\n{machine()}; {args.threads} threads, median of {args.runs} runs\n")
+    print(f"\n{machine()}; {args.threads} threads, median of {args.runs} interleaved rounds\n")
     print("| engine | " + " | ".join(metrics) + " |")
     print("|---|" + "---:|" * len(metrics))
     for name, row in results.items():
