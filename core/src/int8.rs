@@ -27,7 +27,8 @@ const BLOCK_ROWS: usize = 64;
 
 /// How many output rows ahead of a panel's results their cache lines are
 /// fetched for writing: each panel writes one line per row, far apart, and
-/// without the hint every store waits for its line (measured: 3-10% of prefill).
+/// without the hint every store waits for its line (measured: a 256-token
+/// prompt's best time 2% lower with it).
 const STORE_AHEAD: usize = 16;
 
 /// `x · Wᵀ` for an int8 weight `W [N, K]`; input `[T, K]` f32, output `[T, N]`.

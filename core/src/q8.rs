@@ -199,7 +199,7 @@ pub type Panel = fn(&[&[i8]; PANEL_ROWS], &[i8], &Q8Rows, PanelOut);
 /// Receives a [`Panel`]'s results in order of activation rows, a few rows
 /// at a time: `(t, sums)` with `sums[e][j]` the result of activation row
 /// `t + e` and weight row `j`. Writing them out as they come keeps them in
-/// registers and lets the stores overlap the next rows' arithmetic.
+/// L1 and lets the stores overlap the next rows' arithmetic.
 pub type PanelOut<'a> = &'a mut dyn FnMut(usize, &[[f32; PANEL_ROWS]]);
 
 /// Packs the full blocks of a [`Panel`]'s weight rows into the buffer, as

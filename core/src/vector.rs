@@ -437,7 +437,8 @@ mod tests {
     #[test]
     fn block_kernels_match_dots_and_axpys() {
         for (hd, width) in SHAPES {
-            let block = Block::new(hd, width, width - 5);
+            let used = width - 5;
+            let block = Block::new(hd, width, used);
             for k in all_kernels() {
                 let (scores, out) = block.run(k);
                 for (i, q) in block.queries.chunks_exact(hd).enumerate() {
@@ -450,8 +451,9 @@ mod tests {
                     for (j, v) in block.values.chunks_exact(hd).enumerate() {
                         (k.axpy)(block.weights[i * block.stride + j], v, &mut want);
                     }
+                    // Rounding grows with the terms summed (`axpy` may not fuse).
                     for (o, w) in out[i * hd..][..hd].iter().zip(&want) {
-                        assert!((o - w).abs() < 1e-6, "{o} vs {w}");
+                        assert!((o - w).abs() < 1e-6 * used as f32, "{o} vs {w}");
                     }
                 }
             }
