@@ -192,17 +192,19 @@ def main():
 
     chaya = {"chaya f32": args.f32, "chaya int8": args.int8}
     samples = {name: {} for name in [*engines, *chaya]}
+
+    def record(name, row):
+        for metric, value in row.items():
+            samples[name].setdefault(metric, []).append(value)
+
     for number in range(args.runs):
         print(f"round {number + 1} of {args.runs} ...", flush=True)
-        rows = {name: lambda engine=engine: measure(engine, vocab, args.decode_tokens)
-                for name, engine in engines.items()
-                # The original loop is slow and steady: one round is enough.
-                if number == 0 or "no cache" not in name}
-        rows.update({name: lambda path=path: chaya_bench(args.chaya, path, args.threads)
-                     for name, path in chaya.items()})
-        for name, row in rows.items():
-            for metric, value in row().items():
-                samples[name].setdefault(metric, []).append(value)
+        for name, engine in engines.items():
+            # The original loop is slow and steady: one round is enough.
+            if number == 0 or "no cache" not in name:
+                record(name, measure(engine, vocab, args.decode_tokens))
+        for name, path in chaya.items():
+            record(name, chaya_bench(args.chaya, path, args.threads))
     results = {name: {metric: statistics.median(values) for metric, values in row.items()}
                for name, row in samples.items()}
 
