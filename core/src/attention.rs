@@ -205,7 +205,7 @@ impl KvCache {
                     let seen = if i < count { first + i + 1 } else { 0 };
                     let (seen, unseen) = row.split_at_mut(seen);
                     seen.iter_mut().for_each(|s| *s *= scale);
-                    softmax_in_place(seen);
+                    (kernels().softmax)(seen);
                     unseen.fill(0.0);
                 }
                 let values = &self.values[h][..visible * hd];
@@ -253,22 +253,9 @@ fn attend_head(
     for (s, key) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
         *s = (k.dot)(q, key) * scale;
     }
-    softmax_in_place(scores);
+    (k.softmax)(scores);
     for (&w, v) in scores.iter().zip(values.chunks_exact(hd)) {
         (k.axpy)(w, v, out);
-    }
-}
-
-/// Numerically stable softmax.
-fn softmax_in_place(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in x.iter_mut() {
-        *v /= sum;
     }
 }
 

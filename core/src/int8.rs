@@ -9,7 +9,8 @@
 //!   (VNNI or AVX2 on x86_64, see [`crate::q8`]; prefill on AMX tiles where
 //!   the CPU has them, see [`crate::amx`]), reading each weight once;
 //! - [`Int8GatedLinear`], SwiGLU's gated product `silu(x · W1ᵀ) ⊙ (x · W2ᵀ)`,
-//!   with `x` quantized once for both weights and the gate applied in place;
+//!   with `x` quantized once for both weights and the gate applied as the
+//!   second product is stored;
 //! - [`Int8Embedding`], the token-embedding lookup `ids [T] → [T, K]`.
 //!
 //! Work runs on the model's compute pool ([`crate::parallel`]); dot products
@@ -17,13 +18,15 @@
 //! the thread count.
 
 use crate::amx::{Packed, TILE};
-use crate::parallel::{for_each_chunk, for_each_index, map_index};
+use crate::parallel::{for_each_index, map_index};
 use crate::q8::{kernels, prefetch, Q8Rows, PANEL_ROWS, PANEL_TOKENS};
 use crate::quant::QuantMatrix;
+use crate::vector;
 use tract_core::internal::*;
 
-/// Weight rows per parallel task.
-const BLOCK_ROWS: usize = 64;
+/// Weight rows per parallel task: two prefill panels, so the threads of a
+/// parallel region finish within a short task of each other.
+const BLOCK_ROWS: usize = 32;
 
 /// How many output rows ahead of a panel's results their cache lines are
 /// fetched for writing: each panel writes one line per row, far apart, and
@@ -39,8 +42,8 @@ pub struct Int8Linear {
 }
 
 /// `silu(x · W1ᵀ) ⊙ (x · W2ᵀ)` for int8 `W1`, `W2 [N, K]`; input `[T, K]` f32,
-/// output `[T, N]`. The same numbers as [`Int8Linear`] twice, tract's SiLU
-/// and a product, in one pass over the activations.
+/// output `[T, N]`: the same products as [`Int8Linear`] twice, gated as
+/// they are stored ([`multiply_gated`]).
 #[derive(Clone, Debug)]
 pub struct Int8GatedLinear {
     /// `W1`, whose product goes through SiLU.
@@ -133,27 +136,10 @@ impl EvalOp for Int8GatedLinear {
         let rows = input_rows(&x, self.gate.cols(), "Int8GatedLinear")?;
         let x = x.try_as_plain_ram()?;
         let input = QuantizedInput::new(x.as_slice::<f32>()?, self.gate.cols());
-        let n = self.gate.rows();
-        // SAFETY (both): `multiply` writes every element before anything reads it.
-        let mut out = unsafe { Tensor::uninitialized::<f32>(&[rows, n])? };
+        // SAFETY: `multiply_gated` writes every element before anything reads it.
+        let mut out = unsafe { Tensor::uninitialized::<f32>(&[rows, self.gate.rows()])? };
         let mut out_view = out.try_as_plain_ram_mut()?;
-        let gated = out_view.as_slice_mut::<f32>()?;
-        multiply(&self.gate, &input, gated);
-        let mut up = unsafe { Tensor::uninitialized::<f32>(&[rows, n])? };
-        let mut up_view = up.try_as_plain_ram_mut()?;
-        let up = up_view.as_slice_mut::<f32>()?;
-        multiply(&self.up, &input, up);
-        let silu = tract_linalg::Func::Silu.ew_f32()?;
-        let failed = std::sync::atomic::AtomicBool::new(false);
-        for_each_chunk(gated, n, |t, row| {
-            if silu.run(row).is_err() {
-                failed.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            for (g, &u) in row.iter_mut().zip(&up[t * n..][..n]) {
-                *g *= u;
-            }
-        });
-        ensure!(!failed.into_inner(), "SiLU failed");
+        multiply_gated(&self.gate, &self.up, &input, out_view.as_slice_mut()?);
         Ok(tvec!(out.into_tvalue()))
     }
 }
@@ -272,40 +258,88 @@ fn quantize_rows(x: &[f32], cols: usize) -> Q8Rows {
 
 /// [`linear`] of activations already quantized; writes every element of `out`.
 pub fn multiply(w: &QuantMatrix, input: &QuantizedInput, out: &mut [f32]) {
+    let columns = output_columns(w, input, out);
+    for_each_index(w.rows().div_ceil(BLOCK_ROWS), |b| {
+        let first = b * BLOCK_ROWS;
+        task_products(w, input, first, &mut |row, j, dots, scales| {
+            store(&columns, row, first + j, dots, scales);
+        });
+    });
+}
+
+/// SwiGLU's `silu(x · W1ᵀ) ⊙ (x · W2ᵀ)` of activations already quantized;
+/// writes every element of `out`. Each task computes its block of `gate`'s
+/// products into a buffer, then `up`'s, gated as they are stored, so the
+/// two `[rows, N]` products are never both written out.
+pub fn multiply_gated(
+    gate: &QuantMatrix,
+    up: &QuantMatrix,
+    input: &QuantizedInput,
+    out: &mut [f32],
+) {
+    assert_eq!(
+        (gate.rows(), gate.cols()),
+        (up.rows(), up.cols()),
+        "gate and up weights differ in shape"
+    );
+    let columns = output_columns(gate, input, out);
+    let (rows, silu_mul) = (input.shape().0, vector::kernels().silu_mul);
+    for_each_index(gate.rows().div_ceil(BLOCK_ROWS), |b| {
+        let first = b * BLOCK_ROWS;
+        let mut gates = vec![0.0f32; rows * BLOCK_ROWS];
+        task_products(gate, input, first, &mut |row, j, dots, scales| {
+            let gates = &mut gates[row * BLOCK_ROWS + j..];
+            for ((g, &dot), &scale) in gates.iter_mut().zip(dots).zip(scales) {
+                *g = dot * scale;
+            }
+        });
+        task_products(up, input, first, &mut |row, j, dots, scales| {
+            let out = store(&columns, row, first + j, dots, scales);
+            silu_mul(&gates[row * BLOCK_ROWS + j..][..out.len()], out);
+        });
+    });
+}
+
+/// `out` as the `[rows, N]` product of `input` and `w`, shapes checked.
+fn output_columns<'a>(w: &QuantMatrix, input: &QuantizedInput, out: &'a mut [f32]) -> Columns<'a> {
     let (n, (rows, cols)) = (w.rows(), input.shape());
     assert_eq!(cols, w.cols(), "input and weight widths differ");
     assert_eq!(out.len(), rows * n, "output must be [rows, N]");
-    let columns = Columns::new(out, n);
-    // Each task computes the output columns of one block of weight rows.
-    let tasks = n.div_ceil(BLOCK_ROWS);
+    Columns::new(out, n)
+}
+
+/// Receives products as a task computes them: `emit(row, j, dots, scales)`
+/// for input row `row` and the task's weight rows `j..j + scales.len()`,
+/// where `dots[i] · scales[i]` is the output for weight row `j + i` (extra
+/// dot products past the last weight row are to be dropped).
+type Emit<'a> = &'a mut dyn FnMut(usize, usize, &[f32], &[f32]);
+
+/// The products of every input row with weight rows `first..first +
+/// BLOCK_ROWS` (or to the last), handed to `emit` as computed: for prefill
+/// (4 rows or more) on AMX tiles of 16 × 16 where the CPU has them, else on
+/// the SIMD kernels ([`tile_rows`]).
+fn task_products(w: &QuantMatrix, input: &QuantizedInput, first: usize, emit: Emit) {
     match &input.0 {
-        Activations::Tiles(packed) => for_each_index(tasks, |b| {
-            let first = b * BLOCK_ROWS;
-            let count = BLOCK_ROWS.min(n - first);
+        Activations::Tiles(packed) => {
+            let count = BLOCK_ROWS.min(w.rows() - first);
             let scales = &w.scales()[first..][..count];
             packed.multiply(w.row_range(first, count), |j, t, sums, valid| {
-                let width = (count - j).min(TILE);
+                let scales = &scales[j..][..(count - j).min(TILE)];
                 for (e, row) in (t..t + valid).enumerate() {
-                    // SAFETY: this task is the only one writing columns first..first + count.
-                    let out = unsafe { columns.row_part(row, first + j, width) };
-                    for ((o, &scale), sums) in out.iter_mut().zip(&scales[j..]).zip(sums) {
-                        *o = sums[e] * scale;
-                    }
+                    let dots: [f32; TILE] = std::array::from_fn(|d| sums[d][e]);
+                    emit(row, j, &dots, scales);
                 }
             });
-        }),
-        Activations::Rows(xq) => {
-            for_each_index(tasks, |b| tile_rows(w, xq, b * BLOCK_ROWS, &columns))
         }
+        Activations::Rows(xq) => tile_rows(w, xq, first, emit),
     }
 }
 
-/// Output columns `first..first + BLOCK_ROWS` (or to the last weight row) on
-/// the SIMD kernels: tiles of 8 weight rows × 1 input row for fewer than
-/// 4 input rows, else panels of [`PANEL_ROWS`] packed weight rows × all input
-/// rows. Tiles that run past the last weight row repeat it and drop the extra
-/// results.
-fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
+/// [`task_products`] on the SIMD kernels: tiles of 8 weight rows × 1 input
+/// row for fewer than 4 input rows, else panels of [`PANEL_ROWS`] packed
+/// weight rows × all input rows. Tiles that run past the last weight row
+/// repeat it.
+fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, emit: Emit) {
     let kernels = kernels();
     let rows = xq.rows();
     let count = BLOCK_ROWS.min(w.rows() - first);
@@ -316,8 +350,7 @@ fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
         for j in (0..count).step_by(8) {
             let ws = std::array::from_fn(|d| weight_row(j + d));
             for t in 0..rows {
-                let dots = (kernels.w8x1)(&ws, xq.row(t));
-                store(columns, t, first + j, &dots, scales(j, 8));
+                emit(t, j, &(kernels.w8x1)(&ws, xq.row(t)), scales(j, 8));
             }
         }
     } else {
@@ -335,8 +368,7 @@ fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
             let scales = scales(j, PANEL_ROWS);
             (kernels.panel)(&ws, &packed, xq, &mut |t, sums| {
                 for (e, dots) in sums.iter().enumerate() {
-                    store(columns, t + e, first + j, dots, scales);
-                    columns.prefetch_for_write(t + e + STORE_AHEAD, first + j);
+                    emit(t + e, j, dots, scales);
                 }
             });
         }
@@ -344,15 +376,26 @@ fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, columns: &Columns) {
 }
 
 /// Writes `dots[i] · scales[i]` (the dot products of weight rows times their
-/// scales) into output row `row` from column `col`, one per scale; the extra
-/// dot products of a tile that ran past the last weight row are dropped.
+/// scales) into output row `row` from column `col`, one per scale, and
+/// returns them; the extra dot products of a tile that ran past the last
+/// weight row are dropped. Prefetches the line [`STORE_AHEAD`] rows below
+/// for writing. The caller's task must be the only one writing these columns.
 #[inline]
-fn store(columns: &Columns, row: usize, col: usize, dots: &[f32], scales: &[f32]) {
+#[allow(clippy::mut_from_ref)]
+fn store<'a>(
+    columns: &'a Columns,
+    row: usize,
+    col: usize,
+    dots: &[f32],
+    scales: &[f32],
+) -> &'a mut [f32] {
     // SAFETY: the caller's task is the only one writing these columns.
     let out = unsafe { columns.row_part(row, col, scales.len()) };
     for ((o, &dot), &scale) in out.iter_mut().zip(dots).zip(scales) {
         *o = dot * scale;
     }
+    columns.prefetch_for_write(row + STORE_AHEAD, col);
+    out
 }
 
 /// A row-major matrix that parallel tasks fill by disjoint sets of columns.
@@ -521,7 +564,7 @@ mod tests {
             gate: Arc::new(QuantMatrix::quantize(&values(n * k, 0.31), k)),
             up: Arc::new(QuantMatrix::quantize(&values(n * k, 0.17), k)),
         };
-        for rows in [1, 5] {
+        for rows in [1, 5, 19] {
             let x = values(rows * k, 0.07);
             let input = Tensor::from_shape(&[rows, k], &x).unwrap().into_tvalue();
             let out = op.eval(&EvalContext::out_of_plan(), tvec!(input)).unwrap();

@@ -1,20 +1,32 @@
 //! The model's compute threads, and the parallel loops custom ops run on them.
 //!
 //! A [`ComputePool`] is a rayon pool owned by one model. A forward pass runs
-//! whole on one of its threads ([`ComputePool::run`]); the loops here split
-//! their work across the pool only when called from one of its threads, so an
-//! op uses exactly the thread count the model was loaded with, never the
-//! caller's own rayon pool.
+//! whole on one of its threads ([`ComputePool::run`]) while the others stay
+//! awake as its [`Team`]: the loops here hand their tasks to that team when
+//! called from the thread running the pass, and run serially anywhere else,
+//! so an op uses exactly the thread count the model was loaded with, never
+//! the caller's own rayon pool.
+//!
+//! The team spins instead of sleeping: a forward pass has dozens of parallel
+//! loops separated by short serial ops, and on the 2-core Xeon VM measured,
+//! a sleeping thread took ~50 µs to wake (longer when the host was busy);
+//! rayon's own joins put the waiting thread to sleep ~90 times per 256-token
+//! prefill, and its time varied twice as much as ONNX Runtime's, whose pool
+//! spins too.
 
 use crate::error::{Error, Result};
-use rayon::prelude::*;
 use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tract_linalg::multithread::Executor;
 
 thread_local! {
-    /// Whether this thread belongs to a [`ComputePool`].
-    static IN_COMPUTE_POOL: Cell<bool> = const { Cell::new(false) };
+    /// The team of the forward pass this thread runs, if any (null inside a
+    /// parallel loop's task: nested loops run serially).
+    static TEAM: Cell<*const Team> = const { Cell::new(ptr::null()) };
 }
 
 /// A model's compute threads: a rayon pool, or none to compute on the caller's thread.
@@ -30,7 +42,6 @@ impl ComputePool {
         rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("chaya-compute-{i}"))
             .num_threads(threads)
-            .start_handler(|_| IN_COMPUTE_POOL.set(true))
             .build()
             .map(|pool| ComputePool(Some(Arc::new(pool))))
             .map_err(|e| Error::Inference(format!("cannot start {threads} compute threads: {e}")))
@@ -46,57 +57,312 @@ impl ComputePool {
         }
     }
 
-    /// Runs `work` on one of the pool's threads, so the parallel regions inside
-    /// it fork from a pool thread: a decode step has dozens of short regions,
-    /// and entering the pool from outside for each would hand every one over
-    /// to the pool and back, waking sleeping threads each time.
+    /// Runs `work` (a forward pass) on one of the pool's threads, with the
+    /// others as its [`Team`] until it returns.
     pub fn run<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
-        match &self.0 {
-            Some(pool) => pool.install(work),
-            None => work(),
+        let Some(pool) = &self.0 else {
+            return work();
+        };
+        pool.install(|| {
+            let team = Arc::new(Team::new(pool.current_num_threads()));
+            // One helper per thread, each in that thread's own queue (so a
+            // helper cannot take another's); the owner's returns at once, and
+            // one that starts after the pass, too. Not scoped: the pass never
+            // waits for a helper to wake up just to leave.
+            let (helpers, owner) = (team.clone(), rayon::current_thread_index());
+            pool.spawn_broadcast(move |thread| {
+                if Some(thread.index()) != owner {
+                    helpers.help_while_running()
+                }
+            });
+            let _finished = ClearOnDrop(&team.running);
+            let outer = TEAM.replace(&*team);
+            let result = catch_unwind(AssertUnwindSafe(work));
+            TEAM.set(outer);
+            result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+}
+
+/// The threads of a forward pass: the one running it publishes each parallel
+/// loop here as a [`Region`], and the others take its tasks as they spin.
+struct Team {
+    /// Threads in the pool, the owner included.
+    threads: usize,
+    /// Whether the pass is still running.
+    running: AtomicBool,
+    /// The loop being run, or null.
+    region: AtomicPtr<Region<'static>>,
+    /// Helpers that may be reading `region`'s loop.
+    helping: AtomicUsize,
+}
+
+impl Team {
+    fn new(threads: usize) -> Team {
+        Team {
+            threads,
+            running: AtomicBool::new(true),
+            region: AtomicPtr::default(),
+            helping: AtomicUsize::new(0),
         }
     }
 }
 
-/// Calls `work(index, chunk)` for every `chunk_len`-long chunk of `data`, in
-/// parallel when called on a [`ComputePool`]'s thread. Each chunk is processed
-/// whole by one call, so results do not depend on the thread count.
+/// One parallel loop: tasks `0..count`, claimed by the threads a run of
+/// them at a time.
+struct Region<'a> {
+    task: &'a (dyn Fn(usize) + Sync),
+    count: usize,
+    threads: usize,
+    next: AtomicUsize,
+    done: AtomicUsize,
+    panicked: AtomicBool,
+}
+
+/// How long a helper spins finding no work before it gives up on the pass
+/// (and returns to rayon, which lets it sleep): far longer than the serial
+/// stretches inside a pass (RoPE and the cache writes of a 512-token prompt
+/// take ~0.5 ms), so a helper stays for the whole pass; the bound is for
+/// rayon running a helper nested inside a job it was waiting on.
+const SPIN_IDLE: Duration = Duration::from_millis(5);
+
+impl Team {
+    /// Runs `task(i)` for `i` in `0..count` on this thread and the helpers;
+    /// returns when all are done (and panics if one did).
+    fn run(&self, count: usize, task: &(dyn Fn(usize) + Sync)) {
+        let region = Region {
+            task,
+            count,
+            threads: self.threads,
+            next: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+        };
+        let published: *const Region = &region;
+        // SAFETY (the lifetime): the pointer is withdrawn, and every helper
+        // that could have read it has left, before `region` is dropped.
+        self.region
+            .store(published.cast_mut().cast(), Ordering::SeqCst);
+        region.work();
+        spin_until(|| region.done.load(Ordering::Acquire) == count);
+        self.region.store(ptr::null_mut(), Ordering::SeqCst);
+        spin_until(|| self.helping.load(Ordering::SeqCst) == 0);
+        assert!(
+            !region.panicked.load(Ordering::Relaxed),
+            "a parallel task panicked"
+        );
+    }
+
+    /// Takes tasks of the published loop, if any; whether it ran one.
+    fn help(&self) -> bool {
+        self.helping.fetch_add(1, Ordering::SeqCst);
+        let region = self.region.load(Ordering::SeqCst);
+        // SAFETY: a published region lives until `helping` drops back (`run`).
+        let ran = !region.is_null() && unsafe { &*region }.work();
+        self.helping.fetch_sub(1, Ordering::SeqCst);
+        ran
+    }
+
+    /// A spare thread's job during a forward pass: runs the team's tasks and
+    /// the pool's other pending work (tract's own parallel ops) as they
+    /// appear, spinning in between, while the pass runs; returns early after
+    /// [`SPIN_IDLE`] without work.
+    fn help_while_running(&self) {
+        let mut idle_since = Instant::now();
+        while self.running.load(Ordering::Acquire) {
+            if self.help() || rayon::yield_now() == Some(rayon::Yield::Executed) {
+                idle_since = Instant::now();
+            } else if idle_since.elapsed() > SPIN_IDLE {
+                return;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+impl Region<'_> {
+    /// Runs unclaimed tasks until none is left; whether it ran any. Each
+    /// claim takes a share of what is left (guided scheduling): few claims
+    /// for a loop of many small tasks (the output head's 1571 in decode;
+    /// every claim moves a cache line between cores), single tasks at the
+    /// end so the threads finish close together.
+    fn work(&self) -> bool {
+        let mut ran = false;
+        let mut first = self.next.load(Ordering::Relaxed);
+        while first < self.count {
+            let take = ((self.count - first) / (2 * self.threads)).max(1);
+            match self.next.compare_exchange_weak(
+                first,
+                first + take,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.run_tasks(first..first + take);
+                    ran = true;
+                    first += take;
+                }
+                Err(now) => first = now,
+            }
+        }
+        ran
+    }
+
+    /// Runs the claimed tasks `tasks` (a panic is recorded for `run`), then
+    /// counts them done.
+    fn run_tasks(&self, tasks: std::ops::Range<usize>) {
+        let count = tasks.len();
+        let outer = TEAM.replace(ptr::null());
+        if catch_unwind(AssertUnwindSafe(|| tasks.for_each(self.task))).is_err() {
+            self.panicked.store(true, Ordering::Relaxed);
+        }
+        TEAM.set(outer);
+        self.done.fetch_add(count, Ordering::Release);
+    }
+}
+
+/// Spins until `done()`, yielding the CPU after the first few checks (another
+/// thread may need it to finish).
+fn spin_until(done: impl Fn() -> bool) {
+    for spins in 0u32.. {
+        if done() {
+            return;
+        }
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Clears its flag when dropped, also when unwinding.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Calls `work(i)` for every `i` in `0..count`, in parallel on the team of
+/// the forward pass this thread runs ([`ComputePool::run`]), else serially.
+pub fn for_each_index<F>(count: usize, work: F)
+where
+    F: Fn(usize) + Send + Sync,
+{
+    let team = TEAM.get();
+    if team.is_null() || count <= 1 {
+        (0..count).for_each(work)
+    } else {
+        // SAFETY: TEAM points to the team of the `run` still on this thread's stack.
+        unsafe { &*team }.run(count, &work)
+    }
+}
+
+/// Calls `work(index, chunk)` for every `chunk_len`-long chunk of `data`, as
+/// [`for_each_index`]. Each chunk is processed whole by one call, so results
+/// do not depend on the thread count.
 pub fn for_each_chunk<T, F>(data: &mut [T], chunk_len: usize, work: F)
 where
     T: Send,
     F: Fn(usize, &mut [T]) + Send + Sync,
 {
-    let work = |(i, chunk): (usize, &mut [T])| work(i, chunk);
-    if IN_COMPUTE_POOL.get() {
-        data.par_chunks_mut(chunk_len).enumerate().for_each(work)
-    } else {
-        data.chunks_mut(chunk_len).enumerate().for_each(work)
-    }
+    assert!(chunk_len > 0, "chunks must not be empty");
+    let (len, base) = (data.len(), SharedSlice(data.as_mut_ptr()));
+    for_each_index(len.div_ceil(chunk_len), |i| {
+        let start = i * chunk_len;
+        // SAFETY: chunk i lies within `data`, and each index is run once, so
+        // the chunks handed out never overlap.
+        let chunk =
+            unsafe { std::slice::from_raw_parts_mut(base.at(start), chunk_len.min(len - start)) };
+        work(i, chunk)
+    })
 }
 
-/// Calls `work(i)` for every `i` in `0..count`, in parallel when called on a
-/// [`ComputePool`]'s thread.
-pub fn for_each_index<F>(count: usize, work: F)
-where
-    F: Fn(usize) + Send + Sync,
-{
-    if IN_COMPUTE_POOL.get() {
-        (0..count).into_par_iter().for_each(work)
-    } else {
-        (0..count).for_each(work)
-    }
-}
-
-/// `(0..count).map(work)` collected in order, computed in parallel when
-/// called on a [`ComputePool`]'s thread.
+/// `(0..count).map(work)` collected in order, computed as [`for_each_index`].
 pub fn map_index<T, F>(count: usize, work: F) -> Vec<T>
 where
     T: Send,
     F: Fn(usize) -> T + Send + Sync,
 {
-    if IN_COMPUTE_POOL.get() {
-        (0..count).into_par_iter().map(work).collect()
-    } else {
-        (0..count).map(work).collect()
+    let mut slots: Vec<Option<T>> = (0..count).map(|_| None).collect();
+    for_each_chunk(&mut slots, 1, |i, slot| slot[0] = Some(work(i)));
+    slots.into_iter().flatten().collect()
+}
+
+/// A slice's start, shared by tasks that each use a disjoint part of it.
+struct SharedSlice<T>(*mut T);
+
+// SAFETY: tasks touch disjoint elements (see `for_each_chunk`), and T: Send.
+unsafe impl<T: Send> Sync for SharedSlice<T> {}
+
+impl<T> SharedSlice<T> {
+    /// Element `i`'s address (a method, so closures capture the whole wrapper).
+    fn at(&self, i: usize) -> *mut T {
+        self.0.wrapping_add(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn every_index_runs_once_on_every_thread_count() {
+        for threads in [1, 2, 3] {
+            let pool = ComputePool::new(threads).unwrap();
+            for count in [0, 1, 2, 7, 100] {
+                let seen = Mutex::new(vec![0u32; count]);
+                pool.run(|| for_each_index(count, |i| seen.lock().unwrap()[i] += 1));
+                assert_eq!(seen.into_inner().unwrap(), vec![1; count]);
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_and_maps_cover_the_data_in_order() {
+        let pool = ComputePool::new(2).unwrap();
+        let mut data: Vec<usize> = vec![0; 23];
+        pool.run(|| {
+            for_each_chunk(&mut data, 5, |i, chunk| {
+                assert_eq!(chunk.len(), if i == 4 { 3 } else { 5 });
+                chunk.iter_mut().for_each(|v| *v = i);
+            })
+        });
+        assert_eq!(data, (0..23).map(|j| j / 5).collect::<Vec<_>>());
+        let squares = pool.run(|| map_index(50, |i| i * i));
+        assert_eq!(squares, (0..50).map(|i| i * i).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn loops_use_the_team_only_on_the_thread_running_the_pass() {
+        let pool = ComputePool::new(2).unwrap();
+        let threads = |count| {
+            let seen = Mutex::new(std::collections::HashSet::new());
+            for_each_index(count, |_| {
+                std::thread::sleep(Duration::from_millis(1));
+                seen.lock().unwrap().insert(std::thread::current().id());
+            });
+            seen.into_inner().unwrap().len()
+        };
+        // Outside `run`, and nested inside a task: this thread only.
+        assert_eq!(threads(20), 1);
+        let nested = pool.run(|| map_index(2, |_| threads(10)));
+        assert_eq!(nested, [1, 1]);
+        // Inside `run`: the spare thread joins in.
+        assert_eq!(pool.run(|| threads(200)), 2);
+    }
+
+    #[test]
+    fn a_panicking_task_panics_the_pass_and_the_pool_still_works() {
+        let pool = ComputePool::new(2).unwrap();
+        let failed = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(|| for_each_index(10, |i| assert_ne!(i, 7)))
+        }));
+        assert!(failed.is_err());
+        assert_eq!(pool.run(|| map_index(4, |i| i + 1)), [1, 2, 3, 4]);
     }
 }

@@ -16,6 +16,10 @@ pub struct Kernels {
     pub block_scores: fn(&[f32], &[f32], usize, &mut [f32]),
     /// [`block_weighted_sum`] for this CPU.
     pub block_weighted_sum: fn(&[f32], usize, &[f32], &mut [f32]),
+    /// [`softmax`] in place.
+    pub softmax: fn(&mut [f32]),
+    /// [`silu_mul`]: `y[i] *= silu(gate[i])`.
+    pub silu_mul: fn(&[f32], &mut [f32]),
 }
 
 /// Queries per block in the prefill loops.
@@ -110,6 +114,78 @@ fn block_weighted_sum<const FUSED: bool>(
     }
 }
 
+/// `eᕽ` within 2 ulp for `x` in [-87, 88] (clamped to it outside; NaN stays
+/// NaN): Cephes' `expf`, `2ⁿ · p(r)` with `n = round(x · log₂e)` and a
+/// degree-7 polynomial in `r = x - n·ln 2`, in branch-free arithmetic that
+/// the compiler vectorizes (libm's `expf` is a call per element).
+#[inline(always)]
+fn exp<const FUSED: bool>(x: f32) -> f32 {
+    /// Adding and subtracting 1.5 · 2²³ rounds to an integer (ties to even).
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let rounded = x * std::f32::consts::LOG2_E + ROUND;
+    let n = rounded - ROUND;
+    // ln 2 in two parts, so n · ln 2 is exact to 32 bits.
+    let r = madd::<FUSED>(n, -0.693_359_4, x);
+    let r = madd::<FUSED>(n, 2.121_944_4e-4, r);
+    let mut p = 1.987_569_1e-4;
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ] {
+        p = madd::<FUSED>(p, r, c);
+    }
+    let p = madd::<FUSED>(p, r * r, r) + 1.0;
+    // 2ⁿ from the low bits of `rounded`, 1.5 · 2²³ + n (no float-to-int
+    // conversion, which does not vectorize): the shift drops the rest.
+    p * f32::from_bits(rounded.to_bits().wrapping_add(127) << 23)
+}
+
+/// Numerically stable softmax in place: `x[i] = e^(x[i] - max) / Σ`, the sum
+/// taken in [`LANES`] partial sums (a fixed order on every CPU).
+#[inline(always)]
+fn softmax<const FUSED: bool>(x: &mut [f32]) {
+    let (chunks, tail) = x.as_chunks::<LANES>();
+    let mut maxes = [f32::NEG_INFINITY; LANES];
+    for chunk in chunks {
+        for (m, &v) in maxes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let max = tail
+        .iter()
+        .chain(&maxes)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    let (chunks, tail) = x.as_chunks_mut::<LANES>();
+    let mut sums = [0.0f32; LANES];
+    for chunk in chunks {
+        for (s, v) in sums.iter_mut().zip(chunk) {
+            *v = exp::<FUSED>(*v - max);
+            *s += *v;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for v in tail {
+        *v = exp::<FUSED>(*v - max);
+        sum += *v;
+    }
+    for v in x {
+        *v /= sum;
+    }
+}
+
+/// `y[i] *= silu(gate[i])`, `silu(g) = g / (1 + e^-g)`: SwiGLU's gate.
+#[inline(always)]
+fn silu_mul<const FUSED: bool>(gate: &[f32], y: &mut [f32]) {
+    for (y, &g) in y.iter_mut().zip(gate) {
+        *y *= g / (1.0 + exp::<FUSED>(-g));
+    }
+}
+
 /// The kernels for this CPU, detected once.
 pub fn kernels() -> &'static Kernels {
     static KERNELS: OnceLock<Kernels> = OnceLock::new();
@@ -149,6 +225,8 @@ const PORTABLE: Kernels = Kernels {
     // aarch64 always has FMA.
     block_scores: block_scores::<{ cfg!(target_arch = "aarch64") }>,
     block_weighted_sum: block_weighted_sum::<{ cfg!(target_arch = "aarch64") }>,
+    softmax: softmax::<{ cfg!(target_arch = "aarch64") }>,
+    silu_mul: silu_mul::<{ cfg!(target_arch = "aarch64") }>,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -162,7 +240,19 @@ mod avx2 {
         axpy: |a, x, y| unsafe { axpy(a, x, y) },
         block_scores: |q, k, stride, s| unsafe { block_scores(q, k, stride, s) },
         block_weighted_sum: |w, stride, v, o| unsafe { block_weighted_sum(w, stride, v, o) },
+        softmax: |x| unsafe { softmax(x) },
+        silu_mul: |g, y| unsafe { silu_mul(g, y) },
     };
+
+    #[target_feature(enable = "avx2,fma")]
+    fn softmax(x: &mut [f32]) {
+        super::softmax::<true>(x)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn silu_mul(gate: &[f32], y: &mut [f32]) {
+        super::silu_mul::<true>(gate, y)
+    }
 
     #[target_feature(enable = "avx2,fma")]
     fn block_scores(queries: &[f32], keys_t: &[f32], stride: usize, scores: &mut [f32]) {
@@ -237,7 +327,19 @@ mod avx512 {
         axpy: |a, x, y| unsafe { avx2::axpy(a, x, y) },
         block_scores: |q, k, stride, s| unsafe { block_scores(q, k, stride, s) },
         block_weighted_sum: |w, stride, v, o| unsafe { block_weighted_sum(w, stride, v, o) },
+        softmax: |x| unsafe { softmax(x) },
+        silu_mul: |g, y| unsafe { silu_mul(g, y) },
     };
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    fn softmax(x: &mut [f32]) {
+        super::softmax::<true>(x)
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    fn silu_mul(gate: &[f32], y: &mut [f32]) {
+        super::silu_mul::<true>(gate, y)
+    }
 
     /// Lanes of one register.
     const LANES: usize = 16;
@@ -474,6 +576,91 @@ mod tests {
                 "hd {hd}"
             );
         }
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_of_f64() {
+        for i in -87_000..88_000 {
+            let x = i as f32 * 1e-3 + 0.000_37;
+            let want = (x as f64).exp();
+            for got in [exp::<false>(x), exp::<true>(x)] {
+                let ulps =
+                    (got as f64 - want).abs() / (want as f32).abs() as f64 / f32::EPSILON as f64;
+                assert!(ulps <= 2.0, "exp({x}) = {got}, want {want} ({ulps} ulp)");
+            }
+        }
+        assert_eq!(exp::<true>(0.0), 1.0);
+        assert!(exp::<true>(-1e4) < 1e-37 && exp::<true>(1e4).is_finite());
+        assert!(exp::<true>(f32::NAN).is_nan());
+    }
+
+    /// Scores over a wide range, `len` long.
+    fn scores(len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (i as f32 * 0.77).sin() * 30.0 - i as f32 * 0.01)
+            .collect()
+    }
+
+    #[test]
+    fn softmax_matches_f64_with_and_without_tails() {
+        for k in all_kernels() {
+            for len in [1, 5, 16, 37, 256, 513] {
+                let mut x = scores(len);
+                let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+                let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
+                let want: Vec<f64> = x.iter().map(|&v| (v as f64 - max).exp() / sum).collect();
+                (k.softmax)(&mut x);
+                for (g, w) in x.iter().zip(&want) {
+                    assert!((*g as f64 - w).abs() < 1e-6 * w.max(1e-3), "{g} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_spreads_nan() {
+        for k in all_kernels() {
+            let mut x = scores(40);
+            x[33] = f32::NAN;
+            (k.softmax)(&mut x);
+            assert!(x.iter().all(|v| v.is_nan()));
+        }
+    }
+
+    #[test]
+    fn silu_mul_matches_f64() {
+        for k in all_kernels() {
+            let gate: Vec<f32> = (0..70).map(|i| (i as f32 - 35.0) * 0.9).collect();
+            let mut y: Vec<f32> = (0..70).map(|i| (i as f32 * 0.3).cos()).collect();
+            let want: Vec<f64> = gate
+                .iter()
+                .zip(&y)
+                .map(|(&g, &y)| y as f64 * g as f64 / (1.0 + (-g as f64).exp()))
+                .collect();
+            (k.silu_mul)(&gate, &mut y);
+            for (g, w) in y.iter().zip(&want) {
+                assert!(
+                    (*g as f64 - w).abs() < 1e-6 * w.abs().max(1e-6),
+                    "{g} vs {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_softmax_and_silu_give_the_avx2_bits() {
+        if !is_x86_feature_detected!("avx512f") || !is_x86_feature_detected!("fma") {
+            return;
+        }
+        let run = |k: &Kernels| {
+            let mut x = scores(300);
+            (k.softmax)(&mut x);
+            let mut y = scores(300);
+            (k.silu_mul)(&scores(300), &mut y);
+            (x, y)
+        };
+        assert_eq!(run(&avx2::KERNELS), run(&avx512::KERNELS));
     }
 
     #[test]
