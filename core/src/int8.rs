@@ -262,7 +262,9 @@ pub fn multiply(w: &QuantMatrix, input: &QuantizedInput, out: &mut [f32]) {
     for_each_index(w.rows().div_ceil(BLOCK_ROWS), |b| {
         let first = b * BLOCK_ROWS;
         task_products(w, input, first, &mut |row, j, dots, scales| {
-            store(&columns, row, first + j, dots, scales);
+            for (e, dots) in dots.iter().enumerate() {
+                store(&columns, row + e, first + j, dots, scales);
+            }
         });
     });
 }
@@ -288,14 +290,18 @@ pub fn multiply_gated(
         let first = b * BLOCK_ROWS;
         let mut gates = vec![0.0f32; rows * BLOCK_ROWS];
         task_products(gate, input, first, &mut |row, j, dots, scales| {
-            let gates = &mut gates[row * BLOCK_ROWS + j..];
-            for ((g, &dot), &scale) in gates.iter_mut().zip(dots).zip(scales) {
-                *g = dot * scale;
+            for (e, dots) in dots.iter().enumerate() {
+                let gates = &mut gates[(row + e) * BLOCK_ROWS + j..];
+                for ((g, &dot), &scale) in gates.iter_mut().zip(dots).zip(scales) {
+                    *g = dot * scale;
+                }
             }
         });
         task_products(up, input, first, &mut |row, j, dots, scales| {
-            let out = store(&columns, row, first + j, dots, scales);
-            silu_mul(&gates[row * BLOCK_ROWS + j..][..out.len()], out);
+            for (e, dots) in dots.iter().enumerate() {
+                let out = store(&columns, row + e, first + j, dots, scales);
+                silu_mul(&gates[(row + e) * BLOCK_ROWS + j..][..out.len()], out);
+            }
         });
     });
 }
@@ -308,11 +314,13 @@ fn output_columns<'a>(w: &QuantMatrix, input: &QuantizedInput, out: &'a mut [f32
     Columns::new(out, n)
 }
 
-/// Receives products as a task computes them: `emit(row, j, dots, scales)`
-/// for input row `row` and the task's weight rows `j..j + scales.len()`,
-/// where `dots[i] · scales[i]` is the output for weight row `j + i` (extra
-/// dot products past the last weight row are to be dropped).
-type Emit<'a> = &'a mut dyn FnMut(usize, usize, &[f32], &[f32]);
+/// Receives products as a task computes them, a group of input rows per call
+/// (one dynamic call per group, not per row): `emit(row, j, dots, scales)`
+/// for input rows `row..row + dots.len()` and the task's weight rows
+/// `j..j + scales.len()`, where `dots[e][i] · scales[i]` is the output of
+/// input row `row + e` for weight row `j + i` (the rest of `dots[e]` is to
+/// be dropped).
+type Emit<'a> = &'a mut dyn FnMut(usize, usize, &[[f32; PANEL_ROWS]], &[f32]);
 
 /// The products of every input row with weight rows `first..first +
 /// BLOCK_ROWS` (or to the last), handed to `emit` as computed: for prefill
@@ -325,10 +333,9 @@ fn task_products(w: &QuantMatrix, input: &QuantizedInput, first: usize, emit: Em
             let scales = &w.scales()[first..][..count];
             packed.multiply(w.row_range(first, count), |j, t, sums, valid| {
                 let scales = &scales[j..][..(count - j).min(TILE)];
-                for (e, row) in (t..t + valid).enumerate() {
-                    let dots: [f32; TILE] = std::array::from_fn(|d| sums[d][e]);
-                    emit(row, j, &dots, scales);
-                }
+                let dots: [[f32; TILE]; TILE] =
+                    std::array::from_fn(|e| std::array::from_fn(|d| sums[d][e]));
+                emit(t, j, &dots[..valid], scales);
             });
         }
         Activations::Rows(xq) => tile_rows(w, xq, first, emit),
@@ -350,7 +357,9 @@ fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, emit: Emit) {
         for j in (0..count).step_by(8) {
             let ws = std::array::from_fn(|d| weight_row(j + d));
             for t in 0..rows {
-                emit(t, j, &(kernels.w8x1)(&ws, xq.row(t)), scales(j, 8));
+                let mut dots = [[0.0; PANEL_ROWS]];
+                dots[0][..8].copy_from_slice(&(kernels.w8x1)(&ws, xq.row(t)));
+                emit(t, j, &dots, scales(j, 8));
             }
         }
     } else {
@@ -366,11 +375,7 @@ fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, emit: Emit) {
                 ));
             }
             let scales = scales(j, PANEL_ROWS);
-            (kernels.panel)(&ws, &packed, xq, &mut |t, sums| {
-                for (e, dots) in sums.iter().enumerate() {
-                    emit(t + e, j, dots, scales);
-                }
-            });
+            (kernels.panel)(&ws, &packed, xq, &mut |t, sums| emit(t, j, sums, scales));
         }
     }
 }
