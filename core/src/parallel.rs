@@ -256,7 +256,8 @@ where
     if team.is_null() || count <= 1 {
         (0..count).for_each(work)
     } else {
-        // SAFETY: TEAM points to the team of the `run` still on this thread's stack.
+        // SAFETY: TEAM points to the team of the `run` this thread is inside,
+        // which keeps it alive until it returns.
         unsafe { &*team }.run(count, &work)
     }
 }
