@@ -291,10 +291,8 @@ pub fn multiply_gated(
         let mut gates = vec![0.0f32; rows * BLOCK_ROWS];
         task_products(gate, input, first, &mut |row, j, dots, scales| {
             for (e, dots) in dots.iter().enumerate() {
-                let gates = &mut gates[(row + e) * BLOCK_ROWS + j..];
-                for ((g, &dot), &scale) in gates.iter_mut().zip(dots).zip(scales) {
-                    *g = dot * scale;
-                }
+                let start = (row + e) * BLOCK_ROWS + j;
+                scale_into(&mut gates[start..][..scales.len()], dots, scales);
             }
         });
         task_products(up, input, first, &mut |row, j, dots, scales| {
@@ -396,11 +394,17 @@ fn store<'a>(
 ) -> &'a mut [f32] {
     // SAFETY: the caller's task is the only one writing these columns.
     let out = unsafe { columns.row_part(row, col, scales.len()) };
+    scale_into(out, dots, scales);
+    columns.prefetch_for_write(row + STORE_AHEAD, col);
+    out
+}
+
+/// `out[i] = dots[i] · scales[i]`: weight rows' dot products times their scales.
+#[inline]
+fn scale_into(out: &mut [f32], dots: &[f32], scales: &[f32]) {
     for ((o, &dot), &scale) in out.iter_mut().zip(dots).zip(scales) {
         *o = dot * scale;
     }
-    columns.prefetch_for_write(row + STORE_AHEAD, col);
-    out
 }
 
 /// A row-major matrix that parallel tasks fill by disjoint sets of columns.
