@@ -225,12 +225,11 @@ impl Region<'_> {
 /// Spins until `done()`, yielding the CPU after the first few checks (another
 /// thread may need it to finish).
 fn spin_until(done: impl Fn() -> bool) {
-    for spins in 0u32.. {
-        if done() {
-            return;
-        }
+    let mut spins = 0;
+    while !done() {
         if spins < 64 {
             std::hint::spin_loop();
+            spins += 1;
         } else {
             std::thread::yield_now();
         }
