@@ -6,7 +6,7 @@
 //! `[N, vocab]` through the tied embedding. Splitting them lets generation run
 //! the 50257-wide head on the last position only.
 
-use crate::attention::CachedAttention;
+use crate::attention::{CachedAttention, KvPrecision};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::int8::{Int8Embedding, Int8GatedLinear, Int8Linear};
@@ -147,10 +147,17 @@ pub fn build_body(config: &Config, tensors: &HashMap<String, Weight>) -> Result<
         let l = |s: &str| format!("layers.{i}.{s}");
         let h = g.rmsnorm(&l("norm1.scale"), x)?;
         let qkv = g.linear(&l("attn.qkv.weight"), h)?;
+        // An int8 model keeps its cache in f16 (its weights round more than
+        // that already); an f32 model computes exactly what the reference does.
+        let precision = match g.stored(&l("attn.qkv.weight"))? {
+            Weight::Int8(_) => KvPrecision::F16,
+            Weight::Dense(_) => KvPrecision::F32,
+        };
         let attention = CachedAttention {
             n_heads: config.n_heads,
             head_dim: config.head_dim(),
             rope: rope.clone(),
+            precision,
         };
         let a = g.model.wire_node(l("attn.sdpa"), attention, &[qkv, pos])?[0];
         let a = g.linear(&l("attn.out.weight"), a)?;

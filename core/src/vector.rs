@@ -1,9 +1,11 @@
 //! Inner loops of the attention op: f32 dot products and `y += a·x` for
 //! one query (decode), and the same for blocks of [`QUERIES`] queries against
-//! [`KEYS`] keys or value columns at a time (prefill), with AVX2+FMA versions
+//! [`KEYS`] keys or value columns at a time (prefill), softmax, SwiGLU's gate,
+//! and widening of f16 cache rows to f32, with AVX2+FMA(+F16C) versions
 //! (and AVX-512 ones of the block loops) picked at run time on x86_64 and
 //! portable versions (auto-vectorized, e.g. NEON on aarch64) elsewhere.
 
+use half::f16;
 use std::sync::OnceLock;
 
 /// The inner loops, as the fastest versions this CPU runs.
@@ -12,6 +14,10 @@ pub struct Kernels {
     pub dot: fn(&[f32], &[f32]) -> f32,
     /// `y += a·x`.
     pub axpy: fn(f32, &[f32], &mut [f32]),
+    /// [`Kernels::dot`] with `b` in f16.
+    pub dot_f16: fn(&[f32], &[f16]) -> f32,
+    /// [`Kernels::axpy`] with `x` in f16.
+    pub axpy_f16: fn(f32, &[f16], &mut [f32]),
     /// [`block_scores`] for this CPU.
     pub block_scores: fn(&[f32], &[f32], usize, &mut [f32]),
     /// [`block_weighted_sum`] for this CPU.
@@ -20,6 +26,8 @@ pub struct Kernels {
     pub softmax: fn(&mut [f32]),
     /// [`silu_mul`]: `y[i] *= silu(gate[i])`.
     pub silu_mul: fn(&[f32], &mut [f32]),
+    /// `dst[i] = src[i]` from f16 to f32 (exact; `dst` as long as `src`).
+    pub widen: fn(&[f16], &mut [f32]),
 }
 
 /// Queries per block in the prefill loops.
@@ -186,12 +194,41 @@ fn silu_mul<const FUSED: bool>(gate: &[f32], y: &mut [f32]) {
     }
 }
 
+/// One f16 as f32, exactly, in integer and float arithmetic the compiler
+/// vectorizes: the magnitude's bits moved to f32's place and scaled by 2¹¹²
+/// (rebiasing the exponent, subnormals included); infinities and NaNs keep an
+/// all-ones exponent.
+#[inline(always)]
+fn widen_one(h: f16) -> f32 {
+    let h = u32::from(h.to_bits());
+    let magnitude = (h & 0x7fff) << 13;
+    let scaled = f32::from_bits(magnitude) * f32::from_bits(0x7780_0000);
+    let bits = if magnitude >= 0x0f80_0000 {
+        magnitude | 0x7f80_0000
+    } else {
+        scaled.to_bits()
+    };
+    f32::from_bits(bits | (h & 0x8000) << 16)
+}
+
+/// [`Kernels::widen`] in portable code.
+#[inline(always)]
+fn widen(src: &[f16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len());
+    for (d, &h) in dst.iter_mut().zip(src) {
+        *d = widen_one(h);
+    }
+}
+
 /// The kernels for this CPU, detected once.
 pub fn kernels() -> &'static Kernels {
     static KERNELS: OnceLock<Kernels> = OnceLock::new();
     KERNELS.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
             if is_x86_feature_detected!("avx512f") {
                 return avx512::KERNELS;
             }
@@ -204,45 +241,93 @@ pub fn kernels() -> &'static Kernels {
 /// Lanes per accumulator array in the portable loops.
 const LANES: usize = 16;
 
+/// A value the portable loops read as f32.
+trait Widen: Copy {
+    fn widen(self) -> f32;
+}
+
+impl Widen for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Widen for f16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        widen_one(self)
+    }
+}
+
+/// [`Kernels::dot`] in portable code, for f32 or f16 `b`.
+fn portable_dot<T: Widen>(a: &[f32], b: &[T]) -> f32 {
+    let (a_chunks, a_tail) = a.as_chunks::<LANES>();
+    let (b_chunks, b_tail) = b.as_chunks::<LANES>();
+    let mut acc = [0.0f32; LANES];
+    for (ac, bc) in a_chunks.iter().zip(b_chunks) {
+        for i in 0..LANES {
+            acc[i] += ac[i] * bc[i].widen();
+        }
+    }
+    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y.widen()).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// [`Kernels::axpy`] in portable code, for f32 or f16 `x`.
+fn portable_axpy<T: Widen>(a: f32, x: &[T], y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x.widen();
+    }
+}
+
 const PORTABLE: Kernels = Kernels {
-    dot: |a, b| {
-        let (a_chunks, a_tail) = a.as_chunks::<LANES>();
-        let (b_chunks, b_tail) = b.as_chunks::<LANES>();
-        let mut acc = [0.0f32; LANES];
-        for (ac, bc) in a_chunks.iter().zip(b_chunks) {
-            for i in 0..LANES {
-                acc[i] += ac[i] * bc[i];
-            }
-        }
-        let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
-        acc.iter().sum::<f32>() + tail
-    },
-    axpy: |a, x, y| {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y += a * x;
-        }
-    },
+    dot: portable_dot,
+    axpy: portable_axpy,
+    dot_f16: portable_dot,
+    axpy_f16: portable_axpy,
     // aarch64 always has FMA.
     block_scores: block_scores::<{ cfg!(target_arch = "aarch64") }>,
     block_weighted_sum: block_weighted_sum::<{ cfg!(target_arch = "aarch64") }>,
     softmax: softmax::<{ cfg!(target_arch = "aarch64") }>,
     silu_mul: silu_mul::<{ cfg!(target_arch = "aarch64") }>,
+    widen,
 };
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::Kernels;
+    use half::f16;
     use std::arch::x86_64::*;
 
-    // SAFETY (all): only selected after detecting AVX2 and FMA.
+    // SAFETY (all): only selected after detecting AVX2, FMA and F16C.
     pub const KERNELS: Kernels = Kernels {
         dot: |a, b| unsafe { dot(a, b) },
         axpy: |a, x, y| unsafe { axpy(a, x, y) },
+        dot_f16: |a, b| unsafe { dot(a, b) },
+        axpy_f16: |a, x, y| unsafe { axpy(a, x, y) },
         block_scores: |q, k, stride, s| unsafe { block_scores(q, k, stride, s) },
         block_weighted_sum: |w, stride, v, o| unsafe { block_weighted_sum(w, stride, v, o) },
         softmax: |x| unsafe { softmax(x) },
         silu_mul: |g, y| unsafe { silu_mul(g, y) },
+        widen: |src, dst| unsafe { widen(src, dst) },
     };
+
+    /// [`super::widen`], 8 values per `vcvtph2ps`.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) fn widen(src: &[f16], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len());
+        let (chunks, tail) = src.as_chunks::<8>();
+        let (out, out_tail) = dst.as_chunks_mut::<8>();
+        for (h, f) in chunks.iter().zip(out) {
+            // SAFETY: `h` holds 8 f16 (16 bytes) and `f` 8 f32.
+            unsafe {
+                let h = _mm_loadu_si128(h.as_ptr().cast());
+                _mm256_storeu_ps(f.as_mut_ptr(), _mm256_cvtph_ps(h));
+            }
+        }
+        super::widen(tail, out_tail);
+    }
 
     #[target_feature(enable = "avx2,fma")]
     fn softmax(x: &mut [f32]) {
@@ -272,42 +357,67 @@ mod avx2 {
         _mm_cvtss_f32(_mm_add_ss(v, _mm_shuffle_ps(v, v, 1)))
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    /// Values [`dot`] and [`axpy`] read as 8 f32 lanes at a time.
+    pub(super) trait Load: super::Widen {
+        /// The 8 values from `p` as f32.
+        ///
+        /// # Safety
+        /// `p` must point to 8 readable values, on a CPU with AVX and F16C.
+        unsafe fn load8(p: *const Self) -> __m256;
+    }
+
+    impl Load for f32 {
+        #[inline(always)]
+        unsafe fn load8(p: *const f32) -> __m256 {
+            // SAFETY: the caller's contract.
+            unsafe { _mm256_loadu_ps(p) }
+        }
+    }
+
+    impl Load for f16 {
+        #[inline(always)]
+        unsafe fn load8(p: *const f16) -> __m256 {
+            // SAFETY: the caller's contract.
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn dot<T: Load>(a: &[f32], b: &[T]) -> f32 {
         let n = a.len().min(b.len());
         let mut acc = [_mm256_setzero_ps(); 2];
         let mut i = 0;
         while i + 16 <= n {
             for (j, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: i + 16 <= n bounds the 8 floats read from each.
+                // SAFETY: i + 16 <= n bounds the 8 values read from each.
                 let (a8, b8) = unsafe {
                     let a8 = _mm256_loadu_ps(a.as_ptr().add(i + 8 * j));
-                    (a8, _mm256_loadu_ps(b.as_ptr().add(i + 8 * j)))
+                    (a8, T::load8(b.as_ptr().add(i + 8 * j)))
                 };
                 *acc = _mm256_fmadd_ps(a8, b8, *acc);
             }
             i += 16;
         }
-        let tail: f32 = (i..n).map(|i| a[i] * b[i]).sum();
+        let tail: f32 = (i..n).map(|i| a[i] * b[i].widen()).sum();
         sum(_mm256_add_ps(acc[0], acc[1])) + tail
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn axpy<T: Load>(a: f32, x: &[T], y: &mut [f32]) {
         let n = x.len().min(y.len());
         let av = _mm256_set1_ps(a);
         let mut i = 0;
         while i + 8 <= n {
-            // SAFETY: i + 8 <= n bounds the 8 floats read and written.
+            // SAFETY: i + 8 <= n bounds the 8 values read and written.
             unsafe {
-                let x8 = _mm256_loadu_ps(x.as_ptr().add(i));
+                let x8 = T::load8(x.as_ptr().add(i));
                 let y8 = _mm256_loadu_ps(y.as_ptr().add(i));
                 _mm256_storeu_ps(y.as_mut_ptr().add(i), _mm256_fmadd_ps(av, x8, y8));
             }
             i += 8;
         }
         for i in i..n {
-            y[i] += a * x[i];
+            y[i] += a * x[i].widen();
         }
     }
 }
@@ -321,14 +431,17 @@ mod avx512 {
     use super::{avx2, Kernels, KEYS, QUERIES};
     use std::arch::x86_64::*;
 
-    // SAFETY (all): only selected after detecting AVX2, FMA and AVX-512F.
+    // SAFETY (all): only selected after detecting AVX2, FMA, F16C and AVX-512F.
     pub const KERNELS: Kernels = Kernels {
         dot: |a, b| unsafe { avx2::dot(a, b) },
         axpy: |a, x, y| unsafe { avx2::axpy(a, x, y) },
+        dot_f16: |a, b| unsafe { avx2::dot(a, b) },
+        axpy_f16: |a, x, y| unsafe { avx2::axpy(a, x, y) },
         block_scores: |q, k, stride, s| unsafe { block_scores(q, k, stride, s) },
         block_weighted_sum: |w, stride, v, o| unsafe { block_weighted_sum(w, stride, v, o) },
         softmax: |x| unsafe { softmax(x) },
         silu_mul: |g, y| unsafe { silu_mul(g, y) },
+        widen: |src, dst| unsafe { avx2::widen(src, dst) },
     };
 
     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -466,7 +579,10 @@ mod tests {
         #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut all = vec![&PORTABLE];
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
             all.push(&avx2::KERNELS);
             if is_x86_feature_detected!("avx512f") {
                 all.push(&avx512::KERNELS);
@@ -661,6 +777,45 @@ mod tests {
             (x, y)
         };
         assert_eq!(run(&avx2::KERNELS), run(&avx512::KERNELS));
+    }
+
+    #[test]
+    fn widen_is_exact_for_every_f16() {
+        let all: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+        for k in all_kernels() {
+            // Odd lengths: whole vectors and a tail.
+            for len in [all.len(), 13] {
+                let mut out = vec![0.0f32; len];
+                (k.widen)(&all[..len], &mut out);
+                for (&h, &f) in all.iter().zip(&out) {
+                    let want = h.to_f32();
+                    assert!(
+                        f.to_bits() == want.to_bits() || (f.is_nan() && want.is_nan()),
+                        "{:#06x}: {f} vs {want}",
+                        h.to_bits()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f16_dot_and_axpy_equal_widening_first() {
+        for k in all_kernels() {
+            for len in [5, 16, 80, 83] {
+                let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.3).cos()).collect();
+                let b: Vec<f16> = (0..len)
+                    .map(|i| f16::from_f32((i as f32 * 0.7).sin()))
+                    .collect();
+                let mut wide = vec![0.0; len];
+                (k.widen)(&b, &mut wide);
+                assert_eq!((k.dot_f16)(&a, &b), (k.dot)(&a, &wide), "{len}");
+                let (mut y, mut want) = (a.clone(), a.clone());
+                (k.axpy_f16)(0.5, &b, &mut y);
+                (k.axpy)(0.5, &wide, &mut want);
+                assert_eq!(y, want, "{len}");
+            }
+        }
     }
 
     #[test]
