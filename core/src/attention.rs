@@ -14,7 +14,7 @@
 use crate::parallel::for_each_chunk;
 use crate::rope::ChayaRope;
 use crate::vector::{kernels, KEYS, QUERIES};
-use half::f16;
+use half::{f16, slice::HalfFloatSliceExt};
 use tract_core::internal::*;
 
 /// How the KV cache stores rotated keys and values.
@@ -57,9 +57,7 @@ impl CacheValue for f32 {
 
 impl CacheValue for f16 {
     fn store(src: &[f32], dst: &mut [f16]) {
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d = f16::from_f32(v);
-        }
+        dst.convert_from_f32_slice(src);
     }
     fn as_f32<'a>(src: &'a [f16], scratch: &'a mut Vec<f32>) -> &'a [f32] {
         scratch.resize(src.len(), 0.0);
