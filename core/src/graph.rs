@@ -133,6 +133,10 @@ pub fn build_body(config: &Config, tensors: &HashMap<String, Weight>) -> Result<
         eps: config.norm_eps,
     };
     let t = g.model.symbols.sym("T");
+    // Sessions never run an empty batch. Knowing it lets tract prove that
+    // `[T, d]` tensors are big enough for its vectorized elementwise kernels
+    // (the residual adds otherwise ran one element per call).
+    g.model.symbols.add_assertion("T >= 1")?;
     let ids = g.model.add_source("ids", i64::fact(tvec![t.to_dim()]))?;
     let pos = g.model.add_source("pos", i64::scalar_fact())?;
     let rope = Arc::new(ChayaRope::new(

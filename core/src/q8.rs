@@ -29,6 +29,9 @@ pub const BLOCK: usize = 32;
 
 /// Rows of activations quantized to int8, one scale per block of [`BLOCK`].
 pub struct Q8Rows {
+    /// Kept rather than divided out of `values.len()`: the kernels ask per
+    /// few rows, and an integer division costs more than the rest of that.
+    rows: usize,
     cols: usize,
     values: Vec<i8>,
     scales: Vec<f32>,
@@ -132,6 +135,7 @@ impl Q8Rows {
             }
         }
         Q8Rows {
+            rows,
             cols,
             values,
             scales,
@@ -144,6 +148,7 @@ impl Q8Rows {
         let cols = parts.first().map_or(0, |part| part.cols);
         assert!(parts.iter().all(|part| part.cols == cols), "widths differ");
         let mut all = Q8Rows {
+            rows: parts.iter().map(|part| part.rows).sum(),
             cols,
             values: Vec::with_capacity(parts.iter().map(|part| part.values.len()).sum()),
             scales: Vec::with_capacity(parts.iter().map(|part| part.scales.len()).sum()),
@@ -159,7 +164,7 @@ impl Q8Rows {
 
     /// Number of rows.
     pub fn rows(&self) -> usize {
-        self.values.len() / self.cols.max(1)
+        self.rows
     }
 
     /// Number of columns.
@@ -347,10 +352,10 @@ struct PanelRows<const N: usize> {
     offsets: [*const i32; N],
 }
 
-#[inline]
+#[inline(always)]
 fn panel_rows<const N: usize>(x: &Q8Rows, t: usize) -> PanelRows<N> {
-    let blocks = x.cols.div_ceil(BLOCK);
-    let row = |e: usize| (t + e).min(x.rows() - 1);
+    let (blocks, last) = (x.cols.div_ceil(BLOCK), x.rows - 1);
+    let row = |e: usize| (t + e).min(last);
     PanelRows {
         values: std::array::from_fn(|e| x.values[row(e) * x.cols..].as_ptr()),
         scales: std::array::from_fn(|e| x.scales[row(e) * blocks..].as_ptr()),
