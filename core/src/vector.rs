@@ -339,6 +339,34 @@ mod avx2 {
         super::silu::<true>(x)
     }
 
+    /// Sums of a register block: `QUERIES` rows of `KEYS` lanes.
+    type RegisterBlock = [[__m256; 2]; QUERIES];
+
+    /// `acc[i] += s[i] · v` for every row `i` of a register block.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn add_products(acc: &mut RegisterBlock, s: [f32; QUERIES], v: [__m256; 2]) {
+        for (acc, s) in acc.iter_mut().zip(s) {
+            let s = _mm256_set1_ps(s);
+            for (a, v) in acc.iter_mut().zip(v) {
+                *a = _mm256_fmadd_ps(s, v, *a);
+            }
+        }
+    }
+
+    /// Row `i` of `acc` into `out[i · row_len + at..][..KEYS]`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn store_block(acc: &RegisterBlock, out: &mut [f32], row_len: usize, at: usize) {
+        for (i, acc) in acc.iter().enumerate() {
+            let row = &mut out[i * row_len + at..][..KEYS];
+            for (n, &a) in acc.iter().enumerate() {
+                // SAFETY: `row` holds 16 floats.
+                unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(8 * n), a) };
+            }
+        }
+    }
+
     /// [`super::block_scores`] (the same sums in the same order) with its
     /// [`QUERIES`] × [`KEYS`] sums held in 8 registers, written out with
     /// intrinsics: the compiler's version of the generic loop kept bounds
@@ -350,29 +378,19 @@ mod avx2 {
         assert!(
             keys_t.len() >= hd.saturating_sub(1) * stride + width && width.is_multiple_of(KEYS)
         );
-        let q = queries.as_ptr();
+        let (q, k) = (queries.as_ptr(), keys_t.as_ptr());
         for j in (0..width).step_by(KEYS) {
             let mut acc = [[_mm256_setzero_ps(); 2]; QUERIES];
             for d in 0..hd {
                 // SAFETY: d · stride + j + KEYS <= keys_t.len() (asserted).
-                let keys: [__m256; 2] = std::array::from_fn(|n| unsafe {
-                    _mm256_loadu_ps(keys_t.as_ptr().add(d * stride + j + 8 * n))
+                let keys = std::array::from_fn(|n| unsafe {
+                    _mm256_loadu_ps(k.add(d * stride + j + 8 * n))
                 });
-                for (i, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: i · hd + d < QUERIES · hd <= queries.len().
-                    let q = _mm256_set1_ps(unsafe { *q.add(i * hd + d) });
-                    for (a, &k) in acc.iter_mut().zip(&keys) {
-                        *a = _mm256_fmadd_ps(q, k, *a);
-                    }
-                }
+                // SAFETY: i · hd + d < QUERIES · hd <= queries.len().
+                let q = std::array::from_fn(|i| unsafe { *q.add(i * hd + d) });
+                add_products(&mut acc, q, keys);
             }
-            for (i, acc) in acc.iter().enumerate() {
-                let row = &mut scores[i * width + j..][..KEYS];
-                for (n, &a) in acc.iter().enumerate() {
-                    // SAFETY: `row` holds 16 floats.
-                    unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(8 * n), a) };
-                }
-            }
+            store_block(&acc, scores, width, j);
         }
     }
 
@@ -394,23 +412,13 @@ mod avx2 {
             let mut acc = [[_mm256_setzero_ps(); 2]; QUERIES];
             for j in 0..used {
                 // SAFETY: j · hd + c + KEYS <= used · hd <= values.len().
-                let v: [__m256; 2] =
+                let v =
                     std::array::from_fn(|n| unsafe { _mm256_loadu_ps(v.add(j * hd + c + 8 * n)) });
-                for (i, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: i · stride + j < weights.len() (asserted).
-                    let w = _mm256_set1_ps(unsafe { *w.add(i * stride + j) });
-                    for (a, &v) in acc.iter_mut().zip(&v) {
-                        *a = _mm256_fmadd_ps(w, v, *a);
-                    }
-                }
+                // SAFETY: i · stride + j < weights.len() (asserted).
+                let w = std::array::from_fn(|i| unsafe { *w.add(i * stride + j) });
+                add_products(&mut acc, w, v);
             }
-            for (i, acc) in acc.iter().enumerate() {
-                let row = &mut out[i * hd + c..][..KEYS];
-                for (n, &a) in acc.iter().enumerate() {
-                    // SAFETY: `row` holds 16 floats.
-                    unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(8 * n), a) };
-                }
-            }
+            store_block(&acc, out, hd, c);
         }
     }
 
