@@ -398,7 +398,8 @@ mod avx2 {
     /// [`QUERIES`] × [`KEYS`] columns' sums in 8 registers, as
     /// [`block_scores`]; head widths that are not whole register blocks take
     /// the generic loop. The compiler's version spilled a sum to the stack
-    /// every key (a store-to-load chain in the loop): 2.4× slower.
+    /// every key (a store-to-load chain in the loop): its share of a
+    /// 256-token prefill's profile was 4.2%, this one's 2.1%.
     #[target_feature(enable = "avx2,fma")]
     fn block_weighted_sum(weights: &[f32], stride: usize, values: &[f32], out: &mut [f32]) {
         let hd = out.len() / QUERIES;
