@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the project: Rust (unit, integration, reference fixtures,
-# generated-header staleness), then the C ABI, then the uniffi bindings from
-# Python, Kotlin (JVM) and Swift (Linux), then the mobile wrappers. Needs no PyTorch.
+# generated-header staleness), then the README's main command, then the C
+# ABI, then the uniffi bindings from Python, Kotlin (JVM) and Swift (Linux),
+# then the mobile wrappers. Needs no PyTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,7 @@ else
     step "core without default features, on this host instead"
     timed cargo test -p chaya --no-default-features --lib --test generate
 fi
+step "main job: scripts/demo.sh (default model; a checkpoint converted once)"; timed bash tests/demo.sh
 step "C ABI";   timed bash tests/c/run.sh
 step "bindings (Python, Kotlin, Swift)"; timed bash tests/bindings.sh
 step "mobile library size (stripped, budget 8 MB)"; timed bash scripts/lib-size.sh 8
