@@ -11,16 +11,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PROFILE=${PROFILE:-debug}
 MODEL=$(realpath "${1:-$ROOT/models/chaya-tiny-random.safetensors}")
 
-phase_start=0
-phase() {
-    phase_name=$1
-    phase_start=${EPOCHREALTIME/./}
-    echo "== kotlin: $phase_name"
-}
-phase_done() {
-    local us=$((${EPOCHREALTIME/./} - phase_start))
-    printf '== kotlin: %s took %d.%01d s\n' "$phase_name" $((us / 1000000)) $((us / 100000 % 10))
-}
+PHASE_LABEL=kotlin
+source "$ROOT/tests/phases.sh"
 
 phase "tools"
 source "$ROOT/tests/kotlin/tools.sh"

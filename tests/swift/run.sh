@@ -24,16 +24,8 @@ fi
 MODEL=$(realpath "${1:-$ROOT/models/chaya-tiny-random.safetensors}")
 source "$ROOT/tests/swift/chroot.sh"
 
-phase_start=0
-phase() {
-    phase_name=$1
-    phase_start=${EPOCHREALTIME/./}
-    echo "== swift: $phase_name"
-}
-phase_done() {
-    local us=$((${EPOCHREALTIME/./} - phase_start))
-    printf '== swift: %s took %d.%01d s\n' "$phase_name" $((us / 1000000)) $((us / 100000 % 10))
-}
+PHASE_LABEL=swift
+source "$ROOT/tests/phases.sh"
 
 # --- Phase 1: the chroot with Swift -------------------------------------------
 phase "chroot at $CHROOT"
