@@ -54,3 +54,9 @@ pub use generate::{CancelHandle, GenerateOptions, GenerateSummary, StopReason};
 pub use model::{LoadOptions, Model};
 pub use session::{Logits, Session};
 pub use tokenizer::Tokenizer;
+
+/// The README's Rust example, compiled by `cargo test --doc` so it stays in
+/// step with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExample;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Tests the C API from C: builds the chaya-ffi crate, compiles
 # tests/c/test_chaya.c (API tests and a misuse suite) against the shared and the
-# static library, runs both on the tiny random model, then runs the shared build
-# under valgrind (installed with apt-get when missing and possible; skipped
-# otherwise) and under AddressSanitizer (skipped without its runtime).
+# static library, runs both on the tiny random model, compiles and runs the
+# README's C example, then runs the shared build under valgrind (installed
+# with apt-get when missing and possible; skipped otherwise) and under
+# AddressSanitizer (skipped without its runtime).
 #
 # Usage: bash tests/c/run.sh [PROFILE]     PROFILE: dev (default, reuses the test build), release, ...
 # Exits non-zero on any failure.
@@ -58,6 +59,18 @@ run "$out_dir/test_chaya_shared" "$model"
 
 step "Running the static-library test"
 run "$out_dir/test_chaya_static" "$model"
+
+step "Compiling and running the README's C example (with the tiny model as its chaya-62m.safetensors)"
+awk '/^```c$/ { inside = 1; next } inside && /^```$/ { exit } inside' README.md > "$out_dir/readme_example.c"
+[[ -s "$out_dir/readme_example.c" ]] || { echo "error: README.md has no C example" >&2; exit 1; }
+run "$cc" "${cflags[@]}" "$out_dir/readme_example.c" -o "$out_dir/readme_example" \
+    -L "$lib_dir" -lchaya -Wl,-rpath,"$abs_lib_dir" -lpthread -lm
+example_run="$out_dir/readme-example-run"
+mkdir -p "$example_run"
+ln -sf "$(realpath "$model")" "$example_run/chaya-62m.safetensors"
+(cd "$example_run" && ../readme_example > text.txt)
+[[ -s "$example_run/text.txt" ]] || { echo "error: the README's C example printed no text" >&2; exit 1; }
+echo "README example printed $(wc -c < "$example_run/text.txt") bytes"
 
 step "Running the shared-library test under valgrind"
 if ! command -v valgrind >/dev/null && command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then

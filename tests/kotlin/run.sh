@@ -27,11 +27,15 @@ else
 fi
 phase_done
 
-phase "kotlinc"
+phase "kotlinc (the tests, and the README's Kotlin example: compiled, not run)"
 BUILD=$(mktemp -d)
 trap 'rm -rf "$BUILD"' EXIT
+awk '/^```kotlin$/ { inside = 1; next } inside && /^```$/ { exit } inside' README.md \
+    > "$BUILD/ReadmeExample.kt"
+grep -q "uniffi.chaya" "$BUILD/ReadmeExample.kt" || { echo "README.md has no Kotlin example" >&2; exit 1; }
 "$KOTLINC" -nowarn -classpath "$JNA" -include-runtime -d "$BUILD/test.jar" \
-    bindings/kotlin/uniffi/chaya/chaya.kt tests/kotlin/TestRunner.kt tests/kotlin/Main.kt
+    bindings/kotlin/uniffi/chaya/chaya.kt tests/kotlin/TestRunner.kt tests/kotlin/Main.kt \
+    "$BUILD/ReadmeExample.kt"
 phase_done
 
 phase "run"

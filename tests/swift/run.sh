@@ -63,6 +63,18 @@ swift_chroot sh -c "
         chaya.swift main.swift -o chaya-swift-test"
 phase_done
 
+phase "swiftc -typecheck: the README's Swift example"
+mkdir -p "$CHROOT$WORK/readme"
+awk '/^```swift$/ { inside = 1; next } inside && /^```$/ { exit } inside' "$ROOT/README.md" \
+    > "$CHROOT$WORK/readme/main.swift"
+grep -q "Model.fromPath" "$CHROOT$WORK/readme/main.swift" || { echo "README.md has no Swift example" >&2; exit 1; }
+swift_chroot sh -c "
+    cd $WORK &&
+    swiftc -typecheck -module-name ReadmeExample \
+        -Xcc -fmodule-map-file=$WORK/chayaFFI.modulemap -module-cache-path $WORK/module-cache \
+        chaya.swift readme/main.swift"
+phase_done
+
 # --- Phase 4: run --------------------------------------------------------------
 phase "run"
 swift_chroot "$WORK/chaya-swift-test" "$WORK/$(basename "$MODEL")"
