@@ -12,7 +12,16 @@
 //! a sleeping thread took ~50 µs to wake (longer when the host was busy);
 //! rayon's own joins put the waiting thread to sleep ~90 times per 256-token
 //! prefill, and its time varied twice as much as ONNX Runtime's, whose pool
-//! spins too.
+//! spins too. But a helper that finds itself on the same CPU as another
+//! thread of its team naps briefly instead of spinning (where the OS says
+//! which CPU a thread is on): Linux may put a woken helper on the core of
+//! the thread with the work and leave it there for tens of milliseconds
+//! while the other core idles, and a spinning helper then takes half of that
+//! core (on the 2-core VM measured, the first forward pass after a load
+//! took 29-31 ms instead of 14 in a quarter of the loads, slower than one
+//! thread's 25 ms). Waking from the nap, a thread is placed again, on an
+//! idle core where the scheduler finds one; where it does not, the nap at
+//! least leaves the core to the thread with the work.
 
 use crate::error::{Error, Result};
 use std::cell::Cell;
@@ -65,6 +74,7 @@ impl ComputePool {
         };
         pool.install(|| {
             let team = Arc::new(Team::new(pool.current_num_threads()));
+            team.note_cpu(rayon::current_thread_index());
             // One helper per thread, each in that thread's own queue (so a
             // helper cannot take another's); the owner's returns at once, and
             // one that starts after the pass, too. Not scoped: the pass never
@@ -72,7 +82,7 @@ impl ComputePool {
             let (helpers, owner) = (team.clone(), rayon::current_thread_index());
             pool.spawn_broadcast(move |thread| {
                 if Some(thread.index()) != owner {
-                    helpers.help_while_running()
+                    helpers.help_while_running(thread.index())
                 }
             });
             let _finished = ClearOnDrop(&team.running);
@@ -95,7 +105,13 @@ struct Team {
     region: AtomicPtr<Region<'static>>,
     /// Helpers that may be reading `region`'s loop.
     helping: AtomicUsize,
+    /// The CPU each pool thread was last seen on while in the pass
+    /// ([`NO_CPU`] if unknown or gone), by rayon thread index.
+    cpus: Box<[AtomicUsize]>,
 }
+
+/// A [`Team::cpus`] entry for no CPU.
+const NO_CPU: usize = usize::MAX;
 
 impl Team {
     fn new(threads: usize) -> Team {
@@ -104,7 +120,40 @@ impl Team {
             running: AtomicBool::new(true),
             region: AtomicPtr::default(),
             helping: AtomicUsize::new(0),
+            cpus: (0..threads).map(|_| AtomicUsize::new(NO_CPU)).collect(),
         }
+    }
+
+    /// Records the CPU pool thread `index` runs on now; returns it.
+    fn note_cpu(&self, index: Option<usize>) -> usize {
+        let cpu = current_cpu().unwrap_or(NO_CPU);
+        if let Some(slot) = index.and_then(|i| self.cpus.get(i)) {
+            slot.store(cpu, Ordering::Relaxed);
+        }
+        cpu
+    }
+
+    /// Whether another thread of the team was last seen on `cpu`.
+    fn shares_cpu(&self, index: usize, cpu: usize) -> bool {
+        cpu != NO_CPU
+            && self
+                .cpus
+                .iter()
+                .enumerate()
+                .any(|(i, slot)| i != index && slot.load(Ordering::Relaxed) == cpu)
+    }
+}
+
+/// The CPU this thread is running on, where the OS says.
+fn current_cpu() -> Option<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: no arguments; returns -1 on failure.
+        usize::try_from(unsafe { libc::sched_getcpu() }).ok()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        None
     }
 }
 
@@ -126,10 +175,18 @@ struct Region<'a> {
 /// rayon running a helper nested inside a job it was waiting on.
 const SPIN_IDLE: Duration = Duration::from_millis(5);
 
+/// Idle spins between a helper's checks of which CPU it is on.
+const SPINS_PER_CPU_CHECK: u32 = 256;
+
+/// How long a helper sharing a CPU with its team naps: any sleep will do,
+/// what matters is the wake-up, where the scheduler looks for an idle core.
+const SHARED_CPU_NAP: Duration = Duration::from_micros(50);
+
 impl Team {
     /// Runs `task(i)` for `i` in `0..count` on this thread and the helpers;
     /// returns when all are done (and panics if one did).
     fn run(&self, count: usize, task: &(dyn Fn(usize) + Sync)) {
+        self.note_cpu(rayon::current_thread_index());
         let region = Region {
             task,
             count,
@@ -165,18 +222,29 @@ impl Team {
 
     /// A spare thread's job during a forward pass: runs the team's tasks and
     /// the pool's other pending work (tract's own parallel ops) as they
-    /// appear, spinning in between, while the pass runs; returns early after
-    /// [`SPIN_IDLE`] without work.
-    fn help_while_running(&self) {
+    /// appear, spinning in between (napping when on the CPU of another
+    /// thread of the team), while the pass runs; returns early after
+    /// [`SPIN_IDLE`] without work. `index` is this thread's in the pool.
+    fn help_while_running(&self, index: usize) {
         let mut idle_since = Instant::now();
+        let mut spins_to_cpu_check = 0;
         while self.running.load(Ordering::Acquire) {
             if self.help() || rayon::yield_now() == Some(rayon::Yield::Executed) {
                 idle_since = Instant::now();
             } else if idle_since.elapsed() > SPIN_IDLE {
-                return;
-            } else {
+                break;
+            } else if spins_to_cpu_check > 0 {
+                spins_to_cpu_check -= 1;
                 std::hint::spin_loop();
+            } else if self.shares_cpu(index, self.note_cpu(Some(index))) {
+                // Checked again right after the nap.
+                std::thread::sleep(SHARED_CPU_NAP);
+            } else {
+                spins_to_cpu_check = SPINS_PER_CPU_CHECK;
             }
+        }
+        if let Some(slot) = self.cpus.get(index) {
+            slot.store(NO_CPU, Ordering::Relaxed);
         }
     }
 }
@@ -354,6 +422,63 @@ mod tests {
         assert_eq!(nested, [1, 1]);
         // Inside `run`: the spare thread joins in.
         assert_eq!(pool.run(|| threads(200)), 2);
+    }
+
+    #[test]
+    fn a_thread_shares_a_cpu_only_with_another_thread_seen_there() {
+        let team = Team::new(3);
+        team.cpus[0].store(5, Ordering::Relaxed);
+        team.cpus[2].store(7, Ordering::Relaxed);
+        assert!(team.shares_cpu(1, 5));
+        assert!(team.shares_cpu(1, 7));
+        assert!(!team.shares_cpu(0, 5), "its own entry does not count");
+        assert!(!team.shares_cpu(1, 6));
+        assert!(!team.shares_cpu(1, NO_CPU));
+    }
+
+    /// Confines the calling thread (and threads it starts later) to the CPU
+    /// it runs on.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn pin_to_current_cpu() {
+        let cpu = current_cpu().expect("sched_getcpu works here");
+        // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET stays in bounds
+        // for CPU numbers below CPU_SETSIZE, which sched_getcpu returns.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            assert_eq!(libc::sched_setaffinity(0, size, &set), 0);
+        }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn threads_on_one_cpu_see_each_other_and_passes_still_run_every_task() {
+        std::thread::spawn(|| {
+            pin_to_current_cpu();
+            let team = Arc::new(Team::new(2));
+            let cpu = team.note_cpu(Some(0));
+            let other = team.clone();
+            let shared = std::thread::spawn(move || other.shares_cpu(1, other.note_cpu(Some(1))));
+            assert!(shared.join().unwrap(), "both threads are on CPU {cpu}");
+            assert!(!team.shares_cpu(0, cpu + 1));
+
+            // Two compute threads on one CPU: the helper naps instead of
+            // spinning, and every pass still runs each task once.
+            let pool = ComputePool::new(2).unwrap();
+            for count in [1, 5, 200] {
+                let seen = Mutex::new(vec![0u32; count]);
+                pool.run(|| {
+                    for_each_index(count, |i| {
+                        std::hint::black_box((0..20_000).sum::<u64>());
+                        seen.lock().unwrap()[i] += 1
+                    })
+                });
+                assert_eq!(seen.into_inner().unwrap(), vec![1; count]);
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
