@@ -61,7 +61,7 @@ step "Running the static-library test"
 run "$out_dir/test_chaya_static" "$model"
 
 step "Compiling and running the README's C example (with the tiny model as its chaya-62m.safetensors)"
-awk '/^```c$/ { inside = 1; next } inside && /^```$/ { exit } inside' README.md > "$out_dir/readme_example.c"
+bash tests/readme_example.sh c > "$out_dir/readme_example.c"
 [[ -s "$out_dir/readme_example.c" ]] || { echo "error: README.md has no C example" >&2; exit 1; }
 run "$cc" "${cflags[@]}" "$out_dir/readme_example.c" -o "$out_dir/readme_example" \
     -L "$lib_dir" -lchaya -Wl,-rpath,"$abs_lib_dir" -lpthread -lm

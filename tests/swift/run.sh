@@ -65,8 +65,7 @@ phase_done
 
 phase "swiftc -typecheck: the README's Swift example"
 mkdir -p "$CHROOT$WORK/readme"
-awk '/^```swift$/ { inside = 1; next } inside && /^```$/ { exit } inside' "$ROOT/README.md" \
-    > "$CHROOT$WORK/readme/main.swift"
+bash "$ROOT/tests/readme_example.sh" swift > "$CHROOT$WORK/readme/main.swift"
 grep -q "Model.fromPath" "$CHROOT$WORK/readme/main.swift" || { echo "README.md has no Swift example" >&2; exit 1; }
 swift_chroot sh -c "
     cd $WORK &&
