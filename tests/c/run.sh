@@ -62,7 +62,6 @@ run "$out_dir/test_chaya_static" "$model"
 
 step "Compiling and running the README's C example (with the tiny model as its chaya-62m.safetensors)"
 bash tests/readme_example.sh c > "$out_dir/readme_example.c"
-[[ -s "$out_dir/readme_example.c" ]] || { echo "error: README.md has no C example" >&2; exit 1; }
 run "$cc" "${cflags[@]}" "$out_dir/readme_example.c" -o "$out_dir/readme_example" \
     -L "$lib_dir" -lchaya -Wl,-rpath,"$abs_lib_dir" -lpthread -lm
 example_run="$out_dir/readme-example-run"
