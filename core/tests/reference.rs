@@ -208,10 +208,8 @@ fn half_precision_checkpoints_match_their_references() {
     }
 }
 
-#[test]
-fn perplexity_matches_the_reference() {
-    let golden = golden("tiny_golden.json");
-    let model = convert_fixture("tiny_wrapped.pt", WeightType::F32, None);
+/// The model's perplexity of `tests/fixtures/text.txt` is the golden's within 1e-4.
+fn assert_perplexity_matches(model: &Model, golden: &Value) {
     let text = std::fs::read_to_string(repo_path("tests/fixtures/text.txt")).unwrap();
     let ids = model.tokenizer().encode(&text).unwrap();
     let want = &golden["perplexity"];
@@ -226,6 +224,25 @@ fn perplexity_matches_the_reference() {
         "perplexity {} vs {reference} ({relative:e})",
         got.perplexity
     );
+}
+
+#[test]
+fn perplexity_matches_the_reference() {
+    let model = convert_fixture("tiny_wrapped.pt", WeightType::F32, None);
+    assert_perplexity_matches(&model, &golden("tiny_golden.json"));
+}
+
+/// int8 against a float64 simulation of its numerics (`tests/reference/int8_ref.py`:
+/// int8 rows, Q8_0 activations, f16 cache), written from their description:
+/// what int8 computes is pinned, not only how far it lands from f32.
+#[test]
+fn int8_matches_the_simulation_of_its_numerics() {
+    let golden = golden("tiny_int8_golden.json");
+    let model = convert_fixture("tiny_wrapped.pt", WeightType::Int8, None);
+    let ids = token_ids(&golden["ids"]);
+    assert_matches_golden(&prefill_logits(&model, &ids), &golden, 1e-4, "int8 prefill");
+    assert_matches_golden(&decode_logits(&model, &ids), &golden, 1e-4, "int8 decode");
+    assert_perplexity_matches(&model, &golden);
 }
 
 #[test]

@@ -80,14 +80,29 @@ class ChayaRef(torch.nn.Module):
         sd, meta = load_state_dict(path)
         return cls(sd, num_heads or meta.get("num_heads"))
 
+    # The three places a quantized variant (benches/quant_sim.py) changes the
+    # arithmetic; here they are exact.
+    def linear(self, x, name):
+        """x · Wᵀ for the weight `name`, stored [out, in]."""
+        return x @ self.w[name].T
+
+    def embed(self, ids):
+        """Rows `ids` of the token-embedding table."""
+        return self.w["token_embedding.weight"][ids]
+
+    def stored(self, t):
+        """Keys or values as attention reads them back (rotated keys, values)."""
+        return t
+
     def _layer(self, i, x, pos, cache):
         w = lambda n: self.w[f"layers.{i}.{n}"]
         T, D, H, hd = x.shape[0], self.d_model, self.n_heads, self.head_dim
         h = rmsnorm(x, w("norm1.scale"))
-        q, k, v = (h @ w("attn.qkv.weight").T).split(D, dim=-1)
+        q, k, v = self.linear(h, f"layers.{i}.attn.qkv.weight").split(D, dim=-1)
         # [T, D] -> [H, T, hd]; head h takes columns h*hd .. h*hd+hd-1
         q, k, v = (t.reshape(T, H, hd).transpose(0, 1) for t in (q, k, v))
         q, k = rope(q, pos), rope(k, pos)
+        k, v = self.stored(k), self.stored(v)
         kpos = pos
         if cache is not None:  # keys are cached already rotated at their true positions
             if i in cache:
@@ -97,21 +112,22 @@ class ChayaRef(torch.nn.Module):
         s = q @ k.transpose(1, 2) / math.sqrt(hd)
         s = s.masked_fill(kpos[None, None, :] > pos[None, :, None], float("-inf"))
         a = torch.softmax(s, dim=-1) @ v                           # [H, T, hd]
-        x = x + a.transpose(0, 1).reshape(T, D) @ w("attn.out.weight").T
+        x = x + self.linear(a.transpose(0, 1).reshape(T, D), f"layers.{i}.attn.out.weight")
         h = rmsnorm(x, w("norm2.scale"))
-        f = torch.nn.functional.silu(h @ w("ffn.w1.weight").T) * (h @ w("ffn.w2.weight").T)
-        return x + f @ w("ffn.w3.weight").T
+        f = torch.nn.functional.silu(self.linear(h, f"layers.{i}.ffn.w1.weight")) \
+            * self.linear(h, f"layers.{i}.ffn.w2.weight")
+        return x + self.linear(f, f"layers.{i}.ffn.w3.weight")
 
     def forward(self, ids, start_pos=0, cache=None):
         """Logits [T, vocab] (float64) for ids at positions start_pos..start_pos+T-1.
         Pass a dict as `cache` to keep K/V across calls (incremental decoding)."""
         ids = torch.as_tensor(ids, dtype=torch.long)
         pos = torch.arange(start_pos, start_pos + len(ids), dtype=torch.float64)
-        x = self.w["token_embedding.weight"][ids] @ self.w["emb_proj.weight"].T
+        x = self.linear(self.embed(ids), "emb_proj.weight")
         for i in range(self.n_layers):
             x = self._layer(i, x, pos, cache)
         x = rmsnorm(x, self.w["norm_f.scale"])
-        return (x @ self.w["out_proj.weight"].T) @ self.w["token_embedding.weight"].T
+        return self.linear(self.linear(x, "out_proj.weight"), "token_embedding.weight")
 
     @torch.no_grad()
     def greedy(self, ids, n, ctx):

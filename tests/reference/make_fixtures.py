@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from chaya_ref import ChayaRef, encode, load_state_dict  # noqa: E402
+from int8_ref import QuantRef  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FIX = os.path.join(ROOT, "tests", "fixtures")
@@ -202,6 +203,20 @@ def tiny_golden(weights_file, dtype, tokens):
     return g
 
 
+def tiny_int8_golden(tokens):
+    """The tiny model under chaya's int8 numerics (int8_ref.py, mode q8_0)."""
+    sd, meta = load_state_dict(path("tiny_wrapped.pt"))
+    model = QuantRef(sd, meta["num_heads"], "q8_0")
+    g = {"description": "float64 simulation (tests/reference/int8_ref.py, q8_0) of tiny_wrapped.pt "
+                        "converted to int8; positions are 0-based from 0",
+         "weights": "tiny_wrapped.pt", "dtype": "int8", "config": TINY}
+    g.update(probe(model, tokens[:24], [0, 7, 23], 37))
+    ppl, count, mean = model.perplexity(tokens, 32)
+    g["perplexity"] = {"ctx": 32, "tokens": count, "value": ppl, "mean_nll": mean,
+                       "text_tokens": len(tokens)}
+    return g
+
+
 def dump(name, obj):
     with open(path(name), "w") as f:
         json.dump(obj, f, indent=1)
@@ -228,6 +243,7 @@ def main():
     dump("tiny_golden.json", tiny_golden("tiny_wrapped.pt", "f32", tokens))
     dump("tiny_fp16_golden.json", tiny_golden("tiny_fp16.pt", "f16", tokens))
     dump("tiny_bf16_golden.json", tiny_golden("tiny_bf16.pt", "bf16", tokens))
+    dump("tiny_int8_golden.json", tiny_int8_golden(tokens))
 
     # --- full-size model with hash-generated weights
     full_shapes = {n: (s, k) for n, s, k in shapes(FULL)}
