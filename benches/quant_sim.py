@@ -26,13 +26,16 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=None, help="score only the text's first N tokens")
     ap.add_argument("--modes", default=",".join(MODES))
     args = ap.parse_args()
+    modes = args.modes.split(",")
+    if not set(modes) <= set(MODES):
+        ap.error(f"--modes: choose from {', '.join(MODES)}")
 
     sd, meta = load_state_dict(args.checkpoint)
     ids = encode(open(args.text, encoding="utf-8").read(), args.tokenizer)[:args.max_tokens]
     base, count, _ = ChayaRef(sd, meta.get("num_heads")).perplexity(ids, args.ctx)
     print(f"{count} tokens scored, windows of {args.ctx}")
     print(f"{'float64':8} perplexity {base:.4f}")
-    for mode in args.modes.split(","):
+    for mode in modes:
         ppl, _, _ = QuantRef(sd, meta.get("num_heads"), mode).perplexity(ids, args.ctx)
         print(f"{mode:8} perplexity {ppl:.4f} ({(ppl / base - 1) * 100:+.3f}%)", flush=True)
 

@@ -142,6 +142,7 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", help="start from this checkpoint's weights (same shapes), not random ones")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -154,6 +155,11 @@ def main():
     print(f"training tokens {len(ids)}, held-out characters {len(heldout_text)}", flush=True)
 
     model = Proxy(tok.get_vocab_size(), args.e_dim, args.d_model, args.layers, args.heads, args.seq_len)
+    if args.init:
+        with torch.no_grad():
+            for name, value in torch.load(args.init, weights_only=True)["model_state_dict"].items():
+                if not name.endswith("inv_freq"):
+                    model.w(name).copy_(value)
     decay = [p for p in model.parameters() if p.dim() == 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],

@@ -80,15 +80,10 @@ class ChayaRef(torch.nn.Module):
         sd, meta = load_state_dict(path)
         return cls(sd, num_heads or meta.get("num_heads"))
 
-    # The three places a quantized variant (benches/quant_sim.py) changes the
-    # arithmetic; here they are exact.
+    # The two places where int8_ref.py changes the arithmetic; here they are exact.
     def linear(self, x, name):
         """x · Wᵀ for the weight `name`, stored [out, in]."""
         return x @ self.w[name].T
-
-    def embed(self, ids):
-        """Rows `ids` of the token-embedding table."""
-        return self.w["token_embedding.weight"][ids]
 
     def stored(self, t):
         """Keys or values as attention reads them back (rotated keys, values)."""
@@ -123,7 +118,7 @@ class ChayaRef(torch.nn.Module):
         Pass a dict as `cache` to keep K/V across calls (incremental decoding)."""
         ids = torch.as_tensor(ids, dtype=torch.long)
         pos = torch.arange(start_pos, start_pos + len(ids), dtype=torch.float64)
-        x = self.linear(self.embed(ids), "emb_proj.weight")
+        x = self.linear(self.w["token_embedding.weight"][ids], "emb_proj.weight")
         for i in range(self.n_layers):
             x = self._layer(i, x, pos, cache)
         x = rmsnorm(x, self.w["norm_f.scale"])

@@ -1,6 +1,7 @@
 """chaya's int8 numerics on the float64 reference (chaya_ref.py), written from
-the int8 design in docs/performance.md ("How int8 runs"), not from the Rust
-code, plus variants chaya does not run, to judge them before writing kernels.
+their description (docs/performance.md, "How int8 runs", and the rounding the
+doc comments of core/src/quant.rs and q8.rs state), not by translating the
+kernels; plus variants chaya does not run, to judge them before writing kernels.
 
 Every mode quantizes each large weight matrix as `chaya convert` does (int8,
 one scale per output row, max|w|/127, round half away from zero; the
