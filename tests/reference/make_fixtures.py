@@ -187,6 +187,12 @@ def probe(model, ids, positions, step):
     }
 
 
+def perplexity_golden(model, tokens):
+    """The model's perplexity of `tokens` in windows of 32."""
+    ppl, count, mean = model.perplexity(tokens, 32)
+    return {"ctx": 32, "tokens": count, "value": ppl, "mean_nll": mean, "text_tokens": len(tokens)}
+
+
 def tiny_golden(weights_file, dtype, tokens):
     sd, meta = load_state_dict(path(weights_file))
     model = ChayaRef(sd, meta["num_heads"])
@@ -197,9 +203,7 @@ def tiny_golden(weights_file, dtype, tokens):
     prompt = tokens[:8]
     g["greedy"] = {"prompt": prompt, "n": 24, "ctx": TINY["seq_len"],
                    "tokens": model.greedy(prompt, 24, TINY["seq_len"])}
-    ppl, count, mean = model.perplexity(tokens, 32)
-    g["perplexity"] = {"ctx": 32, "tokens": count, "value": ppl, "mean_nll": mean,
-                       "text_tokens": len(tokens)}
+    g["perplexity"] = perplexity_golden(model, tokens)
     return g
 
 
@@ -211,9 +215,7 @@ def tiny_int8_golden(tokens):
                         "converted to int8; positions are 0-based from 0",
          "weights": "tiny_wrapped.pt", "dtype": "int8", "config": TINY}
     g.update(probe(model, tokens[:24], [0, 7, 23], 37))
-    ppl, count, mean = model.perplexity(tokens, 32)
-    g["perplexity"] = {"ctx": 32, "tokens": count, "value": ppl, "mean_nll": mean,
-                       "text_tokens": len(tokens)}
+    g["perplexity"] = perplexity_golden(model, tokens)
     return g
 
 
