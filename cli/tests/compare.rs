@@ -46,15 +46,22 @@ fn compares_int8_with_f32_and_a_model_with_itself() {
         same["agreement"]["identical"], 20,
         "the 20 built-in prompts"
     );
-    assert!(same.get("perplexity").is_none());
+    assert!(same.get("text").is_none());
+    let same = compare(&[
+        &f32_file, &f32_file, "-n", "1", "--text", text, "--ctx", "32",
+    ]);
+    assert_eq!(same["text"]["divergence"]["mean_kl"], 0.0, "{same}");
+    assert_eq!(same["text"]["relative_change"], 0.0, "{same}");
 
     let int8 = compare(&[
         &f32_file, &int8_file, "-n", "8", "--text", text, "--ctx", "32",
     ]);
     let top1 = int8["agreement"]["top1"].as_f64().unwrap();
     assert!((0.8..=1.0).contains(&top1), "{int8}");
-    let change = int8["perplexity"]["relative_change"].as_f64().unwrap();
+    let change = int8["text"]["relative_change"].as_f64().unwrap();
     assert!(change.abs() < 0.01, "{int8}");
+    let kl = int8["text"]["divergence"]["mean_kl"].as_f64().unwrap();
+    assert!(kl > 0.0 && kl < 0.01, "{int8}");
 
     let bad = chaya(&["compare", &f32_file, &int8_file, "-n", "0"]);
     assert!(!bad.status.success());

@@ -1,5 +1,6 @@
 //! Perplexity of a text, with a fixed windowing so results are comparable,
-//! and greedy agreement between two models (e.g. int8 against f32).
+//! and how closely one model follows another (e.g. int8 against f32): their
+//! divergence on a text and their greedy agreement.
 
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -16,6 +17,18 @@ pub struct Perplexity {
     pub n_targets: usize,
 }
 
+impl Perplexity {
+    /// From the summed negative log-likelihood of `n_targets` tokens.
+    fn from_nll(nll: f64, n_targets: usize) -> Self {
+        let mean_nll = nll / n_targets as f64;
+        Perplexity {
+            perplexity: mean_nll.exp(),
+            mean_nll,
+            n_targets,
+        }
+    }
+}
+
 /// Scores `ids` in consecutive non-overlapping windows of `ctx` input tokens:
 /// window `k` reads `ids[k·ctx .. k·ctx+ctx]` and predicts `ids[k·ctx+1 .. k·ctx+ctx+1]`
 /// (the last window may be shorter). `progress` gets (targets done, total).
@@ -25,7 +38,92 @@ pub fn perplexity(
     ctx: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Perplexity> {
-    let max = session.model().config().context_length;
+    let vocab = check_scoring(session, ids, ctx)?;
+    let total = ids.len() - 1;
+    let mut nll = 0.0f64;
+    for (start, end) in windows(total, ctx) {
+        session.reset();
+        let logits = session.feed(&ids[start..end], Logits::All)?;
+        for (row, &target) in logits.chunks_exact(vocab).zip(&ids[start + 1..=end]) {
+            nll -= log_softmax_at(row, target as usize);
+        }
+        progress(end, total);
+    }
+    Ok(Perplexity::from_nll(nll, total))
+}
+
+/// How a candidate model's next-token distributions on a text differ from a
+/// reference model's, both read in [`perplexity`]'s windows.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Divergence {
+    /// The reference model's perplexity of the text.
+    pub reference: Perplexity,
+    /// The candidate model's perplexity of the text.
+    pub candidate: Perplexity,
+    /// Mean over positions of KL(reference ‖ candidate) in nats: what the
+    /// candidate's distribution loses of the reference's. Unlike perplexity,
+    /// which errors in both directions can leave unchanged, it only grows
+    /// (llama.cpp measures quantization with it).
+    pub mean_kl: f64,
+    /// Fraction of positions where both models rank the same token first.
+    pub top1: f64,
+}
+
+/// Scores `ids` with both models in [`perplexity`]'s windows and compares
+/// their distributions at every position. `progress` gets (targets done, total).
+pub fn divergence(
+    reference: &mut Session,
+    candidate: &mut Session,
+    ids: &[u32],
+    ctx: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Divergence> {
+    let vocab = check_scoring(reference, ids, ctx)?;
+    if check_scoring(candidate, ids, ctx)? != vocab {
+        return Err(Error::InvalidInput(
+            "the two models' vocabularies differ".into(),
+        ));
+    }
+    let total = ids.len() - 1;
+    let (mut nll_reference, mut nll_candidate, mut kl, mut same_top1) = (0.0, 0.0, 0.0, 0);
+    for (start, end) in windows(total, ctx) {
+        reference.reset();
+        candidate.reset();
+        let logits_r = reference.feed(&ids[start..end], Logits::All)?;
+        let logits_c = candidate.feed(&ids[start..end], Logits::All)?;
+        let rows = logits_r
+            .chunks_exact(vocab)
+            .zip(logits_c.chunks_exact(vocab));
+        for ((r, c), &target) in rows.zip(&ids[start + 1..=end]) {
+            let (norm_r, norm_c) = (log_normalizer(r), log_normalizer(c));
+            let target = target as usize;
+            nll_reference -= r[target] as f64 - norm_r;
+            nll_candidate -= c[target] as f64 - norm_c;
+            kl += r
+                .iter()
+                .zip(c)
+                .map(|(&a, &b)| {
+                    let log_p = a as f64 - norm_r;
+                    log_p.exp() * (log_p - (b as f64 - norm_c))
+                })
+                .sum::<f64>();
+            same_top1 += usize::from(argmax(r) == argmax(c));
+        }
+        progress(end, total);
+    }
+    Ok(Divergence {
+        reference: Perplexity::from_nll(nll_reference, total),
+        candidate: Perplexity::from_nll(nll_candidate, total),
+        mean_kl: kl / total as f64,
+        top1: same_top1 as f64 / total as f64,
+    })
+}
+
+/// Checks that `ids` and `ctx` can be scored by `session`'s model; returns
+/// its vocabulary size.
+fn check_scoring(session: &Session, ids: &[u32], ctx: usize) -> Result<usize> {
+    let config = session.model().config();
+    let max = config.context_length;
     if ctx == 0 || ctx > max {
         return Err(Error::InvalidOption {
             name: "ctx",
@@ -37,26 +135,15 @@ pub fn perplexity(
             "need at least two tokens to score".into(),
         ));
     }
-    let vocab = session.model().config().vocab_size;
-    let total = ids.len() - 1;
-    let mut nll = 0.0f64;
-    let mut done = 0;
-    for start in (0..total).step_by(ctx) {
-        let end = (start + ctx).min(total);
-        session.reset();
-        let logits = session.feed(&ids[start..end], Logits::All)?;
-        for (row, &target) in logits.chunks_exact(vocab).zip(&ids[start + 1..=end]) {
-            nll -= log_softmax_at(row, target as usize);
-        }
-        done += end - start;
-        progress(done, total);
-    }
-    let mean_nll = nll / total as f64;
-    Ok(Perplexity {
-        perplexity: mean_nll.exp(),
-        mean_nll,
-        n_targets: total,
-    })
+    Ok(config.vocab_size)
+}
+
+/// The scoring windows over `total` targets: input ranges `start..end` of
+/// at most `ctx` tokens, predicting `ids[start + 1..=end]`.
+fn windows(total: usize, ctx: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..total)
+        .step_by(ctx)
+        .map(move |start| (start, (start + ctx).min(total)))
 }
 
 /// How closely a model `b` follows model `a`'s greedy continuations.
@@ -134,7 +221,12 @@ pub fn argmax(row: &[f32]) -> u32 {
 
 /// `log softmax(row)[index]`, computed in f64.
 pub fn log_softmax_at(row: &[f32], index: usize) -> f64 {
+    row[index] as f64 - log_normalizer(row)
+}
+
+/// `ln Σ exp(row)` in f64, what log softmax subtracts from every logit.
+fn log_normalizer(row: &[f32]) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
-    row[index] as f64 - max - sum.ln()
+    max + sum.ln()
 }

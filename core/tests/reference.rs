@@ -245,6 +245,44 @@ fn int8_matches_the_simulation_of_its_numerics() {
     assert_perplexity_matches(&model, &golden);
 }
 
+/// chaya's divergence of int8 from f32 on the fixture text is the
+/// simulation's divergence from the float64 reference, and a model's from
+/// itself is nothing.
+#[test]
+fn divergence_of_int8_from_f32_matches_the_simulation() {
+    let want = &golden("tiny_int8_golden.json")["divergence"];
+    let f32_model = convert_fixture("tiny_wrapped.pt", WeightType::F32, None);
+    let int8_model = convert_fixture("tiny_wrapped.pt", WeightType::Int8, None);
+    let text = std::fs::read_to_string(repo_path("tests/fixtures/text.txt")).unwrap();
+    let ids = f32_model.tokenizer().encode(&text).unwrap();
+    let ctx = want["ctx"].as_u64().unwrap() as usize;
+    let divergence = |a: &Model, b: &Model| {
+        let (mut a, mut b) = (a.session().unwrap(), b.session().unwrap());
+        chaya::eval::divergence(&mut a, &mut b, &ids, ctx, |_, _| {}).unwrap()
+    };
+
+    let got = divergence(&f32_model, &int8_model);
+    assert_eq!(
+        got.reference.n_targets as u64,
+        want["tokens"].as_u64().unwrap()
+    );
+    let kl = want["mean_kl"].as_f64().unwrap();
+    assert!(
+        kl > 0.0 && (got.mean_kl - kl).abs() < 0.01 * kl,
+        "{got:?} vs {want}"
+    );
+    // A near-tie may rank differently in f32 than in float64: one position.
+    let top1_slack = 1.0 / got.reference.n_targets as f64;
+    assert!(
+        (got.top1 - want["top1"].as_f64().unwrap()).abs() <= top1_slack,
+        "{got:?} vs {want}"
+    );
+
+    let same = divergence(&f32_model, &f32_model);
+    assert_eq!((same.mean_kl, same.top1), (0.0, 1.0));
+    assert_eq!(same.reference, same.candidate);
+}
+
 #[test]
 fn int8_stays_close_to_f32() {
     let golden = golden("tiny_golden.json");

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from chaya_ref import ChayaRef, encode, load_state_dict  # noqa: E402
-from int8_ref import QuantRef  # noqa: E402
+from int8_ref import QuantRef, divergences  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FIX = os.path.join(ROOT, "tests", "fixtures")
@@ -216,6 +216,9 @@ def tiny_int8_golden(tokens):
          "weights": "tiny_wrapped.pt", "dtype": "int8", "config": TINY}
     g.update(probe(model, tokens[:24], [0, 7, 23], 37))
     g["perplexity"] = perplexity_golden(model, tokens)
+    d = divergences(ChayaRef(sd, meta["num_heads"]), {"int8": model}, tokens, 32)["int8"]
+    g["divergence"] = {"ctx": 32, "from": "the float64 reference", "tokens": d.count,
+                       "mean_kl": d.mean_kl(), "top1": d.top1()}
     return g
 
 

@@ -1,6 +1,7 @@
 //! `chaya compare`: how closely one model file follows another — typically
 //! int8 against f32 of the same weights: greedy agreement on a set of
-//! prompts and, given a text, both perplexities.
+//! prompts and, given a text, both perplexities and the KL divergence of
+//! the second's next-token distributions from the first's.
 
 use crate::progress;
 use std::path::PathBuf;
@@ -34,13 +35,23 @@ pub struct Args {
     json: bool,
 }
 
-fn perplexity(model: &chaya::Model, text: &str, ctx: usize) -> anyhow::Result<f64> {
-    let ids = model.tokenizer().encode(text)?;
+fn divergence(
+    reference: &chaya::Model,
+    candidate: &chaya::Model,
+    text: &str,
+    ctx: usize,
+) -> anyhow::Result<chaya::eval::Divergence> {
+    let ids = reference.tokenizer().encode(text)?;
     let bar = progress::bar("scoring", "tokens");
-    let result =
-        chaya::eval::perplexity(&mut model.session()?, &ids, ctx, progress::updater(&bar))?;
+    let result = chaya::eval::divergence(
+        &mut reference.session()?,
+        &mut candidate.session()?,
+        &ids,
+        ctx,
+        progress::updater(&bar),
+    )?;
     bar.finish_and_clear();
-    Ok(result.perplexity)
+    Ok(result)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -56,21 +67,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|line| reference.tokenizer().encode(line))
         .collect::<Result<Vec<_>, _>>()?;
     let agreement = chaya::eval::greedy_agreement(&reference, &candidate, &prompts, args.tokens)?;
-    let perplexities = match &args.text {
-        Some(path) => {
-            let text = super::read_text(path)?;
-            Some((
-                perplexity(&reference, &text, args.ctx)?,
-                perplexity(&candidate, &text, args.ctx)?,
-            ))
-        }
+    let on_text = match &args.text {
+        Some(path) => Some(divergence(
+            &reference,
+            &candidate,
+            &super::read_text(path)?,
+            args.ctx,
+        )?),
         None => None,
     };
     if args.json {
         let mut json = serde_json::json!({ "agreement": agreement });
-        if let Some((r, c)) = perplexities {
-            json["perplexity"] = serde_json::json!({
-                "reference": r, "candidate": c, "relative_change": c / r - 1.0, "ctx": args.ctx,
+        if let Some(d) = &on_text {
+            json["text"] = serde_json::json!({
+                "ctx": args.ctx,
+                "relative_change": relative_change(d),
+                "divergence": d,
             });
         }
         println!("{json}");
@@ -86,12 +98,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         agreement.identical,
         agreement.prompts
     );
-    if let Some((r, c)) = perplexities {
+    if let Some(d) = on_text {
         println!(
-            "perplexity (windows of {}): reference {r:.4}, candidate {c:.4} ({:+.2}%)",
+            "on the text ({} tokens, windows of {}): perplexity reference {:.4}, candidate {:.4} \
+             ({:+.3}%); mean KL divergence {:.3e} nats; same top-1 token {:.2}%",
+            d.reference.n_targets,
             args.ctx,
-            100.0 * (c / r - 1.0)
+            d.reference.perplexity,
+            d.candidate.perplexity,
+            100.0 * relative_change(&d),
+            d.mean_kl,
+            100.0 * d.top1
         );
     }
     Ok(())
+}
+
+/// The candidate's perplexity relative to the reference's, minus one.
+fn relative_change(d: &chaya::eval::Divergence) -> f64 {
+    d.candidate.perplexity / d.reference.perplexity - 1.0
 }
