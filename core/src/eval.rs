@@ -65,6 +65,11 @@ pub struct Divergence {
     /// which errors in both directions can leave unchanged, it only grows
     /// (llama.cpp measures quantization with it).
     pub mean_kl: f64,
+    /// The 99th percentile of KL over positions (nearest rank): the few
+    /// positions where the candidate strays most, which a mean can hide.
+    pub p99_kl: f64,
+    /// The largest KL at any position.
+    pub max_kl: f64,
     /// Fraction of positions where both models rank the same token first.
     pub top1: f64,
 }
@@ -85,7 +90,8 @@ pub fn divergence(
         ));
     }
     let total = ids.len() - 1;
-    let (mut nll_reference, mut nll_candidate, mut kl, mut same_top1) = (0.0, 0.0, 0.0, 0);
+    let (mut nll_reference, mut nll_candidate, mut same_top1) = (0.0, 0.0, 0);
+    let mut kl = Vec::with_capacity(total);
     for (start, end) in windows(total, ctx) {
         reference.reset();
         candidate.reset();
@@ -99,14 +105,15 @@ pub fn divergence(
             let target = target as usize;
             nll_reference -= r[target] as f64 - norm_r;
             nll_candidate -= c[target] as f64 - norm_c;
-            kl += r
-                .iter()
-                .zip(c)
-                .map(|(&a, &b)| {
-                    let log_p = a as f64 - norm_r;
-                    log_p.exp() * (log_p - (b as f64 - norm_c))
-                })
-                .sum::<f64>();
+            kl.push(
+                r.iter()
+                    .zip(c)
+                    .map(|(&a, &b)| {
+                        let log_p = a as f64 - norm_r;
+                        log_p.exp() * (log_p - (b as f64 - norm_c))
+                    })
+                    .sum::<f64>(),
+            );
             same_top1 += usize::from(argmax(r) == argmax(c));
         }
         progress(end, total);
@@ -114,9 +121,19 @@ pub fn divergence(
     Ok(Divergence {
         reference: Perplexity::from_nll(nll_reference, total),
         candidate: Perplexity::from_nll(nll_candidate, total),
-        mean_kl: kl / total as f64,
+        mean_kl: kl.iter().sum::<f64>() / total as f64,
+        p99_kl: nearest_rank(&mut kl, 0.99),
+        max_kl: nearest_rank(&mut kl, 1.0),
         top1: same_top1 as f64 / total as f64,
     })
+}
+
+/// The `q` quantile of non-empty `values` by nearest rank: the smallest
+/// value with at least `q` of them at or below it. Sorts `values`.
+fn nearest_rank(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let rank = (q * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
 }
 
 /// Checks that `ids` and `ctx` can be scored by `session`'s model; returns
@@ -229,4 +246,21 @@ fn log_normalizer(row: &[f32]) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
     max + sum.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_rank;
+
+    #[test]
+    fn nearest_rank_picks_the_smallest_value_covering_the_quantile() {
+        let mut values: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(nearest_rank(&mut values, 0.99), 99.0);
+        assert_eq!(nearest_rank(&mut values, 1.0), 100.0);
+        assert_eq!(nearest_rank(&mut values, 0.5), 50.0);
+        let mut five = [5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(nearest_rank(&mut five, 0.5), 3.0);
+        assert_eq!(nearest_rank(&mut five, 0.99), 5.0);
+        assert_eq!(nearest_rank(&mut five, 0.0), 1.0);
+    }
 }

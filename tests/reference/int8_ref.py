@@ -92,12 +92,13 @@ class Divergence:
     compare` reports the same three)."""
 
     def __init__(self):
-        self.nll = self.kl = 0.0
+        self.nll = 0.0
+        self.kl = []  # per position
         self.same_top1 = self.count = 0
 
     def add(self, logp, ref_logp, targets):
         self.nll -= float(logp[torch.arange(len(targets)), targets].sum())
-        self.kl += float((ref_logp.exp() * (ref_logp - logp)).sum())
+        self.kl += (ref_logp.exp() * (ref_logp - logp)).sum(-1).tolist()
         self.same_top1 += int((logp.argmax(-1) == ref_logp.argmax(-1)).sum())
         self.count += len(targets)
 
@@ -105,7 +106,12 @@ class Divergence:
         return math.exp(self.nll / self.count)
 
     def mean_kl(self):
-        return self.kl / self.count
+        return sum(self.kl) / self.count
+
+    def kl_quantile(self, q):
+        """Nearest rank: the smallest KL with at least `q` of positions at or below it."""
+        ranked = sorted(self.kl)
+        return ranked[min(max(math.ceil(q * len(ranked)), 1), len(ranked)) - 1]
 
     def top1(self):
         return self.same_top1 / self.count

@@ -218,7 +218,8 @@ def tiny_int8_golden(tokens):
     g["perplexity"] = perplexity_golden(model, tokens)
     d = divergences(ChayaRef(sd, meta["num_heads"]), {"int8": model}, tokens, 32)["int8"]
     g["divergence"] = {"ctx": 32, "from": "the float64 reference", "tokens": d.count,
-                       "mean_kl": d.mean_kl(), "top1": d.top1()}
+                       "mean_kl": d.mean_kl(), "p99_kl": d.kl_quantile(0.99), "max_kl": d.kl_quantile(1.0),
+                       "top1": d.top1()}
     return g
 
 

@@ -101,13 +101,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(d) = on_text {
         println!(
             "on the text ({} tokens, windows of {}): perplexity reference {:.4}, candidate {:.4} \
-             ({:+.3}%); mean KL divergence {:.3e} nats; same top-1 token {:.2}%",
+             ({:+.3}%); KL divergence mean {:.3e} nats, 99th percentile {:.3e}, max {:.3e}; \
+             same top-1 token {:.2}%",
             d.reference.n_targets,
             args.ctx,
             d.reference.perplexity,
             d.candidate.perplexity,
             100.0 * relative_change(&d),
             d.mean_kl,
+            d.p99_kl,
+            d.max_kl,
             100.0 * d.top1
         );
     }
