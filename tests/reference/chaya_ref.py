@@ -139,14 +139,20 @@ class ChayaRef(torch.nn.Module):
         first len-1 tokens (positions from 0), each next token is the target; a last
         partial window with >= 2 tokens is scored too. Returns (ppl, n_targets, mean_nll)."""
         nll, count = 0.0, 0
-        for start in range(0, len(ids) - 1, ctx):
-            win = ids[start:start + ctx + 1]
+        for win in windows(ids, ctx):
             logp = torch.log_softmax(self.forward(win[:-1]), dim=-1)
             tgt = torch.as_tensor(win[1:], dtype=torch.long)
             nll -= float(logp[torch.arange(len(tgt)), tgt].sum())
             count += len(tgt)
         mean = nll / count
         return math.exp(mean), count, mean
+
+
+def windows(ids, ctx):
+    """The perplexity windows of `ids`: ids[k*ctx : k*ctx+ctx+1] for k = 0, 1, ...
+    while one holds at least 2 tokens (inputs all but the last, targets all but the first)."""
+    for start in range(0, len(ids) - 1, ctx):
+        yield ids[start:start + ctx + 1]
 
 
 def encode(text, tokenizer_path):

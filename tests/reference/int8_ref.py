@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from chaya_ref import ChayaRef
+from chaya_ref import ChayaRef, windows
 
 BLOCK = 32
 MODES = ("weights", "q8_0", "q7_0", "token", "token7", "tensor")
@@ -121,12 +121,13 @@ def divergences(reference, models, ids, ctx, progress=lambda done, total: None):
     """{name: Divergence} of each model in `models` against `reference` on
     `ids`, in ChayaRef.perplexity's windows (each reference window computed once)."""
     scores = {name: Divergence() for name in models}
-    for start in range(0, len(ids) - 1, ctx):
-        win = ids[start:start + ctx + 1]
+    done = 0
+    for win in windows(ids, ctx):
         targets = torch.as_tensor(win[1:], dtype=torch.long)
         ref_logp = torch.log_softmax(reference(win[:-1]), dim=-1)
         for name, model in models.items():
             logp = ref_logp if model is reference else torch.log_softmax(model(win[:-1]), dim=-1)
             scores[name].add(logp, ref_logp, targets)
-        progress(start + len(targets), len(ids) - 1)
+        done += len(targets)
+        progress(done, len(ids) - 1)
     return scores
