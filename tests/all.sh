@@ -12,12 +12,14 @@ timed() { local t=$SECONDS; "$@"; echo "    ($(( SECONDS - t )) s)"; }
 step "format";  timed cargo fmt --all --check
 step "clippy";  timed cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "rust tests"; timed cargo test --workspace --all-features
+step "int8 kernel benchmark, every kernel set once (criterion --test)"
+timed cargo bench -p chaya --bench kernels -- --test
 step "stress: 8 threads x 100 generations, random options and cancellations"
 timed cargo test --workspace --all-features --test stress -- --ignored --nocapture
 # Core without default features is what the mobile libraries ship: its tests
 # run as aarch64 code under qemu (the phones' CPU), or on this host when qemu
 # is missing (scripts/lib-size.sh builds it for the host either way).
-step "aarch64 under qemu: int8 kernels (sdot and portable), core (without default features) and reference tests"
+step "aarch64 under qemu: int8 kernels (smmla, sdot and portable), core (without default features) and reference tests"
 if command -v qemu-aarch64 >/dev/null && rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
     timed bash tests/arm/run.sh
 else

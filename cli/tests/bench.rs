@@ -23,6 +23,8 @@ fn reports_every_measurement_once_per_run() {
         serde_json::from_slice(&output.stdout).expect("one JSON object");
     assert_eq!(report["runs"], 2);
     assert_eq!(report["threads"], 1);
+    let kernels = report["int8_kernels"].as_str().unwrap();
+    assert_eq!(kernels.split(" + ").next(), Some(chaya::q8::kernels().name));
     assert!(report["file_mb"].as_f64().unwrap() > 0.0);
     let metrics = report["metrics"].as_object().unwrap();
     let names = [

@@ -25,6 +25,8 @@
 //! The mobile libraries leave out the default features (1.6 and 0.4 MB of
 //! code; README, "Mobile").
 
+#![warn(missing_docs)]
+
 pub mod amx;
 pub mod attention;
 pub mod config;

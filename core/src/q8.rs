@@ -19,7 +19,9 @@
 //!   are within ±127, so the 16-bit pair sums cannot saturate);
 //! - aarch64 with the dot-product extension: `sdot` multiplies signed by
 //!   signed bytes, so no offset is needed (inline `asm!`: its intrinsic is not
-//!   stable yet);
+//!   stable yet); with the int8 matrix-multiply extension too (i8mm), prefill
+//!   panels on `smmla`, which multiplies two activation rows by two weight
+//!   rows at once;
 //! - portable code elsewhere (auto-vectorized, e.g. plain NEON on aarch64).
 
 use std::sync::OnceLock;
@@ -272,6 +274,8 @@ pub fn prefetch(bytes: &[i8]) {
 /// The int8 kernels, as the fastest versions this CPU runs.
 #[derive(Clone, Copy)]
 pub struct Kernels {
+    /// Which instructions they use (`avx2`, `sdot`, ...), for reports.
+    pub name: &'static str,
     /// Eight weight rows by one activation row (decode).
     pub w8x1: Tile,
     /// [`PANEL_ROWS`] packed weight rows by every activation row (prefill).
@@ -280,23 +284,27 @@ pub struct Kernels {
     pub pack: Pack,
 }
 
-/// The kernels for this CPU, detected once.
+/// The kernels for this CPU (the first of [`kernel_sets`]), detected once.
 pub fn kernels() -> &'static Kernels {
-    static KERNELS: OnceLock<Kernels> = OnceLock::new();
-    KERNELS.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(&best) = x86::available().first() {
-            return *best;
-        }
-        #[cfg(target_arch = "aarch64")]
-        if let Some(&best) = arm::available().first() {
-            return *best;
-        }
-        PORTABLE
-    })
+    static KERNELS: OnceLock<&'static Kernels> = OnceLock::new();
+    KERNELS.get_or_init(|| kernel_sets()[0])
+}
+
+/// Every kernel set this CPU runs, the preferred first, the portable one last.
+/// All compute the same numbers; benchmarks and tests compare them.
+pub fn kernel_sets() -> Vec<&'static Kernels> {
+    #[allow(unused_mut)]
+    let mut sets = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    sets.extend(x86::available());
+    #[cfg(target_arch = "aarch64")]
+    sets.extend(arm::available());
+    sets.push(&PORTABLE);
+    sets
 }
 
 const PORTABLE: Kernels = Kernels {
+    name: "portable",
     w8x1: portable_tile,
     panel: portable_panel,
     pack: pack_signed,
@@ -889,16 +897,19 @@ mod x86 {
 
     // SAFETY (all): each is only selected after detecting its features.
     const AVX_VNNI: Kernels = Kernels {
+        name: "avx-vnni",
         w8x1: |w, x| unsafe { avx_vnni_tile(w, x) },
         panel: |w, packed, x, out| unsafe { avx_vnni_panel(w, packed, x, out) },
         pack: |w, packed| unsafe { pack_avx2(w, packed, 0x80) },
     };
     const AVX512_VNNI: Kernels = Kernels {
+        name: "avx512-vnni",
         w8x1: |w, x| unsafe { avx512_vnni_tile(w, x) },
         panel: |w, packed, x, out| unsafe { avx512_vnni_panel(w, packed, x, out) },
         pack: |w, packed| unsafe { pack_offset_avx512(w, packed) },
     };
     const AVX2: Kernels = Kernels {
+        name: "avx2",
         w8x1: |w, x| unsafe { avx2_tile(w, x) },
         panel: |w, packed, x, out| unsafe { avx2_panel(w, packed, x, out) },
         pack: |w, packed| unsafe { pack_avx2(w, packed, 0) },
@@ -965,8 +976,8 @@ mod x86 {
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use super::{
-        finish_panel, pack_signed, panel_rows, panel_shape, tile_shape, with_tail, Kernels,
-        PanelOut, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
+        finish_panel, pack_signed, panel_rows, panel_shape, size_panel, tile_shape, with_tail,
+        Kernels, PanelOut, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
     };
     use std::arch::aarch64::*;
     use std::arch::asm;
@@ -1093,36 +1104,140 @@ mod arm {
         }
     }
 
+    /// `acc` plus the 2×2 matrix of dot products of `x`'s two 8-byte halves
+    /// (rows) with `w`'s (columns), row-major: lanes `[x0·w0, x0·w1, x1·w0,
+    /// x1·w1]` (`smmla`; its intrinsic is not stable yet).
+    #[target_feature(enable = "neon,i8mm")]
+    #[inline]
+    fn smmla(mut acc: int32x4_t, x: int8x16_t, w: int8x16_t) -> int32x4_t {
+        // SAFETY: i8mm is enabled; the instruction only touches these registers.
+        unsafe {
+            asm!(
+                "smmla {acc:v}.4s, {x:v}.16b, {w:v}.16b",
+                acc = inout(vreg) acc,
+                x = in(vreg) x,
+                w = in(vreg) w,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        acc
+    }
+
+    /// Packs the full blocks of the weight rows for [`i8mm_panel`]: per group
+    /// of 8 columns, each row's 8 values in turn (128 bytes), so a vector
+    /// holds two consecutive rows' 8 values.
+    fn pack_i8mm(rows: &[&[i8]; PANEL_ROWS], packed: &mut Vec<i8>) {
+        size_panel(rows, packed);
+        for (g, group) in packed.chunks_exact_mut(8 * PANEL_ROWS).enumerate() {
+            for (eight, row) in group.chunks_exact_mut(8).zip(rows) {
+                eight.copy_from_slice(&row[8 * g..][..8]);
+            }
+        }
+    }
+
+    /// A [`super::Panel`] on `smmla`, which multiplies 8 columns of two
+    /// activation rows by the same columns of two weight rows (32
+    /// multiply-adds, twice `sdot`'s): 8 weight rows (half of each 128-byte
+    /// group) by 4 activation rows at a time.
+    #[target_feature(enable = "neon,i8mm")]
+    fn i8mm_panel(w: &[&[i8]; PANEL_ROWS], packed: &[i8], x: &Q8Rows, out: PanelOut) {
+        const PAIRS: usize = PANEL_TOKENS / 2;
+        let full = panel_shape(w, packed, x);
+        for t in (0..x.rows()).step_by(PANEL_TOKENS) {
+            let rows = panel_rows::<PANEL_TOKENS>(x, t);
+            let mut sums = [[0.0f32; PANEL_ROWS]; PANEL_TOKENS];
+            for half in 0..2 {
+                // acc[p][r]: activation rows 2p, 2p + 1 by weight rows 2r, 2r + 1.
+                let mut acc = [[vdupq_n_f32(0.0); 4]; PAIRS];
+                for b in 0..full {
+                    let mut dots = [[vdupq_n_s32(0); 4]; PAIRS];
+                    for e in 0..BLOCK / 8 {
+                        let k = b * BLOCK + 8 * e;
+                        // SAFETY: k + 8 <= full·BLOCK, and `packed` holds
+                        // PANEL_ROWS bytes per column of the full blocks
+                        // (panel_shape).
+                        let wv: [int8x16_t; 4] = std::array::from_fn(|r| unsafe {
+                            vld1q_s8(packed.as_ptr().add(PANEL_ROWS * k + 64 * half + 16 * r))
+                        });
+                        for (p, dots) in dots.iter_mut().enumerate() {
+                            // SAFETY: k + 8 <= full·BLOCK <= the rows' length.
+                            let xv = unsafe {
+                                vcombine_s8(
+                                    vld1_s8(rows.values[2 * p].add(k)),
+                                    vld1_s8(rows.values[2 * p + 1].add(k)),
+                                )
+                            };
+                            for (dots, &wv) in dots.iter_mut().zip(&wv) {
+                                *dots = smmla(*dots, xv, wv);
+                            }
+                        }
+                    }
+                    for (p, (acc, dots)) in acc.iter_mut().zip(dots).enumerate() {
+                        // SAFETY: b < full <= the rows' number of blocks.
+                        let scale = unsafe {
+                            vcombine_f32(
+                                vdup_n_f32(*rows.scales[2 * p].add(b)),
+                                vdup_n_f32(*rows.scales[2 * p + 1].add(b)),
+                            )
+                        };
+                        for (acc, dots) in acc.iter_mut().zip(dots) {
+                            *acc = vfmaq_f32(*acc, vcvtq_f32_s32(dots), scale);
+                        }
+                    }
+                }
+                for (p, acc) in acc.iter().enumerate() {
+                    for (r, &acc) in acc.iter().enumerate() {
+                        // SAFETY: each `sums` row holds 2 f32 from 8·half + 2r.
+                        unsafe {
+                            let at = 8 * half + 2 * r;
+                            vst1_f32(sums[2 * p].as_mut_ptr().add(at), vget_low_f32(acc));
+                            vst1_f32(sums[2 * p + 1].as_mut_ptr().add(at), vget_high_f32(acc));
+                        }
+                    }
+                }
+            }
+            finish_panel(sums, w, x, t, full, out);
+        }
+    }
+
     // SAFETY (both): only selected after detecting dotprod.
     const DOTPROD: Kernels = Kernels {
+        name: "sdot",
         w8x1: |w, x| unsafe { dotprod_tile(w, x) },
         panel: |w, packed, x, out| unsafe { dotprod_panel(w, packed, x, out) },
         pack: pack_signed,
     };
 
-    /// The aarch64 kernel sets this CPU can run, fastest first.
+    // SAFETY (both): only selected after detecting dotprod and i8mm (`smmla`
+    // needs two activation rows, so decode keeps `sdot`).
+    const I8MM: Kernels = Kernels {
+        name: "i8mm",
+        w8x1: |w, x| unsafe { dotprod_tile(w, x) },
+        panel: |w, packed, x, out| unsafe { i8mm_panel(w, packed, x, out) },
+        pack: pack_i8mm,
+    };
+
+    /// The aarch64 kernel sets this CPU can run, the preferred first: `smmla`
+    /// before `sdot` except on Apple's cores, which issue both at the same
+    /// rate (so `smmla`'s extra shuffles make it slower there, as other
+    /// projects measured; `cargo bench -p chaya --bench kernels` compares
+    /// them on a device).
     pub fn available() -> Vec<&'static Kernels> {
+        let mut sets = Vec::new();
         if std::arch::is_aarch64_feature_detected!("dotprod") {
-            vec![&DOTPROD]
-        } else {
-            Vec::new()
+            sets.push(&DOTPROD);
+            if std::arch::is_aarch64_feature_detected!("i8mm") {
+                let at = if cfg!(target_vendor = "apple") { 1 } else { 0 };
+                sets.insert(at, &I8MM);
+            }
         }
+        sets
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(crate) fn all_kernels() -> Vec<&'static Kernels> {
-        #[allow(unused_mut)]
-        let mut all = vec![&PORTABLE];
-        #[cfg(target_arch = "x86_64")]
-        all.extend(x86::available());
-        #[cfg(target_arch = "aarch64")]
-        all.extend(arm::available());
-        all
-    }
 
     fn values(len: usize, seed: f32) -> Vec<f32> {
         (0..len).map(|i| (i as f32 * seed).sin() * 3.0).collect()
@@ -1257,7 +1372,7 @@ mod tests {
             let w: Vec<Vec<i8>> = (0..PANEL_ROWS).map(|j| weights(cols, 7 + 2 * j)).collect();
             let w8: [&[i8]; 8] = std::array::from_fn(|j| &w[j][..]);
             let panel: [&[i8]; PANEL_ROWS] = std::array::from_fn(|j| &w[j][..]);
-            for k in all_kernels() {
+            for k in kernel_sets() {
                 let got = (k.w8x1)(&w8, xq.row(1));
                 for j in 0..8 {
                     assert_eq!(got[j], block_dot(w8[j], xq.row(1)), "cols {cols}");
@@ -1282,7 +1397,7 @@ mod tests {
         let cols = 64;
         let xq = Q8Rows::quantize(&[-5.0; 64], cols);
         let w = vec![-127i8; cols];
-        for k in all_kernels() {
+        for k in kernel_sets() {
             let got = (k.w8x1)(&[&w[..]; 8], xq.row(0));
             let want = exact(&w, xq.row(0));
             assert!((got[0] as f64 - want).abs() < 1e-4 * want.abs());

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs core/src/q8.rs's tests as aarch64 code under qemu-user: once on a CPU
-# with the dot-product extension (the `sdot` kernels) and once without it
-# (cortex-a53: the portable fallback). The module only needs std, so it is
-# compiled alone, with rustc, outside the workspace. Then core's unit,
+# Runs core/src/q8.rs's tests as aarch64 code under qemu-user: on a CPU with
+# the dot-product and int8 matrix-multiply extensions (max: the `smmla` and
+# `sdot` kernels), on one with the dot-product extension only (neoverse-n1:
+# `sdot`) and on one without either (cortex-a53: the portable fallback).
+# The module only needs std, so it is compiled alone, with rustc, outside
+# the workspace. Then core's unit,
 # generation and PyTorch-reference tests, built for aarch64 as the mobile
-# libraries are (no default features), under qemu with the dot-product
-# extension: the whole model on tract's arm64 kernels and ours (the
+# libraries are (no default features), under qemu with both extensions:
+# the whole model on tract's arm64 kernels and ours (the
 # converter's own checkpoint-variant tests are left to the host).
 #
 # Needs: rustup target add aarch64-unknown-linux-gnu
@@ -22,14 +24,18 @@ pub mod q8;
 
 #[test]
 fn cpu() {
-    println!("dotprod: {}", std::arch::is_aarch64_feature_detected!("dotprod"));
+    println!(
+        "dotprod: {}, i8mm: {}",
+        std::arch::is_aarch64_feature_detected!("dotprod"),
+        std::arch::is_aarch64_feature_detected!("i8mm")
+    );
 }
 RS
 for opt in 0 3; do
     rustc --edition 2021 --test --target aarch64-unknown-linux-gnu \
         -C linker=aarch64-linux-gnu-gcc -C opt-level=$opt -D warnings \
         "$work/lib.rs" -o "$work/q8-test"
-    for cpu in max cortex-a53; do
+    for cpu in max neoverse-n1 cortex-a53; do
         echo "== opt-level $opt, qemu -cpu $cpu"
         qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu "$work/q8-test" --show-output
     done

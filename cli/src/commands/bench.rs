@@ -95,6 +95,17 @@ fn time_decode(model: &Model, context: usize, n: usize) -> anyhow::Result<f64> {
 }
 
 /// Peak resident memory of this process in MB (Linux), if known.
+/// The int8 kernel set this CPU runs (`avx2`, `sdot`, ...), with AMX tiles
+/// where prefill uses them: what an int8 model's speed depends on.
+fn int8_kernels() -> String {
+    let name = chaya::q8::kernels().name;
+    if chaya::amx::available() {
+        format!("{name} + amx")
+    } else {
+        name.to_string()
+    }
+}
+
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -175,6 +186,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "model": args.model.display().to_string(),
             "file_mb": file_mb,
             "threads": threads,
+            "int8_kernels": int8_kernels(),
             "runs": args.runs,
             "peak_rss_mb": peak,
             "metrics": entries,
@@ -183,8 +195,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{} ({file_mb:.1} MB), {threads} threads, {} runs",
+        "{} ({file_mb:.1} MB), {threads} threads, int8 kernels {}, {} runs",
         args.model.display(),
+        int8_kernels(),
         args.runs
     );
     println!(
