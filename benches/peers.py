@@ -143,11 +143,12 @@ def measure(engine, vocab, decode_tokens):
 
 
 def chaya_bench(binary, model, threads):
-    """One run of every `chaya bench` measurement, as {name: value}."""
+    """One run of every `chaya bench` measurement, as {name: value}, and the
+    int8 kernel set it ran."""
     out = subprocess.run([binary, "bench", "-m", model, "--threads", str(threads),
                           "--runs", "1", "--json"], check=True, capture_output=True, text=True)
     report = json.loads(out.stdout)
-    return {name: m["median"] for name, m in report["metrics"].items()}
+    return {name: m["median"] for name, m in report["metrics"].items()}, report["int8_kernels"]
 
 
 def machine():
@@ -204,12 +205,14 @@ def main():
             if number == 0 or "no cache" not in name:
                 record(name, measure(engine, vocab, args.decode_tokens))
         for name, path in chaya.items():
-            record(name, chaya_bench(args.chaya, path, args.threads))
+            row, kernels = chaya_bench(args.chaya, path, args.threads)
+            record(name, row)
     results = {name: {metric: statistics.median(values) for metric, values in row.items()}
                for name, row in samples.items()}
 
     metrics = list(next(iter(results.values())).keys())
-    print(f"\n{machine()}; {args.threads} threads, median of {args.runs} interleaved rounds\n")
+    print(f"\n{machine()}; {args.threads} threads, median of {args.runs} interleaved rounds; "
+          f"chaya's int8 kernels: {kernels}\n")
     print("| engine | " + " | ".join(metrics) + " |")
     print("|---|" + "---:|" * len(metrics))
     for name, row in results.items():
@@ -223,7 +226,8 @@ def main():
         print(f"| {name} | " + " | ".join(f"{r:.2f}×" for r in ratios) + " |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "threads": args.threads, "results": results}, f, indent=2)
+            json.dump({"machine": machine(), "threads": args.threads, "int8_kernels": kernels,
+                       "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":
