@@ -12,8 +12,11 @@ timed() { local t=$SECONDS; "$@"; echo "    ($(( SECONDS - t )) s)"; }
 step "format";  timed cargo fmt --all --check
 step "clippy";  timed cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "rust tests"; timed cargo test --workspace --all-features
-step "int8 kernel benchmark, every kernel set once (criterion --test)"
-timed cargo bench -p chaya --bench kernels -- --test
+# Under `cargo test` criterion runs each benchmark once, unoptimized and
+# untimed, so the benchmark cannot rot; built as the step above (the same
+# profile and features), it costs seconds.
+step "int8 kernel benchmark, every kernel set once (criterion, test mode)"
+timed cargo test --workspace --all-features --bench kernels
 step "stress: 8 threads x 100 generations, random options and cancellations"
 timed cargo test --workspace --all-features --test stress -- --ignored --nocapture
 # Core without default features is what the mobile libraries ship: its tests
