@@ -12,7 +12,7 @@ timed() { local t=$SECONDS; "$@"; echo "    ($(( SECONDS - t )) s)"; }
 step "format";  timed cargo fmt --all --check
 step "clippy";  timed cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "rust tests"; timed cargo test --workspace --all-features
-# Under `cargo test` criterion runs each benchmark once, unoptimized and
+# Under `cargo test` criterion runs each benchmark once, in the test build and
 # untimed, so the benchmark cannot rot; built as the step above (the same
 # profile and features), it costs seconds.
 step "int8 kernel benchmark, every kernel set once (criterion, test mode)"
