@@ -94,7 +94,6 @@ fn time_decode(model: &Model, context: usize, n: usize) -> anyhow::Result<f64> {
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Peak resident memory of this process in MB (Linux), if known.
 /// The int8 kernel set this CPU runs (`avx2`, `sdot`, ...), with AMX tiles
 /// where prefill uses them: what an int8 model's speed depends on.
 fn int8_kernels() -> String {
@@ -106,6 +105,7 @@ fn int8_kernels() -> String {
     }
 }
 
+/// Peak resident memory of this process in MB (Linux), if known.
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
