@@ -1208,13 +1208,13 @@ mod arm {
         pack: pack_signed,
     };
 
-    // SAFETY (both): only selected after detecting dotprod and i8mm (`smmla`
-    // needs two activation rows, so decode keeps `sdot`).
+    // SAFETY: only selected after detecting dotprod and i8mm. Decode keeps
+    // the `sdot` tile: `smmla` needs two activation rows.
     const I8MM: Kernels = Kernels {
         name: "i8mm",
-        w8x1: |w, x| unsafe { dotprod_tile(w, x) },
         panel: |w, packed, x, out| unsafe { i8mm_panel(w, packed, x, out) },
         pack: pack_i8mm,
+        ..DOTPROD
     };
 
     /// The aarch64 kernel sets this CPU can run, the preferred first: `smmla`
