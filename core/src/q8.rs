@@ -1052,9 +1052,29 @@ mod arm {
         with_tail(sums, w, x, full)
     }
 
+    /// `acc` plus, in each lane, the dot product of that lane's four bytes of
+    /// `w` and the four bytes in lane `LANE` of `x` (`sdot`'s indexed form).
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    fn sdot_lane<const LANE: i32>(mut acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+        // SAFETY: dotprod is enabled; the instruction only touches these registers.
+        unsafe {
+            asm!(
+                "sdot {acc:v}.4s, {w:v}.16b, {x:v}.4b[{lane}]",
+                acc = inout(vreg) acc,
+                w = in(vreg) w,
+                x = in(vreg) x,
+                lane = const LANE,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        acc
+    }
+
     /// A [`super::Panel`] on `sdot`: a vector holds 4 columns of 4 packed
     /// weight rows, multiplied by an activation row's 4 values at those
-    /// columns in every lane; 8 rows (half of each 64-byte group) at a time.
+    /// columns, taken from a lane of its 16 loaded values (the indexed form,
+    /// so no broadcasts); 8 rows (half of each 64-byte group) at a time.
     #[target_feature(enable = "neon,dotprod")]
     fn dotprod_panel(w: &[&[i8]; PANEL_ROWS], packed: &[i8], x: &Q8Rows, out: PanelOut) {
         let full = panel_shape(w, packed, x);
@@ -1065,21 +1085,23 @@ mod arm {
                 let mut acc = [[vdupq_n_f32(0.0); 2]; PANEL_TOKENS];
                 for b in 0..full {
                     let mut dots = [[vdupq_n_s32(0); 2]; PANEL_TOKENS];
-                    for q in 0..BLOCK / 4 {
-                        let k = b * BLOCK + 4 * q;
-                        // SAFETY: k + 4 <= full·BLOCK, and `packed` holds
+                    for s in 0..BLOCK / 16 {
+                        let k = b * BLOCK + 16 * s;
+                        // SAFETY: k + 16 <= full·BLOCK <= the rows' length.
+                        let xv = rows.values.map(|x| unsafe { vld1q_s8(x.add(k)) });
+                        // SAFETY: k + 16 <= full·BLOCK, and `packed` holds
                         // PANEL_ROWS bytes per column of the full blocks
-                        // (panel_shape).
-                        let wv = unsafe {
-                            let p = packed.as_ptr().add(PANEL_ROWS * k + 32 * half);
+                        // (panel_shape): 4 groups of 4 columns from k.
+                        let wv: [[int8x16_t; 2]; 4] = std::array::from_fn(|g| unsafe {
+                            let p = packed.as_ptr().add(PANEL_ROWS * (k + 4 * g) + 32 * half);
                             [vld1q_s8(p), vld1q_s8(p.add(16))]
-                        };
-                        for (dots, &x) in dots.iter_mut().zip(&rows.values) {
-                            // SAFETY: k + 4 <= full·BLOCK <= the row's length.
-                            let four = unsafe { x.add(k).cast::<i32>().read_unaligned() };
-                            let xv = vreinterpretq_s8_s32(vdupq_n_s32(four));
-                            for (dots, &wv) in dots.iter_mut().zip(&wv) {
-                                *dots = sdot(*dots, wv, xv);
+                        });
+                        for (dots, &xv) in dots.iter_mut().zip(&xv) {
+                            for (r, dot) in dots.iter_mut().enumerate() {
+                                *dot = sdot_lane::<0>(*dot, wv[0][r], xv);
+                                *dot = sdot_lane::<1>(*dot, wv[1][r], xv);
+                                *dot = sdot_lane::<2>(*dot, wv[2][r], xv);
+                                *dot = sdot_lane::<3>(*dot, wv[3][r], xv);
                             }
                         }
                     }
