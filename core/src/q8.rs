@@ -255,19 +255,38 @@ fn pack_signed(rows: &[&[i8]; PANEL_ROWS], packed: &mut Vec<i8>) {
 /// so a later read finds them there; a no-op where there is no hint.
 pub fn prefetch(bytes: &[i8]) {
     for line in bytes.chunks(64) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch hint has no architectural effect, whatever the address.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast())
-        };
-        #[cfg(target_arch = "aarch64")]
-        // SAFETY: as above; `prfm` only hints.
-        unsafe {
-            std::arch::asm!("prfm pldl1keep, [{0}]", in(reg) line.as_ptr(), options(nostack, preserves_flags, readonly))
-        };
-        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-        let _ = line;
+        prefetch_line(line.as_ptr());
+    }
+}
+
+/// Asks the CPU to bring the cache line holding `at` into L1. Any address
+/// will do: a prefetch hint never faults.
+#[inline(always)]
+fn prefetch_line(at: *const i8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch hint has no architectural effect, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(at.cast())
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above; `prfm` only hints.
+    unsafe {
+        std::arch::asm!("prfm pldl1keep, [{0}]", in(reg) at, options(nostack, preserves_flags, readonly))
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = at;
+}
+
+/// Decode streams the weights once: while a tile multiplies block `b` (at
+/// every other block, one 64-byte line per row), ask for the same line of
+/// the next tile's rows, which follow in memory, `cols` bytes per row.
+#[inline(always)]
+fn prefetch_next_tile(w: &[&[i8]; 8], b: usize, cols: usize) {
+    if b.is_multiple_of(2) {
+        for row in w {
+            prefetch_line(row.as_ptr().wrapping_add(b * BLOCK + 8 * cols));
+        }
     }
 }
 
@@ -426,8 +445,8 @@ fn portable_panel(w: &[&[i8]; PANEL_ROWS], _packed: &[i8], x: &Q8Rows, out: Pane
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{
-        finish_panel, pack_groups, panel_rows, panel_shape, size_panel, tile_shape, with_tail,
-        Kernels, PanelOut, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
+        finish_panel, pack_groups, panel_rows, panel_shape, prefetch_next_tile, size_panel,
+        tile_shape, with_tail, Kernels, PanelOut, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
     };
     use std::arch::x86_64::*;
 
@@ -443,15 +462,7 @@ mod x86 {
                 let (cols, full) = tile_shape(w, x);
                 let mut acc = _mm256_setzero_ps();
                 for b in 0..full {
-                    if b % 2 == 0 {
-                        // Decode streams the weights once: ask for the same
-                        // cache line of the next tile's rows (the rows that
-                        // follow in memory) ahead of time.
-                        for row in w {
-                            let ahead = row.as_ptr().wrapping_add(b * BLOCK + 8 * cols);
-                            _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
-                        }
-                    }
+                    prefetch_next_tile(w, b, cols);
                     // SAFETY: (b + 1)·BLOCK <= cols = x.values.len().
                     let xv = unsafe { _mm256_loadu_si256(x.values.as_ptr().add(b * BLOCK).cast()) };
                     // (A loop, not a closure: closures do not inherit the
@@ -976,8 +987,8 @@ mod x86 {
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use super::{
-        finish_panel, pack_signed, panel_rows, panel_shape, size_panel, tile_shape, with_tail,
-        Kernels, PanelOut, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
+        finish_panel, pack_signed, panel_rows, panel_shape, prefetch_next_tile, size_panel,
+        tile_shape, with_tail, Kernels, PanelOut, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
     };
     use std::arch::aarch64::*;
     use std::arch::asm;
@@ -1025,9 +1036,10 @@ mod arm {
     /// in lane `j % 4` of accumulator `j / 4`.
     #[target_feature(enable = "neon,dotprod")]
     fn dotprod_tile(w: &[&[i8]; 8], x: Q8Row) -> [f32; 8] {
-        let (_, full) = tile_shape(w, x);
+        let (cols, full) = tile_shape(w, x);
         let mut acc = [vdupq_n_f32(0.0); 2];
         for b in 0..full {
+            prefetch_next_tile(w, b, cols);
             // SAFETY: b < full, so (b + 1)·BLOCK <= x.values.len() (tile_shape).
             let xv = unsafe { load_block(x.values, b) };
             // (A loop, not a closure, which would not inherit the target features.)
