@@ -2,8 +2,9 @@
 //! one query (decode), and the same for blocks of [`QUERIES`] queries against
 //! [`KEYS`] keys or value columns at a time (prefill), softmax, SwiGLU's gate,
 //! and widening of f16 cache rows to f32, with AVX2+FMA(+F16C) versions
-//! (and AVX-512 ones of the block loops) picked at run time on x86_64 and
-//! portable versions (auto-vectorized, e.g. NEON on aarch64) elsewhere.
+//! (and AVX-512 ones of the block loops) picked at run time on x86_64, NEON
+//! versions of the decode loops and widening on aarch64, and portable
+//! versions (auto-vectorized) of the rest and elsewhere.
 
 use half::f16;
 use std::sync::OnceLock;
@@ -234,6 +235,9 @@ pub fn kernels() -> &'static Kernels {
             }
             return avx2::KERNELS;
         }
+        #[cfg(target_arch = "aarch64")]
+        return neon::KERNELS;
+        #[cfg_attr(target_arch = "aarch64", allow(unreachable_code))]
         PORTABLE
     })
 }
@@ -644,14 +648,148 @@ mod avx512 {
     }
 }
 
+/// The decode loops and widening on NEON (every aarch64 CPU has it), with
+/// f16 cache rows widened by `fcvtl`, 4 values per instruction. The
+/// portable loops compile to scalar bit arithmetic for f16 there (the
+/// widening alone ~3 instructions per value, and the f16 dot product to
+/// per-lane gathers), and attention reads the whole cache per decoded token.
+/// The block loops, softmax and SiLU are the portable ones (fused).
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::{Kernels, Widen};
+    use half::f16;
+    use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    // SAFETY (all): NEON is part of every aarch64 target.
+    pub const KERNELS: Kernels = Kernels {
+        dot: |a, b| unsafe { dot(a, b) },
+        axpy: |a, x, y| unsafe { axpy(a, x, y) },
+        dot_f16: |a, b| unsafe { dot(a, b) },
+        axpy_f16: |a, x, y| unsafe { axpy(a, x, y) },
+        block_scores: super::block_scores::<true>,
+        block_weighted_sum: super::block_weighted_sum::<true>,
+        softmax: super::softmax::<true>,
+        silu: super::silu::<true>,
+        widen: |src, dst| unsafe { widen(src, dst) },
+    };
+
+    /// Four f16 as f32, exactly (`fcvtl`; its intrinsic needs the unstable
+    /// f16 type).
+    #[inline(always)]
+    fn widen4(h: uint16x4_t) -> float32x4_t {
+        let f: float32x4_t;
+        // SAFETY: NEON is part of aarch64; the instruction only touches these registers.
+        unsafe {
+            asm!(
+                "fcvtl {f:v}.4s, {h:v}.4h",
+                f = lateout(vreg) f,
+                h = in(vreg) h,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        f
+    }
+
+    /// Values [`dot`] and [`axpy`] read as 4 f32 lanes at a time.
+    trait Load: Widen {
+        /// The 4 values from `p` as f32.
+        ///
+        /// # Safety
+        /// `p` must point to 4 readable values.
+        unsafe fn load4(p: *const Self) -> float32x4_t;
+    }
+
+    impl Load for f32 {
+        #[inline(always)]
+        unsafe fn load4(p: *const f32) -> float32x4_t {
+            // SAFETY: the caller's contract.
+            unsafe { vld1q_f32(p) }
+        }
+    }
+
+    impl Load for f16 {
+        #[inline(always)]
+        unsafe fn load4(p: *const f16) -> float32x4_t {
+            // SAFETY: the caller's contract.
+            widen4(unsafe { vld1_u16(p.cast()) })
+        }
+    }
+
+    /// [`Kernels::dot`]: four chains of 4 lanes, 16 values per step.
+    #[target_feature(enable = "neon")]
+    fn dot<T: Load>(a: &[f32], b: &[T]) -> f32 {
+        let n = a.len().min(b.len());
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        let mut i = 0;
+        while i + 16 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: i + 16 <= n bounds the 4 values read from each.
+                let (a4, b4) = unsafe {
+                    let a4 = vld1q_f32(a.as_ptr().add(i + 4 * j));
+                    (a4, T::load4(b.as_ptr().add(i + 4 * j)))
+                };
+                *acc = vfmaq_f32(*acc, a4, b4);
+            }
+            i += 16;
+        }
+        let tail: f32 = (i..n).map(|i| a[i] * b[i].widen()).sum();
+        let acc = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
+        vaddvq_f32(acc) + tail
+    }
+
+    /// [`Kernels::axpy`], 16 values per step.
+    #[target_feature(enable = "neon")]
+    fn axpy<T: Load>(a: f32, x: &[T], y: &mut [f32]) {
+        let n = x.len().min(y.len());
+        let mut i = 0;
+        while i + 16 <= n {
+            for j in (i..i + 16).step_by(4) {
+                // SAFETY: j + 4 <= i + 16 <= n bounds the 4 values read and written.
+                unsafe {
+                    let x4 = T::load4(x.as_ptr().add(j));
+                    let y4 = vld1q_f32(y.as_ptr().add(j));
+                    vst1q_f32(y.as_mut_ptr().add(j), vfmaq_n_f32(y4, x4, a));
+                }
+            }
+            i += 16;
+        }
+        for i in i..n {
+            y[i] = a.mul_add(x[i].widen(), y[i]);
+        }
+    }
+
+    /// [`Kernels::widen`], 8 values per step.
+    #[target_feature(enable = "neon")]
+    fn widen(src: &[f16], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len());
+        let (chunks, tail) = src.as_chunks::<8>();
+        let (out, out_tail) = dst.as_chunks_mut::<8>();
+        for (h, f) in chunks.iter().zip(out) {
+            // SAFETY: `h` holds 8 f16 (16 bytes) and `f` 8 f32.
+            unsafe {
+                let h = vld1q_u16(h.as_ptr().cast());
+                vst1q_f32(f.as_mut_ptr(), widen4(vget_low_u16(h)));
+                vst1q_f32(f.as_mut_ptr().add(4), widen4(vget_high_u16(h)));
+            }
+        }
+        super::widen(tail, out_tail);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// The portable kernels and every x86_64 set this CPU runs.
     fn all_kernels() -> Vec<&'static Kernels> {
-        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+        #[cfg_attr(
+            not(any(target_arch = "x86_64", target_arch = "aarch64")),
+            allow(unused_mut)
+        )]
         let mut all = vec![&PORTABLE];
+        #[cfg(target_arch = "aarch64")]
+        all.push(&neon::KERNELS);
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
