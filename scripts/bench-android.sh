@@ -73,9 +73,16 @@ read -r threads fastest < <(awk '
         if (n > 4) n = 4
         print n, fastest + 0
     }' <<<"$freqs")
+# The options given, without --json (always passed), and --threads added.
+options=()
 threads_given=false
-for arg in "$@"; do [[ $arg == --threads* ]] && threads_given=true; done
-$threads_given || set -- --threads "$threads" "$@"
+for arg in "$@"; do
+    [[ $arg == --threads* ]] && threads_given=true
+    [[ $arg == --json ]] || options+=("$arg")
+done
+# (${a[@]+...}: macOS's bash 3.2 calls an empty array unbound under set -u.)
+$threads_given || options=(--threads "$threads" ${options[@]+"${options[@]}"})
+set -- ${options[@]+"${options[@]}"}
 
 mkdir -p "$OUT"
 {
