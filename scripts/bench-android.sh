@@ -16,14 +16,16 @@
 # Needs the Android NDK (found by cargo-ndk, as for android/build-rust.sh) and
 # adb with a device attached (ANDROID_SERIAL picks one of several); installs
 # cargo-ndk and the Rust target when missing. Prints the device, both results,
-# and keeps them in bench-android/ (device.txt, bench.json, kernels.txt).
+# and keeps them in bench-android/ (device.txt, bench.json, kernels.txt; the
+# directory CHAYA_BENCH_OUT names instead, if set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET=aarch64-linux-android
 API_LEVEL=24
 DIR=/data/local/tmp/chaya
-OUT=bench-android
+OUT=${CHAYA_BENCH_OUT:-bench-android}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 model=
 if [[ $# -gt 0 && $1 != -* ]]; then
@@ -41,7 +43,7 @@ if [[ -z $model ]]; then
         mkdir -p "$OUT"
         cargo build --release -p chaya-cli
         python3 benches/make_random_checkpoint.py "$OUT/chaya-62m-random.safetensors"
-        target/release/chaya convert "$OUT/chaya-62m-random.safetensors" -o "$model"
+        "$TARGET_DIR/release/chaya" convert "$OUT/chaya-62m-random.safetensors" -o "$model"
         rm "$OUT/chaya-62m-random.safetensors"
     fi
 fi
@@ -53,7 +55,7 @@ kernels=$(ndk bench -p chaya --bench kernels --no-run --message-format=json |
 [[ -n $kernels ]] || { echo "could not find the kernel benchmark's executable" >&2; exit 1; }
 
 adb shell "mkdir -p $DIR"
-adb push "target/$TARGET/release/chaya" "$DIR/chaya"
+adb push "$TARGET_DIR/$TARGET/release/chaya" "$DIR/chaya"
 adb push "$kernels" "$DIR/kernels"
 adb push "$model" "$DIR/model.safetensors"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The mobile packaging tests that run without the Android SDK/NDK or Xcode: the
-# Kotlin coroutine wrapper on the JVM, the Swift package on Linux, and
-# `cargo check` for Android. Fails on the first failure; prints each step's time.
+# Kotlin coroutine wrapper on the JVM, the Swift package on Linux,
+# `cargo check` for Android, and scripts/bench-android.sh against stand-ins
+# for cargo-ndk and adb. Fails on the first failure; prints each step's time.
 #
 # Usage: tests/mobile/run.sh [MODEL]   (default: models/chaya-tiny-random.safetensors)
 set -euo pipefail
@@ -21,4 +22,5 @@ step() {
 step "kotlin wrapper (JVM)" tests/mobile/kotlin.sh "$@"
 step "swift package (Linux)" tests/mobile/swift.sh
 step "cargo check for Android" tests/mobile/android-check.sh
+step "device benchmark script (stand-in adb)" tests/mobile/bench-android.sh
 echo "==== mobile: all passed"
