@@ -9,8 +9,9 @@
 # (the 3 cores faster than the slowest class), the core the kernel benchmark
 # is pinned to (cpu6, the fastest) and the results it keeps.
 #
-# Usage: tests/mobile/bench-android.sh   (about a minute once the release
-# build exists: the kernel benchmark's full run)
+# Usage: tests/mobile/bench-android.sh   (under a minute once built, most of
+# it the kernel benchmark's full run; ~5 minutes more from a clean target
+# dir for the release kernel benchmark and criterion)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
