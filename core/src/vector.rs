@@ -237,7 +237,7 @@ pub fn kernels() -> &'static Kernels {
         }
         #[cfg(target_arch = "aarch64")]
         return neon::KERNELS;
-        #[cfg_attr(target_arch = "aarch64", allow(unreachable_code))]
+        #[cfg(not(target_arch = "aarch64"))]
         PORTABLE
     })
 }
@@ -667,11 +667,8 @@ mod neon {
         axpy: |a, x, y| unsafe { axpy(a, x, y) },
         dot_f16: |a, b| unsafe { dot(a, b) },
         axpy_f16: |a, x, y| unsafe { axpy(a, x, y) },
-        block_scores: super::block_scores::<true>,
-        block_weighted_sum: super::block_weighted_sum::<true>,
-        softmax: super::softmax::<true>,
-        silu: super::silu::<true>,
         widen: |src, dst| unsafe { widen(src, dst) },
+        ..super::PORTABLE
     };
 
     /// Four f16 as f32, exactly (`fcvtl`; its intrinsic needs the unstable
@@ -781,7 +778,7 @@ mod neon {
 mod tests {
     use super::*;
 
-    /// The portable kernels and every x86_64 set this CPU runs.
+    /// The portable kernels and every x86_64 set this CPU runs, or NEON's.
     fn all_kernels() -> Vec<&'static Kernels> {
         #[cfg_attr(
             not(any(target_arch = "x86_64", target_arch = "aarch64")),
