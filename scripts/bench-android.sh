@@ -36,11 +36,11 @@ fi
 rustup target add "$TARGET"
 command -v cargo-ndk >/dev/null || cargo install cargo-ndk
 adb get-state >/dev/null
+mkdir -p "$OUT"
 
 if [[ -z $model ]]; then
     model=$OUT/chaya-62m-random-int8.safetensors
     if [[ ! -f $model ]]; then
-        mkdir -p "$OUT"
         cargo build --release -p chaya-cli
         python3 benches/make_random_checkpoint.py "$OUT/chaya-62m-random.safetensors"
         "$TARGET_DIR/release/chaya" convert "$OUT/chaya-62m-random.safetensors" -o "$model"
@@ -86,7 +86,6 @@ done
 $threads_given || options=(--threads "$threads" ${options[@]+"${options[@]}"})
 set -- ${options[@]+"${options[@]}"}
 
-mkdir -p "$OUT"
 {
     adb shell 'getprop ro.product.manufacturer; getprop ro.product.model; getprop ro.soc.model;
         getprop ro.build.version.release; grep -m1 Features /proc/cpuinfo || true' | tr -d '\r'
