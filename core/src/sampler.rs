@@ -3,7 +3,6 @@
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
-use std::collections::HashMap;
 
 /// One token id with its (adjusted) logit.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -91,18 +90,17 @@ impl SamplerChain {
                 logit,
             })
             .collect();
-        let mut counts: HashMap<u32, usize> = HashMap::new();
         let penalized = self.steps.iter().any(|s| {
             matches!(
                 s,
                 Sampler::Repetition { .. } | Sampler::Frequency(_) | Sampler::Presence(_)
             )
         });
-        if penalized {
-            for &id in context {
-                *counts.entry(id).or_default() += 1;
-            }
-        }
+        let counts = if penalized {
+            occurrences(context, logits.len())
+        } else {
+            Vec::new()
+        };
         for step_sampler in &self.steps {
             apply(step_sampler, &mut candidates, &counts, step);
         }
@@ -136,18 +134,37 @@ impl SamplerChain {
     }
 }
 
-/// Applies one sampler to the candidates in place.
-fn apply(
-    sampler: &Sampler,
-    candidates: &mut Vec<Candidate>,
-    counts: &HashMap<u32, usize>,
-    step: usize,
-) {
+/// How often each token id occurs in `context`, indexed by id (a dense
+/// table: the penalties look up every candidate, and a hash per lookup cost
+/// more than the model's output head). Ids at or past `vocab` are not counted.
+fn occurrences(context: &[u32], vocab: usize) -> Vec<u32> {
+    let mut counts = vec![0; vocab];
+    for &id in context {
+        if let Some(n) = counts.get_mut(id as usize) {
+            *n += 1;
+        }
+    }
+    counts
+}
+
+/// Where token `id` is among the candidates: at index `id` while they are
+/// the whole vocabulary in id order (as the chain starts), else by a scan.
+fn position(candidates: &[Candidate], id: u32) -> Option<usize> {
+    match candidates.get(id as usize) {
+        Some(c) if c.id == id => Some(id as usize),
+        _ => candidates.iter().position(|c| c.id == id),
+    }
+}
+
+/// Applies one sampler to the candidates in place; `counts[id]` is how often
+/// token `id` occurs in the context (empty when no penalty needs it).
+fn apply(sampler: &Sampler, candidates: &mut Vec<Candidate>, counts: &[u32], step: usize) {
+    let count = |id: u32| counts.get(id as usize).copied().unwrap_or(0);
     match *sampler {
         Sampler::LogitBias(ref biases) => {
             for &(id, bias) in biases {
-                if let Some(c) = candidates.iter_mut().find(|c| c.id == id) {
-                    c.logit += bias;
+                if let Some(i) = position(candidates, id) {
+                    candidates[i].logit += bias;
                 }
             }
         }
@@ -155,7 +172,7 @@ fn apply(
             penalty,
             divide_always,
         } => {
-            for c in candidates.iter_mut().filter(|c| counts.contains_key(&c.id)) {
+            for c in candidates.iter_mut().filter(|c| count(c.id) > 0) {
                 c.logit = if divide_always || c.logit > 0.0 {
                     c.logit / penalty
                 } else {
@@ -165,45 +182,31 @@ fn apply(
         }
         Sampler::Frequency(penalty) => {
             for c in candidates.iter_mut() {
-                if let Some(&n) = counts.get(&c.id) {
+                let n = count(c.id);
+                if n > 0 {
                     c.logit -= penalty * n as f32;
                 }
             }
         }
         Sampler::Presence(penalty) => {
-            for c in candidates.iter_mut().filter(|c| counts.contains_key(&c.id)) {
+            for c in candidates.iter_mut().filter(|c| count(c.id) > 0) {
                 c.logit -= penalty;
             }
         }
         Sampler::TopK(k) => {
             if k > 0 && k < candidates.len() {
-                // Partition around the k-th best first: O(n), then sort only k.
-                candidates.select_nth_unstable_by(k - 1, descending);
-                candidates.truncate(k);
-                sort_descending(candidates);
+                keep_best(candidates, k);
             }
         }
         Sampler::TopP(p) => {
             if p < 1.0 {
-                sort_descending(candidates);
-                let probs = softmax(candidates);
-                let mut cumulative = 0.0;
-                let keep = probs
-                    .iter()
-                    .position(|q| {
-                        cumulative += q;
-                        cumulative >= p as f64
-                    })
-                    .map_or(candidates.len(), |i| i + 1);
+                let keep = nucleus(candidates, p);
                 candidates.truncate(keep);
             }
         }
         Sampler::MinP(p) => {
             if p > 0.0 {
-                let max = candidates
-                    .iter()
-                    .map(|c| c.logit)
-                    .fold(f32::NEG_INFINITY, f32::max);
+                let max = max_logit(candidates);
                 // p_i ≥ p · p_max  ⇔  logit_i ≥ logit_max + ln p
                 let threshold = max + p.ln();
                 candidates.retain(|c| c.logit >= threshold);
@@ -232,12 +235,79 @@ fn descending(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
     b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id))
 }
 
-/// Probabilities of the candidates (f64 for stable sums).
-fn softmax(candidates: &[Candidate]) -> Vec<f64> {
-    let max = candidates
+/// Keeps the `k` best candidates (`0 < k < len`), sorted (ties: lower id
+/// first). The k-th best logit among any candidates is a floor for the k-th
+/// best of all, so a strided sample of about [`FLOOR_SAMPLE`] candidates
+/// gives one; the few at or above it are then partitioned around their k-th
+/// best (O(n)) and only k are sorted.
+fn keep_best(candidates: &mut Vec<Candidate>, k: usize) {
+    let stride = (candidates.len() / FLOOR_SAMPLE.max(k)).max(1);
+    let mut sample: Vec<f32> = candidates.iter().step_by(stride).map(|c| c.logit).collect();
+    if sample.len() >= k {
+        let (_, floor, _) = sample.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        let floor = *floor;
+        candidates.retain(|c| c.logit.total_cmp(&floor).is_ge());
+    }
+    if k < candidates.len() {
+        candidates.select_nth_unstable_by(k - 1, descending);
+        candidates.truncate(k);
+    }
+    sort_descending(candidates);
+}
+
+/// Candidates [`keep_best`] samples for its floor.
+const FLOOR_SAMPLE: usize = 1024;
+
+/// Candidates [`nucleus`] ranks first; it ranks [`RANK_GROWTH`] times as
+/// many each time their probability falls short.
+const RANKED_FIRST: usize = 64;
+
+/// See [`RANKED_FIRST`].
+const RANK_GROWTH: usize = 16;
+
+/// Sorts the most likely candidates first (ties: lower id first) and returns
+/// how many it takes for their probability to reach `p` (all of them if
+/// rounding keeps the sum below it). Only the best [`RANKED_FIRST`], then
+/// [`RANK_GROWTH`] times as many, and so on, are selected (O(n)) and sorted
+/// until their mass reaches `p`: a peaked distribution costs a few passes
+/// over the vocabulary instead of sorting it.
+fn nucleus(candidates: &mut [Candidate], p: f32) -> usize {
+    let max = max_logit(candidates) as f64;
+    let weight = |c: &Candidate| (c.logit as f64 - max).exp();
+    let total: f64 = candidates.iter().map(weight).sum();
+    let mut ranked = RANKED_FIRST;
+    loop {
+        let all = ranked >= candidates.len();
+        if all {
+            sort_descending(candidates);
+        } else {
+            candidates.select_nth_unstable_by(ranked - 1, descending);
+            sort_descending(&mut candidates[..ranked]);
+        }
+        let mut cumulative = 0.0;
+        let reached = candidates.iter().take(ranked).position(|c| {
+            cumulative += weight(c) / total;
+            cumulative >= p as f64
+        });
+        match reached {
+            Some(i) => return i + 1,
+            None if all => return candidates.len(),
+            None => ranked *= RANK_GROWTH,
+        }
+    }
+}
+
+/// The highest logit among the candidates (-inf for none).
+fn max_logit(candidates: &[Candidate]) -> f32 {
+    candidates
         .iter()
         .map(|c| c.logit)
-        .fold(f32::NEG_INFINITY, f32::max) as f64;
+        .fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// Probabilities of the candidates (f64 for stable sums).
+fn softmax(candidates: &[Candidate]) -> Vec<f64> {
+    let max = max_logit(candidates) as f64;
     let exps: Vec<f64> = candidates
         .iter()
         .map(|c| (c.logit as f64 - max).exp())
@@ -280,11 +350,7 @@ mod tests {
 
     fn run(sampler: Sampler, logits: &[f32], context: &[u32]) -> Vec<Candidate> {
         let mut c = cands(logits);
-        let mut counts = HashMap::new();
-        for &id in context {
-            *counts.entry(id).or_default() += 1;
-        }
-        apply(&sampler, &mut c, &counts, 0);
+        apply(&sampler, &mut c, &occurrences(context, logits.len()), 0);
         c
     }
 
@@ -346,6 +412,85 @@ mod tests {
         assert_eq!(pres[2].logit, 0.5);
     }
 
+    /// Deterministic logits on a grid of 0.25 (so many tie) spread by `spread`.
+    fn grid_logits(n: usize, spread: f32, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let unit = (state >> 40) as f32 / (1u64 << 24) as f32;
+                (unit * spread * 4.0).round() / 4.0
+            })
+            .collect()
+    }
+
+    /// The candidates sorted best first, lower id first among ties.
+    fn sorted(logits: &[f32]) -> Vec<Candidate> {
+        let mut all = cands(logits);
+        all.sort_by(descending);
+        all
+    }
+
+    #[test]
+    fn top_k_equals_sorting_every_candidate() {
+        for (n, seed) in [(50, 1), (3000, 2), (50_257, 3)] {
+            for spread in [2.0, 40.0] {
+                let logits = grid_logits(n, spread, seed);
+                for k in [1, 40, 1000, n - 1].into_iter().filter(|&k| k < n) {
+                    let want: Vec<Candidate> = sorted(&logits).into_iter().take(k).collect();
+                    assert_eq!(run(Sampler::TopK(k), &logits, &[]), want, "n {n}, k {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn top_p_equals_sorting_every_candidate() {
+        // From nearly flat (43 699 of 50 257 kept: everything sorted) to peaked
+        // (25 kept: the first ranking suffices), through each growth step.
+        for (spread, p) in [
+            (0.5, 0.9),
+            (8.0, 0.95),
+            (30.0, 0.95),
+            (60.0, 0.5),
+            (200.0, 0.1),
+        ] {
+            let logits = grid_logits(50_257, spread, 7);
+            let all = sorted(&logits);
+            let probs = softmax(&all);
+            let mut cumulative = 0.0;
+            let keep = probs
+                .iter()
+                .position(|q| {
+                    cumulative += q;
+                    cumulative >= p
+                })
+                .map_or(all.len(), |i| i + 1);
+            let got = run(Sampler::TopP(p as f32), &logits, &[]);
+            assert_eq!(got, all[..keep], "spread {spread}: {} kept", got.len());
+        }
+    }
+
+    #[test]
+    fn penalties_ignore_context_ids_outside_the_vocabulary() {
+        let rep = Sampler::Repetition {
+            penalty: 2.0,
+            divide_always: false,
+        };
+        let got = run(rep, &[2.0, 1.0], &[1, 7, u32::MAX]);
+        assert_eq!(got.iter().map(|c| c.logit).collect::<Vec<_>>(), [2.0, 0.5]);
+    }
+
+    #[test]
+    fn bias_finds_its_token_after_the_candidates_are_reordered() {
+        let steps = vec![Sampler::TopK(3), Sampler::LogitBias(vec![(1, 10.0)])];
+        let mut chain = SamplerChain::greedy(steps);
+        // Top-3 sorts ids 3, 2, 1 first; the bias then lifts id 1 above them.
+        assert_eq!(chain.sample(&[0.0, 1.0, 2.0, 3.0], &[], 0), 1);
+    }
+
     #[test]
     fn bias_can_ban_all_but_one() {
         let bias = Sampler::LogitBias(vec![(0, f32::NEG_INFINITY), (1, f32::NEG_INFINITY)]);
@@ -376,7 +521,7 @@ mod tests {
         };
         for (step, want) in [(0, 1.0), (1, 1.0 / 0.75), (2, 2.0), (9, 2.0)] {
             let mut c = cands(&[1.0]);
-            apply(&schedule, &mut c, &HashMap::new(), step);
+            apply(&schedule, &mut c, &[], step);
             assert!((c[0].logit - want).abs() < 1e-6, "step {step}");
         }
     }
