@@ -195,7 +195,8 @@ fn apply(sampler: &Sampler, candidates: &mut Vec<Candidate>, counts: &[u32], ste
         }
         Sampler::TopK(k) => {
             if k > 0 && k < candidates.len() {
-                keep_best(candidates, k);
+                rank_best(candidates, k);
+                candidates.truncate(k);
             }
         }
         Sampler::TopP(p) => {
@@ -227,7 +228,8 @@ fn apply(sampler: &Sampler, candidates: &mut Vec<Candidate>, counts: &[u32], ste
 
 /// Sorts by logit, highest first; ties keep the lower id first.
 fn sort_descending(candidates: &mut [Candidate]) {
-    candidates.sort_by(descending);
+    // No two candidates are equal (ids differ), so an unstable sort is exact.
+    candidates.sort_unstable_by(descending);
 }
 
 /// The order of [`sort_descending`]: a total order, so selections are deterministic.
@@ -235,27 +237,39 @@ fn descending(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
     b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id))
 }
 
-/// Keeps the `k` best candidates (`0 < k < len`), sorted (ties: lower id
-/// first). The k-th best logit among any candidates is a floor for the k-th
-/// best of all, so a strided sample of about [`FLOOR_SAMPLE`] candidates
-/// gives one; the few at or above it are then partitioned around their k-th
-/// best (O(n)) and only k are sorted.
-fn keep_best(candidates: &mut Vec<Candidate>, k: usize) {
-    let stride = (candidates.len() / FLOOR_SAMPLE.max(k)).max(1);
-    let mut sample: Vec<f32> = candidates.iter().step_by(stride).map(|c| c.logit).collect();
-    if sample.len() >= k {
-        let (_, floor, _) = sample.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-        let floor = *floor;
-        candidates.retain(|c| c.logit.total_cmp(&floor).is_ge());
+/// Moves the `k` best candidates (`0 < k <= len`) to the front, sorted
+/// best first (ties: lower id first); the rest follow in no order. Only the
+/// candidates at or above a floor are partitioned around their k-th best
+/// (O(n)), and only `k` are sorted. The floor is the logit a strided sample
+/// of about [`FLOOR_SAMPLE`] candidates ranks a little below where the k-th
+/// best is expected; if fewer than `k` reach it, all are partitioned.
+fn rank_best(candidates: &mut [Candidate], k: usize) {
+    let n = candidates.len();
+    let mut sample: Vec<f32> = candidates
+        .iter()
+        .step_by((n / FLOOR_SAMPLE).max(1))
+        .map(|c| c.logit)
+        .collect();
+    let rank = (2 * k * sample.len() / n + 8).min(sample.len());
+    let floor = *sample
+        .select_nth_unstable_by(rank - 1, |a, b| b.total_cmp(a))
+        .1;
+    let mut above = 0;
+    for i in 0..n {
+        if candidates[i].logit.total_cmp(&floor).is_ge() {
+            candidates.swap(i, above);
+            above += 1;
+        }
     }
-    if k < candidates.len() {
-        candidates.select_nth_unstable_by(k - 1, descending);
-        candidates.truncate(k);
+    // At least k at or above the floor: the k best are among them.
+    let front = &mut candidates[..if above >= k { above } else { n }];
+    if k < front.len() {
+        front.select_nth_unstable_by(k - 1, descending);
     }
-    sort_descending(candidates);
+    sort_descending(&mut front[..k]);
 }
 
-/// Candidates [`keep_best`] samples for its floor.
+/// Candidates [`rank_best`] samples for its floor.
 const FLOOR_SAMPLE: usize = 1024;
 
 /// Candidates [`nucleus`] ranks first; it ranks [`RANK_GROWTH`] times as
@@ -268,33 +282,29 @@ const RANK_GROWTH: usize = 16;
 /// Sorts the most likely candidates first (ties: lower id first) and returns
 /// how many it takes for their probability to reach `p` (all of them if
 /// rounding keeps the sum below it). Only the best [`RANKED_FIRST`], then
-/// [`RANK_GROWTH`] times as many, and so on, are selected (O(n)) and sorted
+/// [`RANK_GROWTH`] times as many, and so on, are ranked ([`rank_best`])
 /// until their mass reaches `p`: a peaked distribution costs a few passes
 /// over the vocabulary instead of sorting it.
 fn nucleus(candidates: &mut [Candidate], p: f32) -> usize {
+    let n = candidates.len();
     let max = max_logit(candidates) as f64;
     let weight = |c: &Candidate| (c.logit as f64 - max).exp();
     let total: f64 = candidates.iter().map(weight).sum();
-    let mut ranked = RANKED_FIRST;
-    loop {
-        let all = ranked >= candidates.len();
-        if all {
-            sort_descending(candidates);
-        } else {
-            candidates.select_nth_unstable_by(ranked - 1, descending);
-            sort_descending(&mut candidates[..ranked]);
-        }
+    let mut ranked = RANKED_FIRST.min(n);
+    while ranked > 0 {
+        rank_best(candidates, ranked);
         let mut cumulative = 0.0;
-        let reached = candidates.iter().take(ranked).position(|c| {
+        let reached = candidates[..ranked].iter().position(|c| {
             cumulative += weight(c) / total;
             cumulative >= p as f64
         });
         match reached {
             Some(i) => return i + 1,
-            None if all => return candidates.len(),
-            None => ranked *= RANK_GROWTH,
+            None if ranked == n => break,
+            None => ranked = (ranked * RANK_GROWTH).min(n),
         }
     }
+    n
 }
 
 /// The highest logit among the candidates (-inf for none).
@@ -444,6 +454,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn top_k_is_exact_when_the_sampled_floor_is_too_high() {
+        // Every candidate the floor's strided sample sees is high, the rest
+        // low: fewer than k reach the floor, so all must be ranked.
+        let n = 50_257;
+        let stride = n / FLOOR_SAMPLE;
+        let logits: Vec<f32> = (0..n)
+            .map(|i| {
+                if i % stride == 0 {
+                    10.0
+                } else {
+                    (i % 7) as f32
+                }
+            })
+            .collect();
+        let k = 2000;
+        let want: Vec<Candidate> = sorted(&logits).into_iter().take(k).collect();
+        assert_eq!(run(Sampler::TopK(k), &logits, &[]), want);
     }
 
     #[test]
