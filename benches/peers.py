@@ -173,17 +173,17 @@ def main():
 
     model = CachedChaya.from_checkpoint(args.checkpoint).eval()
     vocab = model.vocab_size
-    workdir = tempfile.mkdtemp(prefix="chaya-peers-")
-    f32_onnx, int8_onnx = export(model, workdir)
-
-    engines = {
-        "PyTorch, no cache (original CLI)": TorchNoCache(model),
-        "PyTorch, KV cache": TorchCached(model),
-        "ONNX Runtime f32": Ort(f32_onnx, args.threads, model.cache_shape()),
-        "ONNX Runtime int8": Ort(int8_onnx, args.threads, model.cache_shape()),
-        "ONNX Runtime int8, x64quantprecision": Ort(int8_onnx, args.threads, model.cache_shape(),
-                                                    exact=True),
-    }
+    # The ONNX files (~360 MB) are read into the sessions, then removed.
+    with tempfile.TemporaryDirectory(prefix="chaya-peers-") as workdir:
+        f32_onnx, int8_onnx = export(model, workdir)
+        engines = {
+            "PyTorch, no cache (original CLI)": TorchNoCache(model),
+            "PyTorch, KV cache": TorchCached(model),
+            "ONNX Runtime f32": Ort(f32_onnx, args.threads, model.cache_shape()),
+            "ONNX Runtime int8": Ort(int8_onnx, args.threads, model.cache_shape()),
+            "ONNX Runtime int8, x64quantprecision": Ort(int8_onnx, args.threads,
+                                                        model.cache_shape(), exact=True),
+        }
     check = prompt(20, vocab)
     reference = engines["PyTorch, no cache (original CLI)"].prefill(check).numpy()
     for name, engine in list(engines.items())[1:]:
