@@ -15,8 +15,8 @@ step "rust tests"; timed cargo test --workspace --all-features
 # Under `cargo test` criterion runs each benchmark once, in the test build and
 # untimed, so the benchmark cannot rot; built as the step above (the same
 # profile and features), it costs seconds.
-step "int8 kernel benchmark, every kernel set once (criterion, test mode)"
-timed cargo test --workspace --all-features --bench kernels
+step "benchmarks run once (criterion, test mode): every int8 kernel set, every sampler chain"
+timed cargo test --workspace --all-features --bench kernels --bench sampler
 step "stress: 8 threads x 100 generations, random options and cancellations"
 timed cargo test --workspace --all-features --test stress -- --ignored --nocapture
 # Core without default features is what the mobile libraries ship: its tests
