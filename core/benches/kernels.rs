@@ -37,7 +37,7 @@ fn decode(k: &Kernels, w: &[Vec<i8>], x: &Q8Rows) -> f32 {
     let mut total = 0.0;
     for rows in w.chunks_exact(8) {
         let tile = std::array::from_fn(|j| &rows[j][..]);
-        total += (k.w8x1)(&tile, x.row(0)).iter().sum::<f32>();
+        total += (k.w8x1)(&tile, x.row(0), &[]).iter().sum::<f32>();
     }
     total
 }

@@ -28,6 +28,22 @@ use tract_core::internal::*;
 /// parallel region finish within a short task of each other.
 const BLOCK_ROWS: usize = 32;
 
+/// How far ahead of a decode tile, in bytes of its task's weights, the tile
+/// prefetches them ([`crate::q8::Tile`]). A task's weight rows are one range
+/// of memory, and decode reads them once: asked for in address order, a page
+/// ahead (and the task's first page when it starts), they arrive before the
+/// tile that reads them, and the hardware's stream prefetcher follows. On a
+/// 2-core AMD EPYC Zen 4 this took the products of 640- and 192-byte rows
+/// from 16-23 GB/s to 23-30 GB/s; asking instead for each row's line in the
+/// next tile as the tile read that line reached 16-23.
+const PREFETCH_DISTANCE: usize = 4096;
+
+/// Rows longer than this are not prefetched: each is a stream long enough
+/// for the hardware prefetchers alone, and the address-order prefetch, which
+/// runs behind a tile's last rows, made SwiGLU's `w3` (2560-byte rows) 5-10%
+/// slower there.
+const PREFETCH_MAX_COLS: usize = 1024;
+
 /// How many output rows ahead of a panel's results their cache lines are
 /// fetched for writing: each panel writes one line per row, far apart, and
 /// without the hint every store waits for its line (measured: a 256-token
@@ -356,11 +372,21 @@ fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, emit: Emit) {
     // The scales of weight rows j..j + width of this task (fewer at its end).
     let scales = |j: usize, width: usize| &w.scales()[first + j..first + count.min(j + width)];
     if rows < PANEL_TOKENS {
+        let task = w.row_range(first, count);
+        let prefetching = w.cols() <= PREFETCH_MAX_COLS;
+        if prefetching {
+            prefetch(&task[..task.len().min(PREFETCH_DISTANCE)]);
+        }
         for j in (0..count).step_by(8) {
             let ws = std::array::from_fn(|d| weight_row(j + d));
+            let ahead = match prefetching {
+                true => ahead_of(task, j * w.cols(), 8 * w.cols()),
+                false => &[],
+            };
             for t in 0..rows {
                 let mut dots = [[0.0; PANEL_ROWS]];
-                dots[0][..8].copy_from_slice(&(kernels.w8x1)(&ws, xq.row(t)));
+                let ahead = if t == 0 { ahead } else { &[] };
+                dots[0][..8].copy_from_slice(&(kernels.w8x1)(&ws, xq.row(t), ahead));
                 emit(t, j, &dots, scales(j, 8));
             }
         }
@@ -380,6 +406,13 @@ fn tile_rows(w: &QuantMatrix, xq: &Q8Rows, first: usize, emit: Emit) {
             (kernels.panel)(&ws, &packed, xq, &mut |t, sums| emit(t, j, sums, scales));
         }
     }
+}
+
+/// `len` bytes of a task's weights from [`PREFETCH_DISTANCE`] past `start`
+/// (fewer, or none, near the task's end).
+fn ahead_of(task: &[i8], start: usize, len: usize) -> &[i8] {
+    let ahead = task.get(start + PREFETCH_DISTANCE..).unwrap_or_default();
+    &ahead[..ahead.len().min(len)]
 }
 
 /// Writes `dots[i] · scales[i]` (the dot products of weight rows times their
@@ -557,6 +590,22 @@ mod tests {
                 "rows {rows}: {squared_error} vs {expected}"
             );
         }
+    }
+
+    #[test]
+    fn tiles_prefetch_only_their_task_at_the_distance() {
+        let task = vec![0i8; PREFETCH_DISTANCE + 3000];
+        let offset = |ahead: &[i8]| ahead.as_ptr() as usize - task.as_ptr() as usize;
+        let ahead = ahead_of(&task, 0, 1000);
+        assert_eq!((offset(ahead), ahead.len()), (PREFETCH_DISTANCE, 1000));
+        // Near the task's end: only what is left of it, then nothing.
+        let ahead = ahead_of(&task, 2500, 1000);
+        assert_eq!(
+            (offset(ahead), ahead.len()),
+            (PREFETCH_DISTANCE + 2500, 500)
+        );
+        assert!(ahead_of(&task, 3000, 1000).is_empty());
+        assert!(ahead_of(&task, 9000, 1000).is_empty());
     }
 
     #[test]

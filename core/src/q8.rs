@@ -186,8 +186,10 @@ impl Q8Rows {
     }
 }
 
-/// `out[j]` = the block-scaled dot product of weight row `j` and the activation row.
-pub type Tile = fn(&[&[i8]; 8], Q8Row) -> [f32; 8];
+/// `out[j]` = the block-scaled dot product of weight row `j` and the
+/// activation row; the third argument is the weight bytes to prefetch
+/// meanwhile ([`prefetch_ahead`]).
+pub type Tile = fn(&[&[i8]; 8], Q8Row, &[i8]) -> [f32; 8];
 
 /// Weight rows of a [`Panel`].
 pub const PANEL_ROWS: usize = 16;
@@ -278,14 +280,16 @@ fn prefetch_line(at: *const i8) {
     let _ = at;
 }
 
-/// Decode streams the weights once: while a tile multiplies block `b` (at
-/// every other block, one 64-byte line per row), ask for the same line of
-/// the next tile's rows, which follow in memory, `cols` bytes per row.
+/// Decode streams the weights once: while a tile multiplies block `b` of
+/// its 8 rows (256 bytes), ask for the same amount of `ahead`, the weights
+/// its caller reads some distance later, in address order (8 lines at every
+/// other block), so the prefetches keep pace with the reads.
 #[inline(always)]
-fn prefetch_next_tile(w: &[&[i8]; 8], b: usize, cols: usize) {
+fn prefetch_ahead(ahead: &[i8], b: usize) {
     if b.is_multiple_of(2) {
-        for row in w {
-            prefetch_line(row.as_ptr().wrapping_add(b * BLOCK + 8 * cols));
+        let from = 8 * BLOCK * b;
+        for line in (from..ahead.len().min(from + 16 * BLOCK)).step_by(64) {
+            prefetch_line(ahead.as_ptr().wrapping_add(line));
         }
     }
 }
@@ -295,7 +299,8 @@ fn prefetch_next_tile(w: &[&[i8]; 8], b: usize, cols: usize) {
 pub struct Kernels {
     /// Which instructions they use (`avx2`, `sdot`, ...), for reports.
     pub name: &'static str,
-    /// Eight weight rows by one activation row (decode).
+    /// Eight weight rows by one activation row (decode), prefetching the
+    /// given weight bytes as it goes.
     pub w8x1: Tile,
     /// [`PANEL_ROWS`] packed weight rows by every activation row (prefill).
     pub panel: Panel,
@@ -344,14 +349,14 @@ pub fn block_dot(w: &[i8], x: Q8Row) -> f32 {
         })
 }
 
-/// A SIMD tile's row length and number of full blocks, after checking that
-/// every weight row, and the activation row's scales and offsets, match it: the
-/// kernels read whole blocks without bounds checks.
-fn tile_shape(w: &[&[i8]; 8], x: Q8Row) -> (usize, usize) {
+/// A SIMD tile's number of full blocks, after checking that every weight
+/// row, and the activation row's scales and offsets, match the activation
+/// row's length: the kernels read whole blocks without bounds checks.
+fn tile_shape(w: &[&[i8]; 8], x: Q8Row) -> usize {
     let cols = x.values.len();
     assert!(w.iter().all(|w| w.len() == cols));
     assert!(x.scales.len() == cols.div_ceil(BLOCK) && x.offsets.len() == x.scales.len());
-    (cols, cols / BLOCK)
+    cols / BLOCK
 }
 
 /// A panel's number of full blocks, after checking that every weight row has
@@ -432,7 +437,8 @@ fn finish_panel<const N: usize>(
     out(t, sums);
 }
 
-fn portable_tile(w: &[&[i8]; 8], x: Q8Row) -> [f32; 8] {
+/// The portable tile leaves prefetching to the hardware.
+fn portable_tile(w: &[&[i8]; 8], x: Q8Row, _ahead: &[i8]) -> [f32; 8] {
     std::array::from_fn(|j| block_dot(w[j], x))
 }
 
@@ -445,8 +451,8 @@ fn portable_panel(w: &[&[i8]; PANEL_ROWS], _packed: &[i8], x: &Q8Rows, out: Pane
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{
-        finish_panel, pack_groups, panel_rows, panel_shape, prefetch_next_tile, size_panel,
-        tile_shape, with_tail, Kernels, PanelOut, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
+        finish_panel, pack_groups, panel_rows, panel_shape, prefetch_ahead, size_panel, tile_shape,
+        with_tail, Kernels, PanelOut, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
     };
     use std::arch::x86_64::*;
 
@@ -458,11 +464,11 @@ mod x86 {
     macro_rules! tile {
         ($name:ident, $features:literal, $prepare:ident, $dot:ident, $offset:literal) => {
             #[target_feature(enable = $features)]
-            fn $name(w: &[&[i8]; 8], x: Q8Row) -> [f32; 8] {
-                let (cols, full) = tile_shape(w, x);
+            fn $name(w: &[&[i8]; 8], x: Q8Row, ahead: &[i8]) -> [f32; 8] {
+                let full = tile_shape(w, x);
                 let mut acc = _mm256_setzero_ps();
                 for b in 0..full {
-                    prefetch_next_tile(w, b, cols);
+                    prefetch_ahead(ahead, b);
                     // SAFETY: (b + 1)·BLOCK <= cols = x.values.len().
                     let xv = unsafe { _mm256_loadu_si256(x.values.as_ptr().add(b * BLOCK).cast()) };
                     // (A loop, not a closure: closures do not inherit the
@@ -909,19 +915,19 @@ mod x86 {
     // SAFETY (all): each is only selected after detecting its features.
     const AVX_VNNI: Kernels = Kernels {
         name: "avx-vnni",
-        w8x1: |w, x| unsafe { avx_vnni_tile(w, x) },
+        w8x1: |w, x, ahead| unsafe { avx_vnni_tile(w, x, ahead) },
         panel: |w, packed, x, out| unsafe { avx_vnni_panel(w, packed, x, out) },
         pack: |w, packed| unsafe { pack_avx2(w, packed, 0x80) },
     };
     const AVX512_VNNI: Kernels = Kernels {
         name: "avx512-vnni",
-        w8x1: |w, x| unsafe { avx512_vnni_tile(w, x) },
+        w8x1: |w, x, ahead| unsafe { avx512_vnni_tile(w, x, ahead) },
         panel: |w, packed, x, out| unsafe { avx512_vnni_panel(w, packed, x, out) },
         pack: |w, packed| unsafe { pack_offset_avx512(w, packed) },
     };
     const AVX2: Kernels = Kernels {
         name: "avx2",
-        w8x1: |w, x| unsafe { avx2_tile(w, x) },
+        w8x1: |w, x, ahead| unsafe { avx2_tile(w, x, ahead) },
         panel: |w, packed, x, out| unsafe { avx2_panel(w, packed, x, out) },
         pack: |w, packed| unsafe { pack_avx2(w, packed, 0) },
     };
@@ -987,8 +993,8 @@ mod x86 {
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use super::{
-        finish_panel, pack_signed, panel_rows, panel_shape, prefetch_next_tile, size_panel,
-        tile_shape, with_tail, Kernels, PanelOut, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
+        finish_panel, pack_signed, panel_rows, panel_shape, prefetch_ahead, size_panel, tile_shape,
+        with_tail, Kernels, PanelOut, Q8Row, Q8Rows, BLOCK, PANEL_ROWS, PANEL_TOKENS,
     };
     use std::arch::aarch64::*;
     use std::arch::asm;
@@ -1035,11 +1041,11 @@ mod arm {
     /// A decode tile: eight weight rows by one activation row. Row `j` lives
     /// in lane `j % 4` of accumulator `j / 4`.
     #[target_feature(enable = "neon,dotprod")]
-    fn dotprod_tile(w: &[&[i8]; 8], x: Q8Row) -> [f32; 8] {
-        let (cols, full) = tile_shape(w, x);
+    fn dotprod_tile(w: &[&[i8]; 8], x: Q8Row, ahead: &[i8]) -> [f32; 8] {
+        let full = tile_shape(w, x);
         let mut acc = [vdupq_n_f32(0.0); 2];
         for b in 0..full {
-            prefetch_next_tile(w, b, cols);
+            prefetch_ahead(ahead, b);
             // SAFETY: b < full, so (b + 1)·BLOCK <= x.values.len() (tile_shape).
             let xv = unsafe { load_block(x.values, b) };
             // (A loop, not a closure, which would not inherit the target features.)
@@ -1237,7 +1243,7 @@ mod arm {
     // SAFETY (both): only selected after detecting dotprod.
     const DOTPROD: Kernels = Kernels {
         name: "sdot",
-        w8x1: |w, x| unsafe { dotprod_tile(w, x) },
+        w8x1: |w, x, ahead| unsafe { dotprod_tile(w, x, ahead) },
         panel: |w, packed, x, out| unsafe { dotprod_panel(w, packed, x, out) },
         pack: pack_signed,
     };
@@ -1406,12 +1412,17 @@ mod tests {
             let w: Vec<Vec<i8>> = (0..PANEL_ROWS).map(|j| weights(cols, 7 + 2 * j)).collect();
             let w8: [&[i8]; 8] = std::array::from_fn(|j| &w[j][..]);
             let panel: [&[i8]; PANEL_ROWS] = std::array::from_fn(|j| &w[j][..]);
+            // Bytes to prefetch: none, less than a line, more than the tile reads.
+            let far = weights(64 * cols, 3);
+            let aheads: [&[i8]; 3] = [&[], &far[..5], &far];
             for k in kernel_sets() {
-                let got = (k.w8x1)(&w8, xq.row(1));
-                for j in 0..8 {
-                    assert_eq!(got[j], block_dot(w8[j], xq.row(1)), "cols {cols}");
-                    let want = exact(w8[j], xq.row(1));
-                    assert!((got[j] as f64 - want).abs() < 1e-4 * want.abs().max(1.0));
+                for ahead in aheads {
+                    let got = (k.w8x1)(&w8, xq.row(1), ahead);
+                    for j in 0..8 {
+                        assert_eq!(got[j], block_dot(w8[j], xq.row(1)), "cols {cols}");
+                        let want = exact(w8[j], xq.row(1));
+                        assert!((got[j] as f64 - want).abs() < 1e-4 * want.abs().max(1.0));
+                    }
                 }
                 let mut packed = Vec::new();
                 (k.pack)(&panel, &mut packed);
@@ -1432,7 +1443,7 @@ mod tests {
         let xq = Q8Rows::quantize(&[-5.0; 64], cols);
         let w = vec![-127i8; cols];
         for k in kernel_sets() {
-            let got = (k.w8x1)(&[&w[..]; 8], xq.row(0));
+            let got = (k.w8x1)(&[&w[..]; 8], xq.row(0), &[]);
             let want = exact(&w, xq.row(0));
             assert!((got[0] as f64 - want).abs() < 1e-4 * want.abs());
             let mut packed = Vec::new();
