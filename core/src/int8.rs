@@ -640,7 +640,7 @@ mod tests {
             gate: Arc::new(QuantMatrix::quantize(&values(n * k, 0.31), k)),
             up: Arc::new(QuantMatrix::quantize(&values(n * k, 0.17), k)),
         };
-        for rows in [1, 5, 19] {
+        for rows in [1, 3, 5, 19] {
             let x = values(rows * k, 0.07);
             let input = Tensor::from_shape(&[rows, k], &x).unwrap().into_tvalue();
             let out = op.eval(&EvalContext::out_of_plan(), tvec!(input)).unwrap();
