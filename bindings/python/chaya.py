@@ -548,7 +548,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_constructor_model_from_path() != 61254:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_chaya_uniffi_checksum_method_session_cancel() != 5611:
+    if lib.uniffi_chaya_uniffi_checksum_method_session_cancel() != 28070:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_session_generate() != 39393:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -1769,8 +1769,9 @@ class SessionProtocol(typing.Protocol):
     
     def cancel(self, ) -> None:
         """
-        Stops the running generation within one decode step (stop reason
-        `CANCELLED`); does nothing when none runs. Callable from any thread.
+        Stops the running generation within one forward pass, a decode step or
+        256 prompt tokens (stop reason `CANCELLED`); does nothing when none
+        runs. Callable from any thread.
 """
         raise NotImplementedError
     def generate(self, prompt: str,options: GenerateOptions,sink: TokenSink) -> GenerateSummary:
@@ -1824,8 +1825,9 @@ class Session(SessionProtocol):
         return inst
     def cancel(self, ) -> None:
         """
-        Stops the running generation within one decode step (stop reason
-        `CANCELLED`); does nothing when none runs. Callable from any thread.
+        Stops the running generation within one forward pass, a decode step or
+        256 prompt tokens (stop reason `CANCELLED`); does nothing when none
+        runs. Callable from any thread.
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),

@@ -154,8 +154,9 @@ impl Session {
         }
     }
 
-    /// Stops the running generation within one decode step (stop reason
-    /// `CANCELLED`); does nothing when none runs. Callable from any thread.
+    /// Stops the running generation within one forward pass, a decode step or
+    /// 256 prompt tokens (stop reason `CANCELLED`); does nothing when none
+    /// runs. Callable from any thread.
     pub fn cancel(&self) {
         self.cancel.cancel();
     }

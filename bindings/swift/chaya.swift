@@ -894,8 +894,9 @@ public func FfiConverterTypeModel_lower(_ value: Model) -> UInt64 {
 public protocol SessionProtocol: AnyObject, Sendable {
     
     /**
-     * Stops the running generation within one decode step (stop reason
-     * `CANCELLED`); does nothing when none runs. Callable from any thread.
+     * Stops the running generation within one forward pass, a decode step or
+     * 256 prompt tokens (stop reason `CANCELLED`); does nothing when none
+     * runs. Callable from any thread.
      */
     func cancel() 
     
@@ -978,8 +979,9 @@ open class Session: SessionProtocol, @unchecked Sendable {
 
     
     /**
-     * Stops the running generation within one decode step (stop reason
-     * `CANCELLED`); does nothing when none runs. Callable from any thread.
+     * Stops the running generation within one forward pass, a decode step or
+     * 256 prompt tokens (stop reason `CANCELLED`); does nothing when none
+     * runs. Callable from any thread.
      */
 open func cancel()  {try! rustCall() {
         uniffiCallStatus in
@@ -2335,7 +2337,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_chaya_uniffi_checksum_method_model_vocab_size() != 26195) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_chaya_uniffi_checksum_method_session_cancel() != 5611) {
+    if (uniffi_chaya_uniffi_checksum_method_session_cancel() != 28070) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_chaya_uniffi_checksum_method_session_generate() != 39393) {

@@ -249,7 +249,8 @@ pub struct GenerateSummary {
     pub decode_tokens_per_second: f64,
 }
 
-/// Stops a running generation from any thread, within one decode step.
+/// Stops a running generation from any thread, within one forward pass (a
+/// decode step, or [`PREFILL_CHUNK`](crate::session::PREFILL_CHUNK) tokens of a prompt).
 #[derive(Clone, Debug, Default)]
 pub struct CancelHandle {
     running: Arc<AtomicBool>,

@@ -48,7 +48,7 @@ pub(crate) struct SyncStep {
     pub logits: Vec<f32>,
     /// Cached positions kept.
     pub reused: usize,
-    /// Tokens computed.
+    /// Tokens computed (after a cancel, possibly fewer than the window's new ones).
     pub fed: usize,
 }
 
@@ -112,7 +112,8 @@ impl Session {
     }
 
     /// Makes the cache hold the most recent window of `context` (all of it when
-    /// it fits) and returns the logits of its last token.
+    /// it fits) and returns the logits of its last token; when the session's
+    /// generation is cancelled, stops after the next [`PREFILL_CHUNK`] tokens.
     ///
     /// Cached positions that agree with the window are kept, so only new tokens
     /// are computed. CHAYA's keys cannot be shifted to new positions (spec), so
@@ -141,11 +142,20 @@ impl Session {
         let reused = shared.min(window.len() - 1);
         self.tokens.truncate(reused);
         self.window_start = start;
-        let logits = self.feed(&window[reused..], Logits::Last)?;
+        // A pass per chunk here, so a cancel ends a long prompt's prefill
+        // after the pass it arrives in; the cache keeps what was computed.
+        let (mut logits, mut fed) = (Vec::new(), 0);
+        for chunk in window[reused..].chunks(PREFILL_CHUNK) {
+            if fed > 0 && self.cancel.is_cancelled() {
+                break;
+            }
+            logits = self.feed(chunk, Logits::Last)?;
+            fed += chunk.len();
+        }
         Ok(SyncStep {
             logits,
             reused,
-            fed: window.len() - reused,
+            fed,
         })
     }
 
@@ -220,5 +230,42 @@ impl Session {
         let head = self.model.head();
         let out = self.model.pool().run(|| head.run(tvec![hidden]))?.remove(0);
         Ok(out.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::LoadOptions;
+
+    #[test]
+    fn a_cancel_ends_a_long_prefill_after_one_chunk_and_the_next_call_resumes() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../models/chaya-tiny-random.safetensors"
+        );
+        let model = Model::load(path, &LoadOptions::default()).unwrap();
+        let mut session = model.session().unwrap();
+        let context: Vec<u32> = (0..PREFILL_CHUNK as u32 + 40).collect();
+        let cancel = session.cancel_handle();
+        cancel.start();
+        cancel.cancel();
+        let step = session.sync(&context).unwrap();
+        assert_eq!((step.reused, step.fed), (0, PREFILL_CHUNK));
+        assert_eq!(step.logits.len(), model.config().vocab_size);
+        assert_eq!(session.tokens(), &context[..PREFILL_CHUNK]);
+
+        cancel.start();
+        let resumed = session.sync(&context).unwrap();
+        assert_eq!((resumed.reused, resumed.fed), (PREFILL_CHUNK, 40));
+        let whole = model.session().unwrap().sync(&context).unwrap();
+        assert_eq!(whole.fed, context.len());
+        let worst = resumed
+            .logits
+            .iter()
+            .zip(&whole.logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{worst}");
     }
 }

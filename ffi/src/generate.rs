@@ -236,7 +236,8 @@ pub unsafe extern "C" fn chaya_summary_free(summary: *mut chaya_summary) {
 }
 
 /// Asks the generation running on `session` to stop; it ends within one
-/// decoding step with stop reason CHAYA_STOP_CANCELLED. Thread-safe: meant to
+/// forward pass (a decoding step, or 256 prompt tokens) with stop reason
+/// CHAYA_STOP_CANCELLED. Thread-safe: meant to
 /// be called from another thread (or from the token callback) while
 /// chaya_generate runs. Does nothing when no generation is running (it does
 /// not cancel the next one). Safe to race with chaya_session_free: on a

@@ -949,7 +949,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_chaya_uniffi_checksum_method_model_vocab_size() and 0xFFFF) != 26195) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_chaya_uniffi_checksum_method_session_cancel() and 0xFFFF) != 5611) {
+    if ((lib.uniffi_chaya_uniffi_checksum_method_session_cancel() and 0xFFFF) != 28070) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_chaya_uniffi_checksum_method_session_generate() and 0xFFFF) != 39393) {
@@ -1887,8 +1887,9 @@ public object FfiConverterTypeModel: FfiConverter<Model, Long> {
 public interface SessionInterface {
     
     /**
-     * Stops the running generation within one decode step (stop reason
-     * `CANCELLED`); does nothing when none runs. Callable from any thread.
+     * Stops the running generation within one forward pass, a decode step or
+     * 256 prompt tokens (stop reason `CANCELLED`); does nothing when none
+     * runs. Callable from any thread.
      */
     fun `cancel`()
     
@@ -2022,8 +2023,9 @@ open class Session: Disposable, AutoCloseable, SessionInterface
 
     
     /**
-     * Stops the running generation within one decode step (stop reason
-     * `CANCELLED`); does nothing when none runs. Callable from any thread.
+     * Stops the running generation within one forward pass, a decode step or
+     * 256 prompt tokens (stop reason `CANCELLED`); does nothing when none
+     * runs. Callable from any thread.
      */override fun `cancel`()
         = 
     callWithHandle {
