@@ -82,6 +82,9 @@ impl SamplerChain {
     /// Picks the next token from `logits`, given the `context` tokens so far and
     /// the index of this token in the generation (`step`, for schedules).
     pub fn sample(&mut self, logits: &[f32], context: &[u32], step: usize) -> u32 {
+        if self.greedy && self.steps.is_empty() {
+            return plain_greedy(logits);
+        }
         let mut candidates: Vec<Candidate> = logits
             .iter()
             .enumerate()
@@ -327,6 +330,31 @@ fn softmax(candidates: &[Candidate]) -> Vec<f64> {
 }
 
 /// The candidate with the highest logit; the lowest id among ties.
+/// What a greedy chain without steps picks, without building candidates: the
+/// highest logit above -∞ (the lowest id among ties, never NaN), else the
+/// raw [`argmax`].
+fn plain_greedy(logits: &[f32]) -> u32 {
+    let mut best: Option<(usize, f32)> = None;
+    for (id, &logit) in logits.iter().enumerate() {
+        if logit > best.map_or(f32::NEG_INFINITY, |(_, b)| b) {
+            best = Some((id, logit));
+        }
+    }
+    match best {
+        Some((id, _)) => id as u32,
+        None => argmax(
+            &logits
+                .iter()
+                .enumerate()
+                .map(|(i, &logit)| Candidate {
+                    id: i as u32,
+                    logit,
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
 fn argmax(candidates: &[Candidate]) -> u32 {
     let mut best = candidates[0];
     for &c in &candidates[1..] {
@@ -527,6 +555,25 @@ mod tests {
         let mut chain = SamplerChain::new(vec![bias], 7);
         for _ in 0..20 {
             assert_eq!(chain.sample(&[5.0, 5.0, -5.0], &[], 0), 2);
+        }
+    }
+
+    #[test]
+    fn plain_greedy_picks_what_the_candidate_path_picks() {
+        let special = [f32::NAN, f32::NEG_INFINITY, f32::INFINITY, 3.0, -1.0];
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for case in 0..2000 {
+            let len = 1 + case % 7;
+            let logits: Vec<f32> = (0..len)
+                .map(|_| special[(rng.next_u64() % special.len() as u64) as usize])
+                .collect();
+            // An empty bias changes nothing but takes the candidate path.
+            let general = SamplerChain::greedy(vec![Sampler::LogitBias(vec![])]);
+            assert_eq!(
+                SamplerChain::greedy(vec![]).sample(&logits, &[], 0),
+                { general }.sample(&logits, &[], 0),
+                "{logits:?}"
+            );
         }
     }
 
