@@ -329,7 +329,6 @@ fn softmax(candidates: &[Candidate]) -> Vec<f64> {
     exps.into_iter().map(|e| e / sum).collect()
 }
 
-/// The candidate with the highest logit; the lowest id among ties.
 /// What a greedy chain without steps picks, without building candidates: the
 /// highest logit above -∞ (the lowest id among ties, never NaN), else the
 /// raw [`argmax`].
@@ -355,6 +354,7 @@ fn plain_greedy(logits: &[f32]) -> u32 {
     }
 }
 
+/// The candidate with the highest logit; the lowest id among ties.
 fn argmax(candidates: &[Candidate]) -> u32 {
     let mut best = candidates[0];
     for &c in &candidates[1..] {

@@ -10,9 +10,10 @@ use tract_core::internal::*;
 /// A pass's activations grow with its token count (SwiGLU's alone is 2.6 MB
 /// for 256 tokens), so chunks bound a long prompt's memory, as llama.cpp's
 /// `n_ubatch` and MLC's `prefill_chunk_size` do; 256 keeps whole the
-/// 256-token prefill measured against ONNX Runtime. A 481-token prompt
-/// peaked at 108 MB resident in two chunks, 111-120 MB in one pass (the
-/// 2-core VM measured, glibc), at the same prefill speed.
+/// 256-token prefill measured against ONNX Runtime. With every pass on one
+/// thread ([`ComputePool::run`](crate::parallel::ComputePool::run)), a
+/// 481-token prompt peaked at 109-110 MB resident in two passes against
+/// 111-120 MB in one (the 2-core VM measured, glibc), at the same speed.
 pub const PREFILL_CHUNK: usize = 256;
 
 /// Which positions to compute logits for.
