@@ -2,7 +2,7 @@
 //!
 //! A [`ComputePool`] is a rayon pool owned by one model. A forward pass runs
 //! whole on its first thread ([`ComputePool::run`]) while the others stay
-//! awake as its [`Team`]: the loops here hand their tasks to that team when
+//! awake as its `Team`: the loops here hand their tasks to that team when
 //! called from the thread running the pass, and run serially anywhere else,
 //! so an op uses exactly the thread count the model was loaded with, never
 //! the caller's own rayon pool.
@@ -67,7 +67,7 @@ impl ComputePool {
     }
 
     /// Runs `work` (a forward pass) on the pool's first thread, with the
-    /// others as its [`Team`] until it returns; called from inside a pass,
+    /// others as its `Team` until it returns; called from inside a pass,
     /// runs `work` right there.
     ///
     /// Every pass runs on the same thread so that its activations come and go

@@ -188,7 +188,7 @@ impl Q8Rows {
 
 /// `out[j]` = the block-scaled dot product of weight row `j` and the
 /// activation row; the third argument is the weight bytes to prefetch
-/// meanwhile ([`prefetch_ahead`]).
+/// meanwhile (`prefetch_ahead`).
 pub type Tile = fn(&[&[i8]; 8], Q8Row, &[i8]) -> [f32; 8];
 
 /// Weight rows of a [`Panel`].

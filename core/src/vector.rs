@@ -19,13 +19,15 @@ pub struct Kernels {
     pub dot_f16: fn(&[f32], &[f16]) -> f32,
     /// [`Kernels::axpy`] with `x` in f16.
     pub axpy_f16: fn(f32, &[f16], &mut [f32]),
-    /// [`block_scores`] for this CPU.
+    /// Scores of a block of [`QUERIES`] queries against transposed keys
+    /// (`block_scores`) for this CPU.
     pub block_scores: fn(&[f32], &[f32], usize, &mut [f32]),
-    /// [`block_weighted_sum`] for this CPU.
+    /// Weighted sums of value rows for a block of [`QUERIES`] queries
+    /// (`block_weighted_sum`) for this CPU.
     pub block_weighted_sum: fn(&[f32], usize, &[f32], &mut [f32]),
-    /// [`softmax`] in place.
+    /// Numerically stable softmax in place.
     pub softmax: fn(&mut [f32]),
-    /// [`silu`] in place.
+    /// SiLU, `x·σ(x)`, in place.
     pub silu: fn(&mut [f32]),
     /// `dst[i] = src[i]` from f16 to f32 (exact; `dst` as long as `src`).
     pub widen: fn(&[f16], &mut [f32]),
