@@ -74,8 +74,8 @@ impl ComputePool {
     /// in one malloc arena: glibc gives each thread its own, and a freed
     /// activation stays in its thread's arena, so passes landing on either
     /// thread (rayon's `install` takes whichever is free) left two arenas
-    /// holding a prompt's worth of activations (peak RSS 118-124 MB instead of 110 for a 481-token
-    /// prompt on the 2-core VM measured).
+    /// holding a prompt's worth of activations (peak RSS 118-124 MB instead
+    /// of 110 for a 481-token prompt on the 2-core VM measured).
     pub fn run<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
         let Some(pool) = &self.0 else {
             return work();

@@ -110,16 +110,7 @@ impl SamplerChain {
         candidates.retain(|c| c.logit > f32::NEG_INFINITY);
         if candidates.is_empty() {
             // Everything was banned: fall back to the raw argmax rather than fail.
-            return argmax(
-                &logits
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &l)| Candidate {
-                        id: i as u32,
-                        logit: l,
-                    })
-                    .collect::<Vec<_>>(),
-            );
+            return raw_argmax(logits);
         }
         if self.greedy {
             return argmax(&candidates);
@@ -339,19 +330,20 @@ fn plain_greedy(logits: &[f32]) -> u32 {
             best = Some((id, logit));
         }
     }
-    match best {
-        Some((id, _)) => id as u32,
-        None => argmax(
-            &logits
-                .iter()
-                .enumerate()
-                .map(|(i, &logit)| Candidate {
-                    id: i as u32,
-                    logit,
-                })
-                .collect::<Vec<_>>(),
-        ),
-    }
+    best.map_or_else(|| raw_argmax(logits), |(id, _)| id as u32)
+}
+
+/// [`argmax`] of every logit, banned or not.
+fn raw_argmax(logits: &[f32]) -> u32 {
+    let candidates: Vec<Candidate> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &logit)| Candidate {
+            id: i as u32,
+            logit,
+        })
+        .collect();
+    argmax(&candidates)
 }
 
 /// The candidate with the highest logit; the lowest id among ties.
