@@ -195,14 +195,18 @@ impl Session {
     fn feed_chunks(&mut self, ids: &[u32], logits: Logits) -> Result<Vec<f32>> {
         let chunks = ids.chunks(PREFILL_CHUNK);
         let last = chunks.len() - 1;
-        let mut out = Vec::new();
+        let rows = match logits {
+            Logits::All => ids.len(),
+            Logits::Last => 1,
+        };
+        let mut out = Vec::with_capacity(rows * self.model.config().vocab_size);
         for (i, chunk) in chunks.enumerate() {
             let hidden = self.run_body(chunk)?;
             match logits {
-                Logits::All => out.extend(self.run_head(hidden)?),
+                Logits::All => self.run_head(hidden, &mut out)?,
                 Logits::Last if i == last => {
                     let hidden = hidden.slice(0, chunk.len() - 1, chunk.len())?;
-                    out = self.run_head(hidden.into_tvalue())?;
+                    self.run_head(hidden.into_tvalue(), &mut out)?;
                 }
                 Logits::Last => {}
             }
@@ -226,11 +230,13 @@ impl Session {
         Ok(hidden)
     }
 
-    /// The logits (`[N × vocab]`, row-major) of `N` final hidden states.
-    fn run_head(&self, hidden: TValue) -> Result<Vec<f32>> {
+    /// Appends to `out` the logits (`[N × vocab]`, row-major) of `N` final
+    /// hidden states.
+    fn run_head(&self, hidden: TValue, out: &mut Vec<f32>) -> Result<()> {
         let head = self.model.head();
-        let out = self.model.pool().run(|| head.run(tvec![hidden]))?.remove(0);
-        Ok(out.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+        let logits = self.model.pool().run(|| head.run(tvec![hidden]))?.remove(0);
+        out.extend_from_slice(logits.try_as_plain_ram()?.as_slice::<f32>()?);
+        Ok(())
     }
 }
 
