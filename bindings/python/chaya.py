@@ -540,6 +540,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_model_new_session() != 39523:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_chaya_uniffi_checksum_method_model_prefill_chunk() != 59662:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_model_threads() != 51732:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_model_vocab_size() != 26195:
@@ -548,7 +550,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_constructor_model_from_path() != 61254:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_chaya_uniffi_checksum_method_session_cancel() != 28070:
+    if lib.uniffi_chaya_uniffi_checksum_method_session_cancel() != 51312:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_session_generate() != 39393:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -611,6 +613,9 @@ _UniffiLib.uniffi_chaya_uniffi_checksum_method_model_eos_token_id.restype = ctyp
 _UniffiLib.uniffi_chaya_uniffi_checksum_method_model_new_session.argtypes = (
 )
 _UniffiLib.uniffi_chaya_uniffi_checksum_method_model_new_session.restype = ctypes.c_uint16
+_UniffiLib.uniffi_chaya_uniffi_checksum_method_model_prefill_chunk.argtypes = (
+)
+_UniffiLib.uniffi_chaya_uniffi_checksum_method_model_prefill_chunk.restype = ctypes.c_uint16
 _UniffiLib.uniffi_chaya_uniffi_checksum_method_model_threads.argtypes = (
 )
 _UniffiLib.uniffi_chaya_uniffi_checksum_method_model_threads.restype = ctypes.c_uint16
@@ -677,6 +682,11 @@ _UniffiLib.uniffi_chaya_uniffi_fn_method_model_new_session.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_chaya_uniffi_fn_method_model_new_session.restype = ctypes.c_uint64
+_UniffiLib.uniffi_chaya_uniffi_fn_method_model_prefill_chunk.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_chaya_uniffi_fn_method_model_prefill_chunk.restype = ctypes.c_uint32
 _UniffiLib.uniffi_chaya_uniffi_fn_method_model_threads.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1346,22 +1356,28 @@ class LoadOptions:
     """
     How to load a model. Every field has a default, so `LoadOptions()` works.
 """
-    def __init__(self, *, threads:int = 0, context_length:typing.Optional[int] = _DEFAULT):
+    def __init__(self, *, threads:int = 0, context_length:typing.Optional[int] = _DEFAULT, prefill_chunk:typing.Optional[int] = _DEFAULT):
         self.threads = threads
         if context_length is _DEFAULT:
             self.context_length = None
         else:
             self.context_length = context_length
+        if prefill_chunk is _DEFAULT:
+            self.prefill_chunk = None
+        else:
+            self.prefill_chunk = prefill_chunk
         
         
 
     
     def __str__(self):
-        return "LoadOptions(threads={}, context_length={})".format(self.threads, self.context_length)
+        return "LoadOptions(threads={}, context_length={}, prefill_chunk={})".format(self.threads, self.context_length, self.prefill_chunk)
     def __eq__(self, other):
         if self.threads != other.threads:
             return False
         if self.context_length != other.context_length:
+            return False
+        if self.prefill_chunk != other.prefill_chunk:
             return False
         return True
 
@@ -1371,17 +1387,20 @@ class _UniffiFfiConverterTypeLoadOptions(_UniffiConverterRustBuffer):
         return LoadOptions(
             threads=_UniffiFfiConverterUInt32.read(buf),
             context_length=_UniffiFfiConverterOptionalUInt32.read(buf),
+            prefill_chunk=_UniffiFfiConverterOptionalUInt32.read(buf),
         )
 
     @staticmethod
     def check_lower(value):
         _UniffiFfiConverterUInt32.check_lower(value.threads)
         _UniffiFfiConverterOptionalUInt32.check_lower(value.context_length)
+        _UniffiFfiConverterOptionalUInt32.check_lower(value.prefill_chunk)
 
     @staticmethod
     def write(value, buf):
         _UniffiFfiConverterUInt32.write(value.threads, buf)
         _UniffiFfiConverterOptionalUInt32.write(value.context_length, buf)
+        _UniffiFfiConverterOptionalUInt32.write(value.prefill_chunk, buf)
 
 
 
@@ -1770,8 +1789,9 @@ class SessionProtocol(typing.Protocol):
     def cancel(self, ) -> None:
         """
         Stops the running generation within one forward pass, a decode step or
-        256 prompt tokens (stop reason `CANCELLED`); does nothing when none
-        runs. Callable from any thread.
+        a prefill chunk (256 prompt tokens unless `LoadOptions.prefill_chunk`
+        says otherwise; stop reason `CANCELLED`); does nothing when none runs.
+        Callable from any thread.
 """
         raise NotImplementedError
     def generate(self, prompt: str,options: GenerateOptions,sink: TokenSink) -> GenerateSummary:
@@ -1826,8 +1846,9 @@ class Session(SessionProtocol):
     def cancel(self, ) -> None:
         """
         Stops the running generation within one forward pass, a decode step or
-        256 prompt tokens (stop reason `CANCELLED`); does nothing when none
-        runs. Callable from any thread.
+        a prefill chunk (256 prompt tokens unless `LoadOptions.prefill_chunk`
+        says otherwise; stop reason `CANCELLED`); does nothing when none runs.
+        Callable from any thread.
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
@@ -1956,6 +1977,11 @@ class ModelProtocol(typing.Protocol):
     def new_session(self, ) -> Session:
         """
         A new session (conversation) with an empty context.
+"""
+        raise NotImplementedError
+    def prefill_chunk(self, ) -> int:
+        """
+        Most prompt tokens computed per forward pass (256 or `LoadOptions.prefill_chunk`).
 """
         raise NotImplementedError
     def threads(self, ) -> int:
@@ -2121,6 +2147,21 @@ class Model(ModelProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_chaya_uniffi_fn_method_model_new_session,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def prefill_chunk(self, ) -> int:
+        """
+        Most prompt tokens computed per forward pass (256 or `LoadOptions.prefill_chunk`).
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt32.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_chaya_uniffi_fn_method_model_prefill_chunk,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)

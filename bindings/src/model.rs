@@ -38,6 +38,11 @@ impl Model {
         to_u32(self.inner.config().context_length)
     }
 
+    /// Most prompt tokens computed per forward pass (256 or `LoadOptions.prefill_chunk`).
+    pub fn prefill_chunk(&self) -> u32 {
+        to_u32(self.inner.prefill_chunk())
+    }
+
     /// The end-of-text token id.
     pub fn eos_token_id(&self) -> u32 {
         self.inner.config().eos_token_id

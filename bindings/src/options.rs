@@ -9,6 +9,11 @@ pub struct LoadOptions {
     /// Attention window (KV cache capacity) in 1..=65536; null keeps the file's value.
     #[uniffi(default = None)]
     pub context_length: Option<u32>,
+    /// Most prompt tokens computed per forward pass, in 1..=65536; null uses
+    /// 256. Smaller chunks lower a long prompt's peak memory and let `cancel`
+    /// end its prefill sooner, at some speed.
+    #[uniffi(default = None)]
+    pub prefill_chunk: Option<u32>,
 }
 
 impl From<LoadOptions> for chaya::LoadOptions {
@@ -16,6 +21,7 @@ impl From<LoadOptions> for chaya::LoadOptions {
         chaya::LoadOptions {
             threads: options.threads as usize,
             context_length: options.context_length.map(|n| n as usize),
+            prefill_chunk: options.prefill_chunk.map(|n| n as usize),
         }
     }
 }
@@ -170,7 +176,11 @@ mod tests {
         let core = chaya::LoadOptions::from(LoadOptions {
             threads: 2,
             context_length: Some(64),
+            prefill_chunk: Some(32),
         });
-        assert_eq!((core.threads, core.context_length), (2, Some(64)));
+        assert_eq!(
+            (core.threads, core.context_length, core.prefill_chunk),
+            (2, Some(64), Some(32))
+        );
     }
 }

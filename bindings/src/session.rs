@@ -155,8 +155,9 @@ impl Session {
     }
 
     /// Stops the running generation within one forward pass, a decode step or
-    /// 256 prompt tokens (stop reason `CANCELLED`); does nothing when none
-    /// runs. Callable from any thread.
+    /// a prefill chunk (256 prompt tokens unless `LoadOptions.prefill_chunk`
+    /// says otherwise; stop reason `CANCELLED`); does nothing when none runs.
+    /// Callable from any thread.
     pub fn cancel(&self) {
         self.cancel.cancel();
     }

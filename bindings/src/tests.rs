@@ -16,6 +16,7 @@ fn model() -> Arc<Model> {
         LoadOptions {
             threads: 1,
             context_length: None,
+            prefill_chunk: None,
         },
     )
     .unwrap()

@@ -655,6 +655,11 @@ public protocol ModelProtocol: AnyObject, Sendable {
     func newSession() throws  -> Session
     
     /**
+     * Most prompt tokens computed per forward pass (256 or `LoadOptions.prefill_chunk`).
+     */
+    func prefillChunk()  -> UInt32
+    
+    /**
      * Compute threads each session uses.
      */
     func threads()  -> UInt32
@@ -811,6 +816,18 @@ open func newSession()throws  -> Session  {
 }
     
     /**
+     * Most prompt tokens computed per forward pass (256 or `LoadOptions.prefill_chunk`).
+     */
+open func prefillChunk() -> UInt32  {
+    return try!  FfiConverterUInt32.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_chaya_uniffi_fn_method_model_prefill_chunk(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Compute threads each session uses.
      */
 open func threads() -> UInt32  {
@@ -895,8 +912,9 @@ public protocol SessionProtocol: AnyObject, Sendable {
     
     /**
      * Stops the running generation within one forward pass, a decode step or
-     * 256 prompt tokens (stop reason `CANCELLED`); does nothing when none
-     * runs. Callable from any thread.
+     * a prefill chunk (256 prompt tokens unless `LoadOptions.prefill_chunk`
+     * says otherwise; stop reason `CANCELLED`); does nothing when none runs.
+     * Callable from any thread.
      */
     func cancel() 
     
@@ -980,8 +998,9 @@ open class Session: SessionProtocol, @unchecked Sendable {
     
     /**
      * Stops the running generation within one forward pass, a decode step or
-     * 256 prompt tokens (stop reason `CANCELLED`); does nothing when none
-     * runs. Callable from any thread.
+     * a prefill chunk (256 prompt tokens unless `LoadOptions.prefill_chunk`
+     * says otherwise; stop reason `CANCELLED`); does nothing when none runs.
+     * Callable from any thread.
      */
 open func cancel()  {try! rustCall() {
         uniffiCallStatus in
@@ -1653,6 +1672,12 @@ public struct LoadOptions: Equatable, Hashable {
      * Attention window (KV cache capacity) in 1..=65536; null keeps the file's value.
      */
     public var contextLength: UInt32?
+    /**
+     * Most prompt tokens computed per forward pass, in 1..=65536; null uses
+     * 256. Smaller chunks lower a long prompt's peak memory and let `cancel`
+     * end its prefill sooner, at some speed.
+     */
+    public var prefillChunk: UInt32?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1662,9 +1687,15 @@ public struct LoadOptions: Equatable, Hashable {
          */threads: UInt32 = UInt32(0), 
         /**
          * Attention window (KV cache capacity) in 1..=65536; null keeps the file's value.
-         */contextLength: UInt32? = nil) {
+         */contextLength: UInt32? = nil, 
+        /**
+         * Most prompt tokens computed per forward pass, in 1..=65536; null uses
+         * 256. Smaller chunks lower a long prompt's peak memory and let `cancel`
+         * end its prefill sooner, at some speed.
+         */prefillChunk: UInt32? = nil) {
         self.threads = threads
         self.contextLength = contextLength
+        self.prefillChunk = prefillChunk
     }
 
     
@@ -1684,13 +1715,15 @@ public struct FfiConverterTypeLoadOptions: FfiConverterRustBuffer {
         return
             try LoadOptions(
                 threads: FfiConverterUInt32.read(from: &buf), 
-                contextLength: FfiConverterOptionUInt32.read(from: &buf)
+                contextLength: FfiConverterOptionUInt32.read(from: &buf), 
+                prefillChunk: FfiConverterOptionUInt32.read(from: &buf)
         )
     }
 
     public static func write(_ value: LoadOptions, into buf: inout [UInt8]) {
         FfiConverterUInt32.write(value.threads, into: &buf)
         FfiConverterOptionUInt32.write(value.contextLength, into: &buf)
+        FfiConverterOptionUInt32.write(value.prefillChunk, into: &buf)
     }
 }
 
@@ -2331,13 +2364,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_chaya_uniffi_checksum_method_model_new_session() != 39523) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_chaya_uniffi_checksum_method_model_prefill_chunk() != 59662) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_chaya_uniffi_checksum_method_model_threads() != 51732) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_chaya_uniffi_checksum_method_model_vocab_size() != 26195) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_chaya_uniffi_checksum_method_session_cancel() != 28070) {
+    if (uniffi_chaya_uniffi_checksum_method_session_cancel() != 51312) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_chaya_uniffi_checksum_method_session_generate() != 39393) {

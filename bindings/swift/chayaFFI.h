@@ -304,6 +304,11 @@ uint32_t uniffi_chaya_uniffi_fn_method_model_eos_token_id(uint64_t ptr, RustCall
 uint64_t uniffi_chaya_uniffi_fn_method_model_new_session(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_MODEL_PREFILL_CHUNK
+#define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_MODEL_PREFILL_CHUNK
+uint32_t uniffi_chaya_uniffi_fn_method_model_prefill_chunk(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_MODEL_THREADS
 #define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_MODEL_THREADS
 uint32_t uniffi_chaya_uniffi_fn_method_model_threads(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -687,6 +692,12 @@ uint16_t uniffi_chaya_uniffi_checksum_method_model_eos_token_id(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_MODEL_NEW_SESSION
 #define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_MODEL_NEW_SESSION
 uint16_t uniffi_chaya_uniffi_checksum_method_model_new_session(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_MODEL_PREFILL_CHUNK
+#define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_MODEL_PREFILL_CHUNK
+uint16_t uniffi_chaya_uniffi_checksum_method_model_prefill_chunk(void
     
 );
 #endif

@@ -23,6 +23,7 @@ fn reports_every_measurement_once_per_run() {
         serde_json::from_slice(&output.stdout).expect("one JSON object");
     assert_eq!(report["runs"], 2);
     assert_eq!(report["threads"], 1);
+    assert_eq!(report["prefill_chunk"], 256);
     let kernels = report["int8_kernels"].as_str().unwrap();
     assert_eq!(kernels.split(" + ").next(), Some(chaya::q8::kernels().name));
     assert!(report["file_mb"].as_f64().unwrap() > 0.0);
@@ -64,4 +65,29 @@ fn rejects_zero_runs_and_zero_decode_tokens() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("must be at least 1"), "{stderr}");
     }
+}
+
+#[test]
+fn runs_with_the_prefill_chunk_asked_for_and_rejects_zero() {
+    let output = bench(&[
+        "--runs",
+        "1",
+        "--decode-tokens",
+        "1",
+        "--prefill-chunk",
+        "100",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(report["prefill_chunk"], 100);
+
+    let output = bench(&["--prefill-chunk", "0"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("prefill_chunk") && stderr.contains("1..=65536"),
+        "{stderr}"
+    );
 }

@@ -250,7 +250,8 @@ pub struct GenerateSummary {
 }
 
 /// Stops a running generation from any thread, within one forward pass (a
-/// decode step, or [`PREFILL_CHUNK`](crate::session::PREFILL_CHUNK) tokens of a prompt).
+/// decode step, or [`Model::prefill_chunk`](crate::Model::prefill_chunk)
+/// tokens of a prompt: 256 by default).
 #[derive(Clone, Debug, Default)]
 pub struct CancelHandle {
     running: Arc<AtomicBool>,

@@ -50,6 +50,13 @@ pub mod tokenizer;
 pub mod utf8_stream;
 pub mod vector;
 
+/// The committed tiny random-weight model the unit tests load.
+#[cfg(test)]
+const TINY_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../models/chaya-tiny-random.safetensors"
+);
+
 pub use config::Config;
 pub use error::{Error, Result};
 pub use generate::{CancelHandle, GenerateOptions, GenerateSummary, StopReason};

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::graph::{build_body, build_head, into_plan, Plan};
 use crate::model_file::{ModelFile, Weight};
 use crate::parallel::ComputePool;
-use crate::session::Session;
+use crate::session::{Session, DEFAULT_PREFILL_CHUNK};
 use crate::tokenizer::Tokenizer;
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,6 +33,10 @@ pub struct LoadOptions {
     pub threads: usize,
     /// Attention window (KV cache capacity); `None` keeps the file's value.
     pub context_length: Option<usize>,
+    /// Most prompt tokens one forward pass computes, in 1..=65536; `None`
+    /// uses [`DEFAULT_PREFILL_CHUNK`]. Smaller chunks lower a long prompt's
+    /// peak memory and let a cancel end its prefill sooner, at some speed.
+    pub prefill_chunk: Option<usize>,
 }
 
 /// A loaded model: weights compiled into tract plans, plus the tokenizer.
@@ -49,6 +53,7 @@ struct ModelInner {
     body: Plan,
     head: Plan,
     threads: usize,
+    prefill_chunk: usize,
     /// The threads both plans run on.
     pool: ComputePool,
 }
@@ -89,6 +94,16 @@ impl Model {
             }
             config.context_length = context_length;
         }
+        let prefill_chunk = match options.prefill_chunk {
+            None => DEFAULT_PREFILL_CHUNK,
+            Some(n) if n == 0 || n > 1 << 16 => {
+                return Err(Error::InvalidOption {
+                    name: "prefill_chunk",
+                    reason: format!("{n} is not in 1..=65536"),
+                })
+            }
+            Some(n) => n,
+        };
         let threads = match options.threads {
             0 => std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -133,6 +148,7 @@ impl Model {
                 body,
                 head,
                 threads,
+                prefill_chunk,
                 pool,
             }),
         })
@@ -153,6 +169,11 @@ impl Model {
         self.inner.threads
     }
 
+    /// Most prompt tokens a session computes per forward pass.
+    pub fn prefill_chunk(&self) -> usize {
+        self.inner.prefill_chunk
+    }
+
     /// A new session with an empty KV cache.
     pub fn session(&self) -> Result<Session> {
         Session::new(self.clone())
@@ -168,5 +189,69 @@ impl Model {
 
     pub(crate) fn pool(&self) -> &ComputePool {
         &self.inner.pool
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_load_options_are_rejected_by_name() {
+        let cases = [
+            (
+                "threads",
+                LoadOptions {
+                    threads: 257,
+                    ..LoadOptions::default()
+                },
+            ),
+            (
+                "context_length",
+                LoadOptions {
+                    context_length: Some(0),
+                    ..LoadOptions::default()
+                },
+            ),
+            (
+                "context_length",
+                LoadOptions {
+                    context_length: Some(65537),
+                    ..LoadOptions::default()
+                },
+            ),
+            (
+                "prefill_chunk",
+                LoadOptions {
+                    prefill_chunk: Some(0),
+                    ..LoadOptions::default()
+                },
+            ),
+            (
+                "prefill_chunk",
+                LoadOptions {
+                    prefill_chunk: Some(65537),
+                    ..LoadOptions::default()
+                },
+            ),
+        ];
+        for (expected, options) in cases {
+            match Model::load(crate::TINY_MODEL, &options) {
+                Err(Error::InvalidOption { name, .. }) => assert_eq!(name, expected),
+                other => panic!("{options:?}: expected InvalidOption, got {other:?}"),
+            }
+        }
+        let options = LoadOptions {
+            prefill_chunk: Some(65536),
+            context_length: Some(65536),
+            threads: 1,
+        };
+        let model = Model::load(crate::TINY_MODEL, &options).unwrap();
+        assert_eq!(
+            (model.prefill_chunk(), model.config().context_length),
+            (65536, 65536)
+        );
+        let model = Model::load(crate::TINY_MODEL, &LoadOptions::default()).unwrap();
+        assert_eq!(model.prefill_chunk(), DEFAULT_PREFILL_CHUNK);
     }
 }

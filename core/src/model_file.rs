@@ -413,11 +413,7 @@ mod tests {
     use safetensors::tensor::TensorView;
 
     fn tiny_model() -> Vec<u8> {
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../models/chaya-tiny-random.safetensors"
-        ))
-        .unwrap()
+        std::fs::read(crate::TINY_MODEL).unwrap()
     }
 
     /// The tiny model's weights with the tokenizer as `tensor` and/or as

@@ -5,7 +5,9 @@ use crate::generate::CancelHandle;
 use crate::model::Model;
 use tract_core::internal::*;
 
-/// Most tokens one forward pass computes: longer inputs are fed in chunks.
+/// Most tokens one forward pass computes unless
+/// [`LoadOptions::prefill_chunk`](crate::LoadOptions::prefill_chunk) says
+/// otherwise: longer inputs are fed in chunks.
 ///
 /// A pass's activations grow with its token count (SwiGLU's alone is 2.6 MB
 /// for 256 tokens), so chunks bound a long prompt's memory, as llama.cpp's
@@ -14,7 +16,7 @@ use tract_core::internal::*;
 /// thread ([`ComputePool::run`](crate::parallel::ComputePool::run)), a
 /// 481-token prompt peaked at 109-110 MB resident in two passes against
 /// 111-120 MB in one (the 2-core VM measured, glibc), at the same speed.
-pub const PREFILL_CHUNK: usize = 256;
+pub const DEFAULT_PREFILL_CHUNK: usize = 256;
 
 /// Which positions to compute logits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +116,8 @@ impl Session {
 
     /// Makes the cache hold the most recent window of `context` (all of it when
     /// it fits) and returns the logits of its last token; when the session's
-    /// generation is cancelled, stops after the next [`PREFILL_CHUNK`] tokens.
+    /// generation is cancelled, stops after the next
+    /// [`Model::prefill_chunk`] tokens.
     ///
     /// Cached positions that agree with the window are kept, so only new tokens
     /// are computed. CHAYA's keys cannot be shifted to new positions (spec), so
@@ -146,7 +149,7 @@ impl Session {
         // A pass per chunk here, so a cancel ends a long prompt's prefill
         // after the pass it arrives in; the cache keeps what was computed.
         let (mut logits, mut fed) = (Vec::new(), 0);
-        for chunk in window[reused..].chunks(PREFILL_CHUNK) {
+        for chunk in window[reused..].chunks(self.model.prefill_chunk()) {
             if fed > 0 && self.cancel.is_cancelled() {
                 break;
             }
@@ -163,7 +166,7 @@ impl Session {
     /// Appends `ids` to the cache and returns the logits of the last position
     /// (`[vocab]`) or of every fed position (`[ids.len() × vocab]`, row-major).
     ///
-    /// Computed [`PREFILL_CHUNK`] tokens per forward pass; on an error the
+    /// Computed [`Model::prefill_chunk`] tokens per forward pass; on an error the
     /// cache is left as it was.
     pub fn feed(&mut self, ids: &[u32], logits: Logits) -> Result<Vec<f32>> {
         let config = self.model.config();
@@ -191,9 +194,9 @@ impl Session {
         fed
     }
 
-    /// [`Session::feed`] of checked `ids`, [`PREFILL_CHUNK`] tokens per pass.
+    /// [`Session::feed`] of checked `ids`, [`Model::prefill_chunk`] tokens per pass.
     fn feed_chunks(&mut self, ids: &[u32], logits: Logits) -> Result<Vec<f32>> {
-        let chunks = ids.chunks(PREFILL_CHUNK);
+        let chunks = ids.chunks(self.model.prefill_chunk());
         let last = chunks.len() - 1;
         let rows = match logits {
             Logits::All => ids.len(),
@@ -247,24 +250,25 @@ mod tests {
 
     #[test]
     fn a_cancel_ends_a_long_prefill_after_one_chunk_and_the_next_call_resumes() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../models/chaya-tiny-random.safetensors"
-        );
-        let model = Model::load(path, &LoadOptions::default()).unwrap();
+        let chunk = 100;
+        let options = LoadOptions {
+            prefill_chunk: Some(chunk),
+            ..LoadOptions::default()
+        };
+        let model = Model::load(crate::TINY_MODEL, &options).unwrap();
         let mut session = model.session().unwrap();
-        let context: Vec<u32> = (0..PREFILL_CHUNK as u32 + 40).collect();
+        let context: Vec<u32> = (0..chunk as u32 + 40).collect();
         let cancel = session.cancel_handle();
         cancel.start();
         cancel.cancel();
         let step = session.sync(&context).unwrap();
-        assert_eq!((step.reused, step.fed), (0, PREFILL_CHUNK));
+        assert_eq!((step.reused, step.fed), (0, chunk));
         assert_eq!(step.logits.len(), model.config().vocab_size);
-        assert_eq!(session.tokens(), &context[..PREFILL_CHUNK]);
+        assert_eq!(session.tokens(), &context[..chunk]);
 
         cancel.start();
         let resumed = session.sync(&context).unwrap();
-        assert_eq!((resumed.reused, resumed.fed), (PREFILL_CHUNK, 40));
+        assert_eq!((resumed.reused, resumed.fed), (chunk, 40));
         let whole = model.session().unwrap().sync(&context).unwrap();
         assert_eq!(whole.fed, context.len());
         let worst = resumed

@@ -30,6 +30,7 @@ fn load_and_run(data: &[u8]) -> bool {
     let options = LoadOptions {
         threads: 1,
         context_length: Some(8),
+        prefill_chunk: None,
     };
     match Model::from_bytes(data, &options) {
         Ok(model) => {

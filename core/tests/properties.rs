@@ -9,13 +9,15 @@ use common::repo_path;
 use proptest::prelude::*;
 use std::sync::OnceLock;
 
-/// The tiny model with a 24-token window, so short runs shift the context.
+/// The tiny model with a 24-token window, so short runs shift the context,
+/// and 5-token prefill chunks, so prompts and shifts take several passes.
 fn model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
     MODEL.get_or_init(|| {
         let options = LoadOptions {
             threads: 1,
             context_length: Some(24),
+            prefill_chunk: Some(5),
         };
         Model::load(repo_path("models/chaya-tiny-random.safetensors"), &options).unwrap()
     })

@@ -5,7 +5,7 @@ mod common;
 
 use chaya::import::{convert, ConvertOptions, WeightType};
 use chaya::model_file::{DenseTensor, ModelFile, Weight};
-use chaya::session::PREFILL_CHUNK;
+use chaya::session::DEFAULT_PREFILL_CHUNK;
 use chaya::{Config, GenerateOptions, LoadOptions, Logits, Model, Session};
 use common::repo_path;
 use serde_json::Value;
@@ -448,22 +448,35 @@ fn full_size_model_matches_the_reference() {
 
 #[test]
 fn prompts_longer_than_a_prefill_chunk_match_decoding_token_by_token() {
-    let model = common::tiny_model(2);
-    let ids: Vec<u32> = (0..PREFILL_CHUNK as u32 + 45)
+    let ids: Vec<u32> = (0..DEFAULT_PREFILL_CHUNK as u32 + 45)
         .map(|i| i * 7919 % 50257)
         .collect();
-    let prefill = prefill_logits(&model, &ids);
-    let decode = decode_logits(&model, &ids);
-    assert_eq!(prefill.len(), ids.len());
+    let decode = decode_logits(&common::tiny_model(2), &ids);
     let scale = decode.iter().flatten().fold(0.0f32, |m, x| m.max(x.abs()));
-    let worst = max_difference(&prefill, &decode);
-    assert!(
-        worst <= 1e-4 * scale,
-        "prefill vs decode: {worst} (max |logit| {scale})"
-    );
-    let last = model.session().unwrap().feed(&ids, Logits::Last).unwrap();
-    let worst = max_difference(&[last], &decode[ids.len() - 1..]);
-    assert!(worst <= 1e-4 * scale, "last position: {worst}");
+    // The default chunk, and a small one that divides neither the prompt
+    // nor the default.
+    for prefill_chunk in [None, Some(7)] {
+        let options = LoadOptions {
+            threads: 2,
+            prefill_chunk,
+            ..LoadOptions::default()
+        };
+        let model =
+            Model::load(repo_path("models/chaya-tiny-random.safetensors"), &options).unwrap();
+        let prefill = prefill_logits(&model, &ids);
+        assert_eq!(prefill.len(), ids.len());
+        let worst = max_difference(&prefill, &decode);
+        assert!(
+            worst <= 1e-4 * scale,
+            "chunk {prefill_chunk:?}, prefill vs decode: {worst} (max |logit| {scale})"
+        );
+        let last = model.session().unwrap().feed(&ids, Logits::Last).unwrap();
+        let worst = max_difference(&[last], &decode[ids.len() - 1..]);
+        assert!(
+            worst <= 1e-4 * scale,
+            "chunk {prefill_chunk:?}, last position: {worst}"
+        );
+    }
 }
 
 // ---- bad input: each case names its problem and leaves no output behind ----

@@ -191,6 +191,12 @@ typedef struct chaya_load_options {
      * model file's value. Longer conversations slide the window.
      */
     uint32_t context_length;
+    /**
+     * Most prompt tokens computed per forward pass, 1..=65536; 0 uses 256.
+     * Smaller chunks lower a long prompt's peak memory and let chaya_cancel
+     * end its prefill sooner, at some speed.
+     */
+    uint32_t prefill_chunk;
 } chaya_load_options;
 
 /**
@@ -392,7 +398,8 @@ const char *chaya_version(void);
 const char *chaya_last_error(void);
 
 /**
- * The default load options: all cores, the model file's context length.
+ * The default load options: all cores, the model file's context length,
+ * 256-token prefill chunks.
  */
 struct chaya_load_options chaya_load_options_default(void);
 
@@ -462,6 +469,15 @@ size_t chaya_vocab_size(const struct chaya_model *model);
  * `model` is NULL or a live model.
  */
 size_t chaya_context_length(const struct chaya_model *model);
+
+/**
+ * Most prompt tokens the model's sessions compute per forward pass (after
+ * the load option). Returns 0 when `model` is NULL.
+ *
+ * # Safety
+ * `model` is NULL or a live model.
+ */
+size_t chaya_prefill_chunk(const struct chaya_model *model);
 
 /**
  * Creates a session with an empty conversation on `model`, stored in `*out`
@@ -559,7 +575,8 @@ void chaya_summary_free(struct chaya_summary *summary);
 
 /**
  * Asks the generation running on `session` to stop; it ends within one
- * forward pass (a decoding step, or 256 prompt tokens) with stop reason
+ * forward pass (a decoding step, or a prefill chunk: 256 prompt tokens
+ * unless chaya_load_options.prefill_chunk says otherwise) with stop reason
  * CHAYA_STOP_CANCELLED. Thread-safe: meant to
  * be called from another thread (or from the token callback) while
  * chaya_generate runs. Does nothing when no generation is running (it does

@@ -236,7 +236,8 @@ pub unsafe extern "C" fn chaya_summary_free(summary: *mut chaya_summary) {
 }
 
 /// Asks the generation running on `session` to stop; it ends within one
-/// forward pass (a decoding step, or 256 prompt tokens) with stop reason
+/// forward pass (a decoding step, or a prefill chunk: 256 prompt tokens
+/// unless chaya_load_options.prefill_chunk says otherwise) with stop reason
 /// CHAYA_STOP_CANCELLED. Thread-safe: meant to
 /// be called from another thread (or from the token callback) while
 /// chaya_generate runs. Does nothing when no generation is running (it does

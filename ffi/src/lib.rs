@@ -44,7 +44,8 @@ pub use generate::{
 };
 pub use model::{
     chaya_context_length, chaya_load_options, chaya_load_options_default, chaya_model,
-    chaya_model_free, chaya_model_load, chaya_model_load_from_memory, chaya_vocab_size,
+    chaya_model_free, chaya_model_load, chaya_model_load_from_memory, chaya_prefill_chunk,
+    chaya_vocab_size,
 };
 pub use options::{chaya_options, chaya_options_compat, chaya_options_default};
 pub use session::{chaya_session, chaya_session_free, chaya_session_new, chaya_session_reset};

@@ -27,14 +27,20 @@ pub struct chaya_load_options {
     /// Attention window (KV-cache capacity) in tokens, 1..=65536; 0 keeps the
     /// model file's value. Longer conversations slide the window.
     pub context_length: u32,
+    /// Most prompt tokens computed per forward pass, 1..=65536; 0 uses 256.
+    /// Smaller chunks lower a long prompt's peak memory and let chaya_cancel
+    /// end its prefill sooner, at some speed.
+    pub prefill_chunk: u32,
 }
 
-/// The default load options: all cores, the model file's context length.
+/// The default load options: all cores, the model file's context length,
+/// 256-token prefill chunks.
 #[no_mangle]
 pub extern "C" fn chaya_load_options_default() -> chaya_load_options {
     chaya_load_options {
         threads: 0,
         context_length: 0,
+        prefill_chunk: 0,
     }
 }
 
@@ -50,6 +56,7 @@ unsafe fn load_options(opts: *const chaya_load_options) -> LoadOptions {
     LoadOptions {
         threads: opts.threads as usize,
         context_length: (opts.context_length != 0).then_some(opts.context_length as usize),
+        prefill_chunk: (opts.prefill_chunk != 0).then_some(opts.prefill_chunk as usize),
     }
 }
 
@@ -191,5 +198,18 @@ pub unsafe extern "C" fn chaya_context_length(model: *const chaya_model) -> usiz
     guard_or(0, || {
         // SAFETY: NULL or live (caller).
         unsafe { handle(model, "model") }.map_or(0, |m| m.model.config().context_length)
+    })
+}
+
+/// Most prompt tokens the model's sessions compute per forward pass (after
+/// the load option). Returns 0 when `model` is NULL.
+///
+/// # Safety
+/// `model` is NULL or a live model.
+#[no_mangle]
+pub unsafe extern "C" fn chaya_prefill_chunk(model: *const chaya_model) -> usize {
+    guard_or(0, || {
+        // SAFETY: NULL or live (caller).
+        unsafe { handle(model, "model") }.map_or(0, |m| m.model.prefill_chunk())
     })
 }

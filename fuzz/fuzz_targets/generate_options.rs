@@ -38,6 +38,7 @@ fn model() -> &'static Model {
         let options = LoadOptions {
             threads: 1,
             context_length: Some(16),
+            prefill_chunk: None,
         };
         Model::load(path, &options).expect("the committed tiny model")
     })

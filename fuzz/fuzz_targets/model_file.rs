@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let options = LoadOptions {
         threads: 1,
         context_length: Some(8),
+        prefill_chunk: None,
     };
     if let Ok(model) = Model::from_bytes(data, &options) {
         let mut session = model.session().expect("a loaded model makes sessions");

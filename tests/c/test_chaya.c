@@ -139,8 +139,9 @@ static void test_basics(const chaya_model *model, const chaya_model *from_memory
           "context lengths differ");
 
     chaya_load_options lo = chaya_load_options_default();
-    CHECK(lo.threads == 0 && lo.context_length == 0, "load defaults %u %u", lo.threads,
-          lo.context_length);
+    CHECK(lo.threads == 0 && lo.context_length == 0 && lo.prefill_chunk == 0,
+          "load defaults %u %u %u", lo.threads, lo.context_length, lo.prefill_chunk);
+    CHECK(chaya_prefill_chunk(model) == 256, "prefill chunk %zu", chaya_prefill_chunk(model));
     chaya_options d = chaya_options_default();
     CHECK(d.max_tokens == 128 && fabsf(d.temperature - 0.8f) < 1e-6f && d.top_k == 40 &&
               d.stop_at_eos && !d.has_seed && !d.compat && d.n_stop_strings == 0 &&
@@ -342,6 +343,11 @@ static void test_errors(const char *model_path, const chaya_model *model) {
     CHECK_STATUS(chaya_model_load(model_path, &lo, &missing), CHAYA_ERR_INVALID_OPTION);
     CHECK(strstr(chaya_last_error(), "context_length") != NULL, "message: %s",
           chaya_last_error());
+    lo = chaya_load_options_default();
+    lo.prefill_chunk = 65537;
+    CHECK_STATUS(chaya_model_load(model_path, &lo, &missing), CHAYA_ERR_INVALID_OPTION);
+    CHECK(strstr(chaya_last_error(), "prefill_chunk") != NULL, "message: %s",
+          chaya_last_error());
 
     const uint8_t garbage[] = "definitely not a safetensors file";
     CHECK_STATUS(chaya_model_load_from_memory(garbage, sizeof garbage, NULL, &missing),
@@ -425,7 +431,9 @@ static void test_errors(const char *model_path, const chaya_model *model) {
 
     CHECK_STATUS(chaya_session_reset(NULL), CHAYA_ERR_NULL_POINTER);
     CHECK_STATUS(chaya_cancel(NULL), CHAYA_ERR_NULL_POINTER);
-    CHECK(chaya_vocab_size(NULL) == 0 && chaya_context_length(NULL) == 0, "NULL model getters");
+    CHECK(chaya_vocab_size(NULL) == 0 && chaya_context_length(NULL) == 0 &&
+              chaya_prefill_chunk(NULL) == 0,
+          "NULL model getters");
     chaya_session_free(session);
 }
 
@@ -445,8 +453,10 @@ static void test_misuse(const char *model_path) {
     chaya_load_options lo = chaya_load_options_default();
     lo.threads = 1;
     lo.context_length = 64;
+    lo.prefill_chunk = 16;
     CHECK_STATUS(chaya_model_load(model_path, &lo, &model), CHAYA_OK);
     CHECK(chaya_context_length(model) == 64, "context length %zu", chaya_context_length(model));
+    CHECK(chaya_prefill_chunk(model) == 16, "prefill chunk %zu", chaya_prefill_chunk(model));
     chaya_session *session = NULL;
     CHECK_STATUS(chaya_session_new(model, &session), CHAYA_OK);
     /* The session keeps the model alive. */

@@ -105,11 +105,12 @@ fun main(args: Array<String>) {
     }
 
     tests["loads from bytes"] = {
-        val fromBytes = Model.fromBytes(File(modelPath).readBytes(), LoadOptions(threads = 1u, contextLength = 64u))
+        val fromBytes = Model.fromBytes(File(modelPath).readBytes(), LoadOptions(threads = 1u, contextLength = 64u, prefillChunk = 3u))
         check(fromBytes.vocabSize() == model.vocabSize()) { "vocab ${fromBytes.vocabSize()}" }
         check(fromBytes.contextLength() == 64u) { "context ${fromBytes.contextLength()}" }
-        val a = fromBytes.newSession().generate("Once", seeded(maxTokens = 8u), Collect())
-        val b = model.newSession().generate("Once", seeded(maxTokens = 8u), Collect())
+        check(fromBytes.prefillChunk() == 3u && model.prefillChunk() == 256u) { "chunk ${fromBytes.prefillChunk()}" }
+        val a = fromBytes.newSession().generate("Once upon a time", seeded(maxTokens = 8u), Collect())
+        val b = model.newSession().generate("Once upon a time", seeded(maxTokens = 8u), Collect())
         check(a.tokens == b.tokens) { "${a.tokens} vs ${b.tokens}" }
         fromBytes.close()
     }

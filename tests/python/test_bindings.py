@@ -164,12 +164,13 @@ def main():
 
     def test_loads_from_bytes():
         with open(model_path, "rb") as f:
-            from_bytes = chaya.Model.from_bytes(f.read(), chaya.LoadOptions(threads=1, context_length=64))
+            from_bytes = chaya.Model.from_bytes(f.read(), chaya.LoadOptions(threads=1, context_length=64, prefill_chunk=3))
         assert from_bytes.vocab_size() == model.vocab_size()
         assert from_bytes.context_length() == 64
+        assert from_bytes.prefill_chunk() == 3 and model.prefill_chunk() == 256
         options = seeded(chaya, max_tokens=8)
-        a = from_bytes.new_session().generate("Once", options, Collect())
-        b = model.new_session().generate("Once", options, Collect())
+        a = from_bytes.new_session().generate("Once upon a time", options, Collect())
+        b = model.new_session().generate("Once upon a time", options, Collect())
         assert a.tokens == b.tokens
 
     def test_session_keeps_the_conversation():

@@ -138,11 +138,12 @@ tests.append(("missing file is Io", {
 
 tests.append(("loads from bytes", {
     let bytes = try Data(contentsOf: URL(fileURLWithPath: modelPath))
-    let fromBytes = try Model.fromBytes(bytes: bytes, options: LoadOptions(threads: 1, contextLength: 64))
+    let fromBytes = try Model.fromBytes(bytes: bytes, options: LoadOptions(threads: 1, contextLength: 64, prefillChunk: 3))
     try check(fromBytes.vocabSize() == model.vocabSize(), "vocab \(fromBytes.vocabSize())")
     try check(fromBytes.contextLength() == 64, "context \(fromBytes.contextLength())")
-    let a = try fromBytes.newSession().generate(prompt: "Once", options: seeded(maxTokens: 8), sink: Collect())
-    let b = try model.newSession().generate(prompt: "Once", options: seeded(maxTokens: 8), sink: Collect())
+    try check(fromBytes.prefillChunk() == 3 && model.prefillChunk() == 256, "chunk \(fromBytes.prefillChunk())")
+    let a = try fromBytes.newSession().generate(prompt: "Once upon a time", options: seeded(maxTokens: 8), sink: Collect())
+    let b = try model.newSession().generate(prompt: "Once upon a time", options: seeded(maxTokens: 8), sink: Collect())
     try check(a.tokens == b.tokens, "\(a.tokens) vs \(b.tokens)")
 }))
 

@@ -7,7 +7,7 @@
 
 use crate::progress;
 use chaya::eval::argmax;
-use chaya::{LoadOptions, Logits, Model, Session};
+use chaya::{Logits, Model, Session};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -16,9 +16,8 @@ pub struct Args {
     /// Model file.
     #[arg(short, long)]
     model: PathBuf,
-    /// Compute threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    load: super::LoadArgs,
     /// Repetitions of each measurement.
     #[arg(long, default_value_t = 5)]
     runs: usize,
@@ -116,10 +115,7 @@ fn peak_rss_mb() -> Option<f64> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     anyhow::ensure!(args.decode_tokens > 0, "--decode-tokens must be at least 1");
-    let options = LoadOptions {
-        threads: args.threads,
-        ..LoadOptions::default()
-    };
+    let options = args.load.options();
     let file_mb = std::fs::metadata(&args.model)?.len() as f64 / 1e6;
     let metric = |name, unit| Metric {
         name,
@@ -137,7 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let bar = progress::bar("benchmarking", "runs");
     bar.set_length(args.runs as u64);
-    let mut threads = 0;
+    let (mut threads, mut prefill_chunk) = (0, 0);
     for _ in 0..args.runs {
         let start = Instant::now();
         let model = Model::load(&args.model, &options)?;
@@ -146,7 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let first = time_prefill(&model, &prompt(16, vocab))? * 1e3;
         ttft.samples.push(first);
         load_ttft.samples.push(start.elapsed().as_secs_f64() * 1e3);
-        threads = model.threads();
+        (threads, prefill_chunk) = (model.threads(), model.prefill_chunk());
         let context_length = model.config().context_length;
         anyhow::ensure!(
             context_length >= 448 + args.decode_tokens,
@@ -186,6 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "model": args.model.display().to_string(),
             "file_mb": file_mb,
             "threads": threads,
+            "prefill_chunk": prefill_chunk,
             "int8_kernels": int8_kernels(),
             "runs": args.runs,
             "peak_rss_mb": peak,
@@ -195,7 +192,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{} ({file_mb:.1} MB), {threads} threads, int8 kernels {}, {} runs",
+        "{} ({file_mb:.1} MB), {threads} threads, prefill chunks of {prefill_chunk}, int8 kernels {}, {} runs",
         args.model.display(),
         int8_kernels(),
         args.runs

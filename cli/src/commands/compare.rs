@@ -27,9 +27,8 @@ pub struct Args {
     /// Perplexity window length in tokens.
     #[arg(long, default_value_t = 256)]
     ctx: usize,
-    /// Compute threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    load: super::LoadArgs,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -55,8 +54,8 @@ fn divergence(
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let reference = super::load_model(&args.reference, args.threads)?;
-    let candidate = super::load_model(&args.candidate, args.threads)?;
+    let reference = args.load.load(&args.reference)?;
+    let candidate = args.load.load(&args.candidate)?;
     let prompt_text = match &args.prompts {
         Some(path) => super::read_text(path)?,
         None => PROMPTS.to_string(),

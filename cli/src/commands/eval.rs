@@ -13,9 +13,8 @@ pub struct Args {
     /// Window length in tokens.
     #[arg(long, default_value_t = 256)]
     ctx: usize,
-    /// Compute threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    load: super::LoadArgs,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -23,7 +22,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let text = super::read_text(&args.text)?;
-    let model = super::load_model(&args.model, args.threads)?;
+    let model = args.load.load(&args.model)?;
     let ids = model.tokenizer().encode(&text)?;
     let mut session = model.session()?;
     let bar = progress::bar("scoring", "tokens");

@@ -57,9 +57,8 @@ pub struct Args {
     /// Stop when the context window is full instead of re-prefilling its last part.
     #[arg(long)]
     no_context_shift: bool,
-    /// Compute threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    load: super::LoadArgs,
     /// Print one JSON object (text, token ids, stop reason, timings) instead of streaming.
     #[arg(long)]
     json: bool,
@@ -106,7 +105,7 @@ fn parse_logit_bias(s: &str) -> Result<(u32, f32), String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model = super::load_model(&args.model, args.threads)?;
+    let model = args.load.load(&args.model)?;
     let mut session = model.session()?;
     let options = args.options();
     let prompt = match (&args.prompt, &args.file) {

@@ -10,15 +10,32 @@ pub mod inspect;
 use chaya::{LoadOptions, Model};
 use std::path::Path;
 
-/// Loads a model with `threads` compute threads (0 = all cores).
-pub fn load_model(path: &Path, threads: usize) -> anyhow::Result<Model> {
-    Ok(Model::load(
-        path,
-        &LoadOptions {
-            threads,
+/// How every command that runs a model loads it.
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    /// Compute threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Most prompt tokens per forward pass (default 256); smaller lowers a
+    /// long prompt's peak memory, at some speed.
+    #[arg(long)]
+    prefill_chunk: Option<usize>,
+}
+
+impl LoadArgs {
+    /// The load options these flags ask for.
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions {
+            threads: self.threads,
+            prefill_chunk: self.prefill_chunk,
             ..LoadOptions::default()
-        },
-    )?)
+        }
+    }
+
+    /// Loads the model file at `path` with these options.
+    pub fn load(&self, path: &Path) -> anyhow::Result<Model> {
+        Ok(Model::load(path, &self.options())?)
+    }
 }
 
 /// The contents of a UTF-8 text file, with an error naming the file.

@@ -713,6 +713,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_chaya_uniffi_checksum_method_model_new_session(
     ): Int
+    external fun uniffi_chaya_uniffi_checksum_method_model_prefill_chunk(
+    ): Int
     external fun uniffi_chaya_uniffi_checksum_method_model_threads(
     ): Int
     external fun uniffi_chaya_uniffi_checksum_method_model_vocab_size(
@@ -770,6 +772,8 @@ internal object UniffiLib {
     ): Int
     external fun uniffi_chaya_uniffi_fn_method_model_new_session(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_chaya_uniffi_fn_method_model_prefill_chunk(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
     external fun uniffi_chaya_uniffi_fn_method_model_threads(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
     external fun uniffi_chaya_uniffi_fn_method_model_vocab_size(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -943,13 +947,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_chaya_uniffi_checksum_method_model_new_session() and 0xFFFF) != 39523) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_chaya_uniffi_checksum_method_model_prefill_chunk() and 0xFFFF) != 59662) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_chaya_uniffi_checksum_method_model_threads() and 0xFFFF) != 51732) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_chaya_uniffi_checksum_method_model_vocab_size() and 0xFFFF) != 26195) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_chaya_uniffi_checksum_method_session_cancel() and 0xFFFF) != 28070) {
+    if ((lib.uniffi_chaya_uniffi_checksum_method_session_cancel() and 0xFFFF) != 51312) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_chaya_uniffi_checksum_method_session_generate() and 0xFFFF) != 39393) {
@@ -1477,6 +1484,11 @@ public interface ModelInterface {
     fun `newSession`(): Session
     
     /**
+     * Most prompt tokens computed per forward pass (256 or `LoadOptions.prefill_chunk`).
+     */
+    fun `prefillChunk`(): kotlin.UInt
+    
+    /**
      * Compute threads each session uses.
      */
     fun `threads`(): kotlin.UInt
@@ -1671,6 +1683,22 @@ open class Model: Disposable, AutoCloseable, ModelInterface
     callWithHandle {
     uniffiRustCallWithError(ChayaException) { _status ->
     UniffiLib.uniffi_chaya_uniffi_fn_method_model_new_session(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Most prompt tokens computed per forward pass (256 or `LoadOptions.prefill_chunk`).
+     */override fun `prefillChunk`(): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_chaya_uniffi_fn_method_model_prefill_chunk(
         it,
         _status)
 }
@@ -1888,8 +1916,9 @@ public interface SessionInterface {
     
     /**
      * Stops the running generation within one forward pass, a decode step or
-     * 256 prompt tokens (stop reason `CANCELLED`); does nothing when none
-     * runs. Callable from any thread.
+     * a prefill chunk (256 prompt tokens unless `LoadOptions.prefill_chunk`
+     * says otherwise; stop reason `CANCELLED`); does nothing when none runs.
+     * Callable from any thread.
      */
     fun `cancel`()
     
@@ -2024,8 +2053,9 @@ open class Session: Disposable, AutoCloseable, SessionInterface
     
     /**
      * Stops the running generation within one forward pass, a decode step or
-     * 256 prompt tokens (stop reason `CANCELLED`); does nothing when none
-     * runs. Callable from any thread.
+     * a prefill chunk (256 prompt tokens unless `LoadOptions.prefill_chunk`
+     * says otherwise; stop reason `CANCELLED`); does nothing when none runs.
+     * Callable from any thread.
      */override fun `cancel`()
         = 
     callWithHandle {
@@ -2739,6 +2769,13 @@ data class LoadOptions (
      * Attention window (KV cache capacity) in 1..=65536; null keeps the file's value.
      */
     var `contextLength`: kotlin.UInt? = null 
+    , 
+    /**
+     * Most prompt tokens computed per forward pass, in 1..=65536; null uses
+     * 256. Smaller chunks lower a long prompt's peak memory and let `cancel`
+     * end its prefill sooner, at some speed.
+     */
+    var `prefillChunk`: kotlin.UInt? = null 
     
 ){
     
@@ -2757,17 +2794,20 @@ public object FfiConverterTypeLoadOptions: FfiConverterRustBuffer<LoadOptions> {
         return LoadOptions(
             FfiConverterUInt.read(buf),
             FfiConverterOptionalUInt.read(buf),
+            FfiConverterOptionalUInt.read(buf),
         )
     }
 
     override fun allocationSize(value: LoadOptions) = (
             FfiConverterUInt.allocationSize(value.`threads`) +
-            FfiConverterOptionalUInt.allocationSize(value.`contextLength`)
+            FfiConverterOptionalUInt.allocationSize(value.`contextLength`) +
+            FfiConverterOptionalUInt.allocationSize(value.`prefillChunk`)
     )
 
     override fun write(value: LoadOptions, buf: ByteBuffer) {
             FfiConverterUInt.write(value.`threads`, buf)
             FfiConverterOptionalUInt.write(value.`contextLength`, buf)
+            FfiConverterOptionalUInt.write(value.`prefillChunk`, buf)
     }
 }
 
