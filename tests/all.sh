@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project: Rust (unit, integration, reference fixtures,
-# generated-header staleness), then the README's main command, then the C
-# ABI, then the uniffi bindings from Python, Kotlin (JVM) and Swift (Linux),
+# generated-header staleness), then the README's main command, then the
+# int8 quality gate on trained weights, then the C ABI, then the uniffi bindings from Python, Kotlin (JVM) and Swift (Linux),
 # then the mobile wrappers. Needs no PyTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,9 @@ else
     timed cargo test -p chaya --no-default-features --lib --test generate
 fi
 step "main job: scripts/demo.sh (default model; a checkpoint converted once)"; timed bash tests/demo.sh
+step "int8 against f32 on CHAYA's trained weights (issue #4's gate; skipped until ../shared has them), then the gate's own test"
+timed bash scripts/quality.sh
+timed bash tests/quality.sh
 step "C ABI";   timed bash tests/c/run.sh
 step "bindings (Python, Kotlin, Swift)"; timed bash tests/bindings.sh
 step "mobile library size (stripped, budget 8 MB)"; timed bash scripts/lib-size.sh 8
