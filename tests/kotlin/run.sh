@@ -19,12 +19,8 @@ source "$ROOT/tests/kotlin/tools.sh"
 phase_done
 
 phase "cargo build ($PROFILE)"
-cd "$ROOT"
-if [[ $PROFILE == release ]]; then
-    cargo build --workspace --all-features --release
-else
-    cargo build --workspace --all-features
-fi
+source "$ROOT/tests/build.sh"
+build_workspace
 phase_done
 
 phase "kotlinc (the tests, and the README's Kotlin example: compiled, not run)"

@@ -24,12 +24,8 @@ if [[ ! -f $COROUTINES ]]; then
 fi
 echo "kotlinx-coroutines $(unzip -p "$COROUTINES" META-INF/kotlinx_coroutines_core.version)"
 
-cd "$ROOT"
-if [[ $PROFILE == release ]]; then
-    cargo build --workspace --all-features --release
-else
-    cargo build --workspace --all-features
-fi
+source "$ROOT/tests/build.sh"
+build_workspace
 
 BUILD=$(mktemp -d)
 trap 'rm -rf "$BUILD"' EXIT

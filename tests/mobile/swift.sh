@@ -16,12 +16,8 @@ source "$ROOT/tests/swift/chroot.sh"
 swift_chroot_setup
 swift_chroot_mount
 
-cd "$ROOT"
-if [[ $PROFILE == release ]]; then
-    cargo build --workspace --all-features --release
-else
-    cargo build --workspace --all-features
-fi
+source "$ROOT/tests/build.sh"
+build_workspace
 
 # The package's files, symlinks resolved (they point outside ios/); its .build is
 # kept between runs.

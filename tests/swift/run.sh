@@ -38,12 +38,8 @@ swift_chroot_mount
 
 # --- Phase 2: the host-built library ------------------------------------------
 phase "cargo build ($PROFILE)"
-cd "$ROOT"
-if [[ $PROFILE == release ]]; then
-    cargo build --workspace --all-features --release
-else
-    cargo build --workspace --all-features
-fi
+source "$ROOT/tests/build.sh"
+build_workspace
 phase_done
 
 # --- Phase 3: compile the test in the chroot ----------------------------------

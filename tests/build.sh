@@ -1,0 +1,12 @@
+# The Rust build the binding and mobile tests link (sourced): `build_workspace`
+# moves to $ROOT and builds the whole workspace with all features, as the Rust
+# tests do (one feature set, so no step rebuilds the dependencies), in the
+# $PROFILE profile (debug or release).
+build_workspace() {
+    cd "$ROOT"
+    if [[ $PROFILE == release ]]; then
+        cargo build --workspace --all-features --release
+    else
+        cargo build --workspace --all-features
+    fi
+}
