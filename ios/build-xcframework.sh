@@ -10,7 +10,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 OUT=$HERE/chayaFFI.xcframework
-WORK=$ROOT/target/xcframework
+# Cargo's target directory (CARGO_TARGET_DIR, when set, as cargo itself uses it).
+TARGET_DIR=$(cd "$ROOT" && mkdir -p "${CARGO_TARGET_DIR:-target}" && cd "${CARGO_TARGET_DIR:-target}" && pwd)
+WORK=$TARGET_DIR/xcframework
 # Oldest systems supported (Package.swift's platforms).
 export IPHONEOS_DEPLOYMENT_TARGET=15.0 MACOSX_DEPLOYMENT_TARGET=12.0
 
@@ -21,7 +23,7 @@ for target in "${TARGETS[@]}"; do
     cargo build --profile mobile --no-default-features -p chaya-uniffi --target "$target"
 done
 
-lib() { echo "$ROOT/target/$1/mobile/libchaya_uniffi.a"; }
+lib() { echo "$TARGET_DIR/$1/mobile/libchaya_uniffi.a"; }
 rm -rf "$WORK" "$OUT"
 mkdir -p "$WORK/ios-simulator" "$WORK/macos" "$WORK/headers/chayaFFI"
 lipo -create "$(lib aarch64-apple-ios-sim)" "$(lib x86_64-apple-ios)" -output "$WORK/ios-simulator/libchaya_uniffi.a"

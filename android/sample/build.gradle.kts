@@ -14,6 +14,12 @@ android {
         targetSdk = 35
         versionCode = 1
         versionName = "0.1.0"
+        // The ABIs android/build-rust.sh builds libchaya_uniffi.so for: without
+        // this filter, JNA's x86 library would make the APK install on 32-bit x86
+        // devices, where loading chaya then fails.
+        ndk {
+            abiFilters += listOf("arm64-v8a", "armeabi-v7a", "x86_64")
+        }
     }
 
     sourceSets {

@@ -284,6 +284,7 @@ fn prefetch_line(at: *const i8) {
 /// its 8 rows (256 bytes), ask for the same amount of `ahead`, the weights
 /// its caller reads some distance later, in address order (8 lines at every
 /// other block), so the prefetches keep pace with the reads.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[inline(always)]
 fn prefetch_ahead(ahead: &[i8], b: usize) {
     if b.is_multiple_of(2) {
@@ -352,6 +353,7 @@ pub fn block_dot(w: &[i8], x: Q8Row) -> f32 {
 /// A SIMD tile's number of full blocks, after checking that every weight
 /// row, and the activation row's scales and offsets, match the activation
 /// row's length: the kernels read whole blocks without bounds checks.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn tile_shape(w: &[&[i8]; 8], x: Q8Row) -> usize {
     let cols = x.values.len();
     assert!(w.iter().all(|w| w.len() == cols));
@@ -362,6 +364,7 @@ fn tile_shape(w: &[&[i8]; 8], x: Q8Row) -> usize {
 /// A panel's number of full blocks, after checking that every weight row has
 /// the activations' length and that `packed` holds their full blocks: the
 /// kernels read whole blocks without bounds checks.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn panel_shape(w: &[&[i8]; PANEL_ROWS], packed: &[i8], x: &Q8Rows) -> usize {
     let full = x.cols / BLOCK;
     assert!(w.iter().all(|w| w.len() == x.cols));
@@ -376,6 +379,7 @@ fn panel_shape(w: &[&[i8]; PANEL_ROWS], packed: &[i8], x: &Q8Rows) -> usize {
 /// Where activation rows `t..t + N` start (the last row repeated past the
 /// end), for kernels that read whole blocks of them without bounds checks
 /// ([`panel_shape`] checked the lengths).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 struct PanelRows<const N: usize> {
     values: [*const i8; N],
     scales: [*const f32; N],
@@ -384,6 +388,7 @@ struct PanelRows<const N: usize> {
     offsets: [*const i32; N],
 }
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[inline(always)]
 fn panel_rows<const N: usize>(x: &Q8Rows, t: usize) -> PanelRows<N> {
     let (blocks, last) = (x.cols.div_ceil(BLOCK), x.rows - 1);
@@ -398,6 +403,7 @@ fn panel_rows<const N: usize>(x: &Q8Rows, t: usize) -> PanelRows<N> {
 
 /// `acc`, the fold of the first `full` blocks of `w` and `x`, with the fold's
 /// last step for a trailing partial block added.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn tail_step(acc: f32, w: &[i8], x: Q8Row, full: usize) -> f32 {
     let tail = full * BLOCK;
     if tail < w.len() {
@@ -410,6 +416,7 @@ fn tail_step(acc: f32, w: &[i8], x: Q8Row, full: usize) -> f32 {
 
 /// `N` weight rows' results with one activation row from the folds of
 /// their full blocks, with [`tail_step`] added.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn with_tail<const N: usize>(acc: [f32; N], w: &[&[i8]; N], x: Q8Row, full: usize) -> [f32; N] {
     if full * BLOCK == w[0].len() {
         return acc;
@@ -419,6 +426,7 @@ fn with_tail<const N: usize>(acc: [f32; N], w: &[&[i8]; N], x: Q8Row, full: usiz
 
 /// Hands activation rows `t..`'s results to `out` (rows past the last one
 /// dropped), from the folds of their full blocks with [`with_tail`] added.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[inline]
 fn finish_panel<const N: usize>(
     mut sums: [[f32; PANEL_ROWS]; N],

@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
 # Checks the Rust side of the Android build without the NDK: installs the
-# aarch64-linux-android standard library and runs
-# `cargo check -p chaya-uniffi --no-default-features --target aarch64-linux-android`
-# (the features android/build-rust.sh builds; type-checks every crate for
-# Android; nothing is linked, so no NDK linker is needed).
+# standard library of each Android ABI's target (arm64-v8a, armeabi-v7a,
+# x86_64: what android/build-rust.sh builds) and runs
+# `cargo check -p chaya-uniffi --no-default-features --target TARGET` (the
+# features build-rust.sh builds; type-checks every crate for Android; nothing
+# is linked, so no NDK linker is needed), our crates' warnings as errors:
+# code only some architectures use must be cfg'd to them.
 #
-# tract-linalg's build script assembles its arm64 kernels with a C compiler even
-# for `cargo check`: Debian's clang (--target=aarch64-linux-android24) stands in
-# for the NDK's clang, and llvm-ar for its archiver.
+# tract-linalg's build script assembles its kernels with a C compiler even
+# for `cargo check`: Debian's clang (--target=TARGET24) stands in for the
+# NDK's clang, and llvm-ar for its archiver.
 #
 # Usage: tests/mobile/android-check.sh   Prints SKIPPED and succeeds when the
-# target's standard library cannot be installed (no rustup or no network).
+# targets' standard libraries cannot be installed (no rustup or no network).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TARGET=aarch64-linux-android
+TARGETS=(aarch64-linux-android armv7-linux-androideabi x86_64-linux-android)
 CLANG_VERSION=14
+# Oldest Android API level supported (android/build-rust.sh, the module's minSdk).
+API_LEVEL=24
 
-if ! rustup target add "$TARGET"; then
-    echo "SKIPPED: cannot install the $TARGET standard library"
+if ! rustup target add "${TARGETS[@]}"; then
+    echo "SKIPPED: cannot install the standard libraries of ${TARGETS[*]}"
     exit 0
 fi
 if ! command -v "clang-$CLANG_VERSION" >/dev/null || ! command -v "llvm-ar-$CLANG_VERSION" >/dev/null; then
@@ -27,8 +31,11 @@ if ! command -v "clang-$CLANG_VERSION" >/dev/null || ! command -v "llvm-ar-$CLAN
         "clang-$CLANG_VERSION" "llvm-$CLANG_VERSION"
 fi
 
-export CC_aarch64_linux_android=clang-$CLANG_VERSION
-export CFLAGS_aarch64_linux_android=--target=aarch64-linux-android24
-export AR_aarch64_linux_android=llvm-ar-$CLANG_VERSION
 cd "$ROOT"
-cargo check -p chaya-uniffi --no-default-features --target "$TARGET"
+for target in "${TARGETS[@]}"; do
+    echo "== cargo check --target $target"
+    env=${target//-/_}
+    env "CC_$env=clang-$CLANG_VERSION" "CFLAGS_$env=--target=$target$API_LEVEL" \
+        "AR_$env=llvm-ar-$CLANG_VERSION" RUSTFLAGS="-D warnings" \
+        cargo check -p chaya-uniffi --no-default-features --target "$target"
+done
