@@ -26,6 +26,21 @@ fn prefault(tensors: &HashMap<String, Weight>) {
     }
 }
 
+/// Hands the pages glibc keeps after loading back to the system.
+///
+/// Compiling the graphs and parsing the tokenizer free tens of MB of
+/// temporaries that glibc's arenas keep resident; trimming them lowered the
+/// peak of a later generation by ~3 MB (96.7 to 93.7 MB for 200 tokens, int8)
+/// and an f32 model's resident memory while generating by ~15 MB. Other C
+/// libraries return memory their own way.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
@@ -141,6 +156,8 @@ impl Model {
                 config.vocab_size
             )));
         }
+        drop(file.tensors);
+        release_freed_memory();
         Ok(Model {
             inner: Arc::new(ModelInner {
                 config,
