@@ -41,6 +41,18 @@ fn release_freed_memory() {
     }
 }
 
+/// `value` when it is in 1..=65536 (token counts), else an option error.
+fn in_token_range(name: &'static str, value: usize) -> Result<usize> {
+    if (1..=1 << 16).contains(&value) {
+        Ok(value)
+    } else {
+        Err(Error::InvalidOption {
+            name,
+            reason: format!("{value} is not in 1..=65536"),
+        })
+    }
+}
+
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
@@ -101,23 +113,11 @@ impl Model {
     pub fn from_file(file: ModelFile, options: &LoadOptions) -> Result<Model> {
         let mut config = file.config;
         if let Some(context_length) = options.context_length {
-            if context_length == 0 || context_length > 1 << 16 {
-                return Err(Error::InvalidOption {
-                    name: "context_length",
-                    reason: format!("{context_length} is not in 1..=65536"),
-                });
-            }
-            config.context_length = context_length;
+            config.context_length = in_token_range("context_length", context_length)?;
         }
         let prefill_chunk = match options.prefill_chunk {
             None => DEFAULT_PREFILL_CHUNK,
-            Some(n) if n == 0 || n > 1 << 16 => {
-                return Err(Error::InvalidOption {
-                    name: "prefill_chunk",
-                    reason: format!("{n} is not in 1..=65536"),
-                })
-            }
-            Some(n) => n,
+            Some(n) => in_token_range("prefill_chunk", n)?,
         };
         let threads = match options.threads {
             0 => std::thread::available_parallelism()
@@ -215,42 +215,17 @@ mod tests {
 
     #[test]
     fn out_of_range_load_options_are_rejected_by_name() {
+        let with = |change: fn(&mut LoadOptions)| {
+            let mut options = LoadOptions::default();
+            change(&mut options);
+            options
+        };
         let cases = [
-            (
-                "threads",
-                LoadOptions {
-                    threads: 257,
-                    ..LoadOptions::default()
-                },
-            ),
-            (
-                "context_length",
-                LoadOptions {
-                    context_length: Some(0),
-                    ..LoadOptions::default()
-                },
-            ),
-            (
-                "context_length",
-                LoadOptions {
-                    context_length: Some(65537),
-                    ..LoadOptions::default()
-                },
-            ),
-            (
-                "prefill_chunk",
-                LoadOptions {
-                    prefill_chunk: Some(0),
-                    ..LoadOptions::default()
-                },
-            ),
-            (
-                "prefill_chunk",
-                LoadOptions {
-                    prefill_chunk: Some(65537),
-                    ..LoadOptions::default()
-                },
-            ),
+            ("threads", with(|o| o.threads = 257)),
+            ("context_length", with(|o| o.context_length = Some(0))),
+            ("context_length", with(|o| o.context_length = Some(65537))),
+            ("prefill_chunk", with(|o| o.prefill_chunk = Some(0))),
+            ("prefill_chunk", with(|o| o.prefill_chunk = Some(65537))),
         ];
         for (expected, options) in cases {
             match Model::load(crate::TINY_MODEL, &options) {
