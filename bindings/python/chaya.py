@@ -534,7 +534,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_model_decode() != 39487:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_chaya_uniffi_checksum_method_model_encode() != 23938:
+    if lib.uniffi_chaya_uniffi_checksum_method_model_encode() != 51142:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_model_eos_token_id() != 37149:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -542,13 +542,13 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_model_prefill_chunk() != 59662:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_chaya_uniffi_checksum_method_model_threads() != 51732:
+    if lib.uniffi_chaya_uniffi_checksum_method_model_threads() != 43171:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_model_vocab_size() != 26195:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_constructor_model_from_bytes() != 50765:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_chaya_uniffi_checksum_constructor_model_from_path() != 61254:
+    if lib.uniffi_chaya_uniffi_checksum_constructor_model_from_path() != 17439:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_session_cancel() != 51312:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -1966,7 +1966,8 @@ class ModelProtocol(typing.Protocol):
         raise NotImplementedError
     def encode(self, text: str) -> typing.List[int]:
         """
-        Token ids of `text`, with no special tokens added.
+        Token ids of `text`, with no special tokens added (the text
+        `<|endoftext|>` itself reads as the end-of-text token, as in the reference).
 """
         raise NotImplementedError
     def eos_token_id(self, ) -> int:
@@ -1986,7 +1987,7 @@ class ModelProtocol(typing.Protocol):
         raise NotImplementedError
     def threads(self, ) -> int:
         """
-        Compute threads each session uses.
+        Compute threads of the model, shared by its sessions.
 """
         raise NotImplementedError
     def vocab_size(self, ) -> int:
@@ -2028,7 +2029,9 @@ class Model(ModelProtocol):
     @classmethod
     def from_path(cls, path: str,options: typing.Union[object, LoadOptions] = _DEFAULT) -> Model:
         """
-        Loads a model file (`.safetensors` with config and tokenizer inside).
+        Loads a model file (`.safetensors` with config and tokenizer inside),
+        memory-mapped: while the model lives, replace the file by renaming a new
+        one over it, never by rewriting it in place (that can crash the app).
 """
         
         _UniffiFfiConverterString.check_lower(path)
@@ -2104,7 +2107,8 @@ class Model(ModelProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     def encode(self, text: str) -> typing.List[int]:
         """
-        Token ids of `text`, with no special tokens added.
+        Token ids of `text`, with no special tokens added (the text
+        `<|endoftext|>` itself reads as the end-of-text token, as in the reference).
 """
         
         _UniffiFfiConverterString.check_lower(text)
@@ -2167,7 +2171,7 @@ class Model(ModelProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     def threads(self, ) -> int:
         """
-        Compute threads each session uses.
+        Compute threads of the model, shared by its sessions.
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),

@@ -14,7 +14,9 @@ pub struct Model {
 
 #[uniffi::export]
 impl Model {
-    /// Loads a model file (`.safetensors` with config and tokenizer inside).
+    /// Loads a model file (`.safetensors` with config and tokenizer inside),
+    /// memory-mapped: while the model lives, replace the file by renaming a new
+    /// one over it, never by rewriting it in place (that can crash the app).
     #[uniffi::constructor(default(options))]
     pub fn from_path(path: String, options: LoadOptions) -> Result<Arc<Model>, ChayaError> {
         let inner = chaya::Model::load(path, &options.into())?;
@@ -48,12 +50,13 @@ impl Model {
         self.inner.config().eos_token_id
     }
 
-    /// Compute threads each session uses.
+    /// Compute threads of the model, shared by its sessions.
     pub fn threads(&self) -> u32 {
         to_u32(self.inner.threads())
     }
 
-    /// Token ids of `text`, with no special tokens added.
+    /// Token ids of `text`, with no special tokens added (the text
+    /// `<|endoftext|>` itself reads as the end-of-text token, as in the reference).
     pub fn encode(&self, text: String) -> Result<Vec<u32>, ChayaError> {
         Ok(self.inner.tokenizer().encode(&text)?)
     }

@@ -3,7 +3,8 @@
 /// How to load a model. Every field has a default, so `LoadOptions()` works.
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
 pub struct LoadOptions {
-    /// Compute threads per session; 0 picks the number of available cores.
+    /// Compute threads of the model, shared by its sessions; 0 picks the
+    /// number of available cores.
     #[uniffi(default = 0)]
     pub threads: u32,
     /// Attention window (KV cache capacity) in 1..=65536; null keeps the file's value.
@@ -43,7 +44,7 @@ pub struct GenerateOptions {
     /// Maximum number of new tokens (1..=1000000).
     #[uniffi(default = 128)]
     pub max_tokens: u32,
-    /// Sampling temperature; 0 means greedy (0..=100).
+    /// Sampling temperature (0..=100); 0, or anything below 1e-6, means greedy.
     #[uniffi(default = 0.8)]
     pub temperature: f32,
     /// Keep only the k most likely tokens; 0 disables (at most the vocabulary size).
@@ -64,8 +65,8 @@ pub struct GenerateOptions {
     /// Subtracted once for a token present in the context (-100..=100).
     #[uniffi(default = 0.0)]
     pub presence_penalty: f32,
-    /// The original CHAYA CLI's sampler order, sign-blind repetition penalty and,
-    /// with temperature > 0, its dynamic temperature schedule.
+    /// The original CHAYA CLI's sampler order (temperature first) and
+    /// sign-blind repetition penalty.
     #[uniffi(default = false)]
     pub compat: bool,
     /// Seed of the random draw; null picks one from the clock.

@@ -58,7 +58,8 @@ pub struct GenerateSummary {
     pub reused_tokens: u32,
     /// Context tokens computed by the prompt prefill.
     pub prefill_tokens: u32,
-    /// Times the context overflowed and the window was re-prefilled.
+    /// Times the context (the prompt, or the conversation as it grew)
+    /// overflowed and the window was re-prefilled with its last three quarters.
     pub context_shifts: u32,
     /// Why generation stopped.
     pub stop_reason: StopReason,

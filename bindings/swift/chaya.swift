@@ -640,7 +640,8 @@ public protocol ModelProtocol: AnyObject, Sendable {
     func decode(ids: [UInt32]) throws  -> String
     
     /**
-     * Token ids of `text`, with no special tokens added.
+     * Token ids of `text`, with no special tokens added (the text
+     * `<|endoftext|>` itself reads as the end-of-text token, as in the reference).
      */
     func encode(text: String) throws  -> [UInt32]
     
@@ -660,7 +661,7 @@ public protocol ModelProtocol: AnyObject, Sendable {
     func prefillChunk()  -> UInt32
     
     /**
-     * Compute threads each session uses.
+     * Compute threads of the model, shared by its sessions.
      */
     func threads()  -> UInt32
     
@@ -739,7 +740,9 @@ public static func fromBytes(bytes: Data, options: LoadOptions = LoadOptions())t
 }
     
     /**
-     * Loads a model file (`.safetensors` with config and tokenizer inside).
+     * Loads a model file (`.safetensors` with config and tokenizer inside),
+     * memory-mapped: while the model lives, replace the file by renaming a new
+     * one over it, never by rewriting it in place (that can crash the app).
      */
 public static func fromPath(path: String, options: LoadOptions = LoadOptions())throws  -> Model  {
     return try  FfiConverterTypeModel_lift(try rustCallWithError(FfiConverterTypeChayaError_lift) {
@@ -779,7 +782,8 @@ open func decode(ids: [UInt32])throws  -> String  {
 }
     
     /**
-     * Token ids of `text`, with no special tokens added.
+     * Token ids of `text`, with no special tokens added (the text
+     * `<|endoftext|>` itself reads as the end-of-text token, as in the reference).
      */
 open func encode(text: String)throws  -> [UInt32]  {
     return try  FfiConverterSequenceUInt32.lift(try rustCallWithError(FfiConverterTypeChayaError_lift) {
@@ -828,7 +832,7 @@ open func prefillChunk() -> UInt32  {
 }
     
     /**
-     * Compute threads each session uses.
+     * Compute threads of the model, shared by its sessions.
      */
 open func threads() -> UInt32  {
     return try!  FfiConverterUInt32.lift(try! rustCall() {
@@ -1325,7 +1329,7 @@ public struct GenerateOptions: Equatable, Hashable {
      */
     public var maxTokens: UInt32
     /**
-     * Sampling temperature; 0 means greedy (0..=100).
+     * Sampling temperature (0..=100); 0, or anything below 1e-6, means greedy.
      */
     public var temperature: Float
     /**
@@ -1353,8 +1357,8 @@ public struct GenerateOptions: Equatable, Hashable {
      */
     public var presencePenalty: Float
     /**
-     * The original CHAYA CLI's sampler order, sign-blind repetition penalty and,
-     * with temperature > 0, its dynamic temperature schedule.
+     * The original CHAYA CLI's sampler order (temperature first) and
+     * sign-blind repetition penalty.
      */
     public var compat: Bool
     /**
@@ -1387,7 +1391,7 @@ public struct GenerateOptions: Equatable, Hashable {
          * Maximum number of new tokens (1..=1000000).
          */maxTokens: UInt32 = UInt32(128), 
         /**
-         * Sampling temperature; 0 means greedy (0..=100).
+         * Sampling temperature (0..=100); 0, or anything below 1e-6, means greedy.
          */temperature: Float = Float(0.8), 
         /**
          * Keep only the k most likely tokens; 0 disables (at most the vocabulary size).
@@ -1408,8 +1412,8 @@ public struct GenerateOptions: Equatable, Hashable {
          * Subtracted once for a token present in the context (-100..=100).
          */presencePenalty: Float = Float(0.0), 
         /**
-         * The original CHAYA CLI's sampler order, sign-blind repetition penalty and,
-         * with temperature > 0, its dynamic temperature schedule.
+         * The original CHAYA CLI's sampler order (temperature first) and
+         * sign-blind repetition penalty.
          */compat: Bool = false, 
         /**
          * Seed of the random draw; null picks one from the clock.
@@ -1536,7 +1540,8 @@ public struct GenerateSummary: Equatable, Hashable {
      */
     public var prefillTokens: UInt32
     /**
-     * Times the context overflowed and the window was re-prefilled.
+     * Times the context (the prompt, or the conversation as it grew)
+     * overflowed and the window was re-prefilled with its last three quarters.
      */
     public var contextShifts: UInt32
     /**
@@ -1575,7 +1580,8 @@ public struct GenerateSummary: Equatable, Hashable {
          * Context tokens computed by the prompt prefill.
          */prefillTokens: UInt32, 
         /**
-         * Times the context overflowed and the window was re-prefilled.
+         * Times the context (the prompt, or the conversation as it grew)
+         * overflowed and the window was re-prefilled with its last three quarters.
          */contextShifts: UInt32, 
         /**
          * Why generation stopped.
@@ -1665,7 +1671,8 @@ public func FfiConverterTypeGenerateSummary_lower(_ value: GenerateSummary) -> R
  */
 public struct LoadOptions: Equatable, Hashable {
     /**
-     * Compute threads per session; 0 picks the number of available cores.
+     * Compute threads of the model, shared by its sessions; 0 picks the
+     * number of available cores.
      */
     public var threads: UInt32
     /**
@@ -1683,7 +1690,8 @@ public struct LoadOptions: Equatable, Hashable {
     // declare one manually.
     public init(
         /**
-         * Compute threads per session; 0 picks the number of available cores.
+         * Compute threads of the model, shared by its sessions; 0 picks the
+         * number of available cores.
          */threads: UInt32 = UInt32(0), 
         /**
          * Attention window (KV cache capacity) in 1..=65536; null keeps the file's value.
@@ -2355,7 +2363,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_chaya_uniffi_checksum_method_model_decode() != 39487) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_chaya_uniffi_checksum_method_model_encode() != 23938) {
+    if (uniffi_chaya_uniffi_checksum_method_model_encode() != 51142) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_chaya_uniffi_checksum_method_model_eos_token_id() != 37149) {
@@ -2367,7 +2375,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_chaya_uniffi_checksum_method_model_prefill_chunk() != 59662) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_chaya_uniffi_checksum_method_model_threads() != 51732) {
+    if (uniffi_chaya_uniffi_checksum_method_model_threads() != 43171) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_chaya_uniffi_checksum_method_model_vocab_size() != 26195) {
@@ -2391,7 +2399,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_chaya_uniffi_checksum_constructor_model_from_bytes() != 50765) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_chaya_uniffi_checksum_constructor_model_from_path() != 61254) {
+    if (uniffi_chaya_uniffi_checksum_constructor_model_from_path() != 17439) {
         return InitializationResult.apiChecksumMismatch
     }
 

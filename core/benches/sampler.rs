@@ -62,7 +62,7 @@ fn sampler(c: &mut Criterion) {
     let mut group = c.benchmark_group("sample one token");
     for (name, mut chain) in chains {
         group.bench_function(name, |b| {
-            b.iter(|| chain.sample(black_box(&logits), black_box(&context), 0))
+            b.iter(|| chain.sample(black_box(&logits), black_box(&context)))
         });
     }
     group.finish();

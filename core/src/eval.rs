@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::session::{Logits, Session};
+use crate::session::{check_token_ids, Logits, Session};
 
 /// Result of scoring a token sequence.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -152,6 +152,8 @@ fn check_scoring(session: &Session, ids: &[u32], ctx: usize) -> Result<usize> {
             "need at least two tokens to score".into(),
         ));
     }
+    // Checked here as well as by `feed`: the last id is only ever a target.
+    check_token_ids(ids, config.vocab_size)?;
     Ok(config.vocab_size)
 }
 
@@ -250,7 +252,21 @@ fn log_normalizer(row: &[f32]) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::nearest_rank;
+    use super::*;
+    use crate::LoadOptions;
+
+    #[test]
+    fn scoring_rejects_a_final_target_outside_the_vocabulary() {
+        let model = Model::load(crate::TINY_MODEL, &LoadOptions::default()).unwrap();
+        let vocab = model.config().vocab_size as u32;
+        let (mut a, mut b) = (model.session().unwrap(), model.session().unwrap());
+        let ids = [1, 2, vocab];
+        let invalid = |r: Result<()>| matches!(r, Err(Error::InvalidInput(m)) if m.contains("outside the vocabulary"));
+        assert!(invalid(perplexity(&mut a, &ids, 8, |_, _| {}).map(drop)));
+        assert!(invalid(
+            divergence(&mut a, &mut b, &ids, 8, |_, _| {}).map(drop)
+        ));
+    }
 
     #[test]
     fn nearest_rank_picks_the_smallest_value_covering_the_quantile() {

@@ -9,13 +9,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Temperatures below this sample greedily: dividing logits by less can
+/// overflow them to infinity, and the limit of sampling as the temperature
+/// falls to 0 is greedy decoding anyway.
+pub const MIN_TEMPERATURE: f32 = 1e-6;
+
 /// How to generate. `GenerateOptions::default()` gives sensible chat/completion
 /// settings; [`GenerateOptions::compat`] reproduces the original CHAYA CLI.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GenerateOptions {
     /// Maximum number of new tokens (1..=1,000,000).
     pub max_tokens: usize,
-    /// Sampling temperature; 0 means greedy (0..=100).
+    /// Sampling temperature (0..=100); 0 means greedy, as does anything below
+    /// [`MIN_TEMPERATURE`].
     pub temperature: f32,
     /// Keep only the k most likely tokens; 0 disables (≤ vocabulary size).
     pub top_k: usize,
@@ -29,8 +35,8 @@ pub struct GenerateOptions {
     pub frequency_penalty: f32,
     /// Subtracted once for a token present in the context (-100..=100).
     pub presence_penalty: f32,
-    /// Original CLI behaviour: its sampler order, sign-blind repetition penalty
-    /// and, with `temperature > 0`, the dynamic schedule from 1.0 to 0.6.
+    /// Original CLI behaviour: its sampler order (temperature first) and its
+    /// sign-blind repetition penalty.
     pub compat: bool,
     /// Seed of the random draw; `None` picks one from the clock.
     pub seed: Option<u64>,
@@ -168,16 +174,9 @@ impl GenerateOptions {
         if !self.logit_bias.is_empty() {
             steps.push(Sampler::LogitBias(self.logit_bias.clone()));
         }
-        let temperature = if !self.compat {
-            Sampler::Temperature(self.temperature)
-        } else {
-            Sampler::DynamicTemperature {
-                from: 1.0,
-                to: 0.6,
-                steps: self.max_tokens,
-            }
-        };
-        if self.compat && self.temperature > 0.0 {
+        let greedy = self.temperature < MIN_TEMPERATURE;
+        let temperature = Sampler::Temperature(self.temperature);
+        if self.compat && !greedy {
             steps.push(temperature.clone());
         }
         if self.repetition_penalty != 1.0 {
@@ -192,7 +191,7 @@ impl GenerateOptions {
         if self.presence_penalty != 0.0 {
             steps.push(Sampler::Presence(self.presence_penalty));
         }
-        if self.temperature == 0.0 {
+        if greedy {
             return SamplerChain::greedy(steps);
         }
         steps.extend([
@@ -237,7 +236,8 @@ pub struct GenerateSummary {
     pub reused_tokens: usize,
     /// Context tokens computed by the prompt prefill.
     pub prefill_tokens: usize,
-    /// Times the context overflowed and the window was re-prefilled.
+    /// Times the context (the prompt, or the conversation as it grew)
+    /// overflowed and the window was re-prefilled with its last three quarters.
     pub context_shifts: usize,
     /// Why generation stopped.
     pub stop_reason: StopReason,
@@ -333,6 +333,7 @@ impl Session {
         };
         let step = self.sync(&context)?;
         (summary.reused_tokens, summary.prefill_tokens) = (step.reused, step.fed);
+        summary.context_shifts = usize::from(step.shifted);
         summary.prefill_tokens_per_second = step.fed as f64 / start.elapsed().as_secs_f64();
         let mut logits = step.logits;
         let mut decode_start = Instant::now();
@@ -343,7 +344,7 @@ impl Session {
                 summary.stop_reason = StopReason::Cancelled;
                 break;
             }
-            let token = sampler.sample(&logits, &context, i);
+            let token = sampler.sample(&logits, &context);
             if i == 0 {
                 summary.time_to_first_token = start.elapsed();
                 decode_start = Instant::now();
@@ -375,7 +376,7 @@ impl Session {
                 break;
             }
             let step = self.sync(&context)?;
-            summary.context_shifts += usize::from(step.reused == 0);
+            summary.context_shifts += usize::from(step.shifted);
             logits = step.logits;
         }
         if summary.stop_reason != StopReason::StopString
@@ -434,4 +435,68 @@ fn clock_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::Sampler;
+
+    /// Draws of `chain` on fixed pseudo-random logits over a context.
+    fn draws(mut chain: SamplerChain) -> Vec<u32> {
+        let logits: Vec<f32> = (0..300u32)
+            .map(|i| ((i * 7919 % 1000) as f32 / 100.0).sin() * 4.0)
+            .collect();
+        let context = [3, 5, 5, 250];
+        (0..64).map(|_| chain.sample(&logits, &context)).collect()
+    }
+
+    #[test]
+    fn compat_is_the_original_chain_with_the_chosen_temperature_first() {
+        for temperature in [0.5, 0.8, 3.0] {
+            let options = GenerateOptions {
+                temperature,
+                ..GenerateOptions::compat()
+            };
+            let original = vec![
+                Sampler::Temperature(temperature),
+                Sampler::Repetition {
+                    penalty: 1.15,
+                    divide_always: true,
+                },
+                Sampler::Frequency(0.3),
+                Sampler::Presence(0.5),
+                Sampler::TopK(50),
+                Sampler::TopP(0.92),
+                Sampler::MinP(0.0),
+            ];
+            assert_eq!(
+                draws(options.sampler_chain(9)),
+                draws(SamplerChain::new(original, 9)),
+                "temperature {temperature}"
+            );
+        }
+    }
+
+    #[test]
+    fn temperatures_below_the_minimum_sample_greedily() {
+        for compat in [false, true] {
+            let base = GenerateOptions {
+                compat,
+                ..GenerateOptions::default()
+            };
+            let options = |temperature| GenerateOptions {
+                temperature,
+                ..base.clone()
+            };
+            let greedy = draws(options(0.0).sampler_chain(1));
+            assert!(greedy.windows(2).all(|w| w[0] == w[1]));
+            assert_eq!(draws(options(1e-40).sampler_chain(1)), greedy);
+            assert_eq!(
+                draws(options(MIN_TEMPERATURE / 2.0).sampler_chain(1)),
+                greedy
+            );
+            assert_ne!(draws(options(1.0).sampler_chain(1)), greedy);
+        }
+    }
 }

@@ -59,7 +59,7 @@ const TINY_MODEL: &str = concat!(
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use generate::{CancelHandle, GenerateOptions, GenerateSummary, StopReason};
+pub use generate::{CancelHandle, GenerateOptions, GenerateSummary, StopReason, MIN_TEMPERATURE};
 pub use model::{LoadOptions, Model};
 pub use session::{Logits, Session};
 pub use tokenizer::Tokenizer;

@@ -56,7 +56,8 @@ fn in_token_range(name: &'static str, value: usize) -> Result<usize> {
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
-    /// Compute threads per session; 0 picks the number of available cores.
+    /// Compute threads of the model, shared by its sessions; 0 picks the
+    /// number of available cores.
     pub threads: usize,
     /// Attention window (KV cache capacity); `None` keeps the file's value.
     pub context_length: Option<usize>,
@@ -181,7 +182,7 @@ impl Model {
         &self.inner.tokenizer
     }
 
-    /// Compute threads each session uses.
+    /// Compute threads of the model, shared by its sessions.
     pub fn threads(&self) -> usize {
         self.inner.threads
     }

@@ -112,7 +112,11 @@ impl ModelFile {
     pub fn read_path(path: impl AsRef<Path>) -> Result<ModelFile> {
         let path = path.as_ref();
         let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let metadata = file.metadata().map_err(|e| Error::io(path, e))?;
+        if metadata.is_dir() {
+            return Err(Error::io(path, std::io::ErrorKind::IsADirectory.into()));
+        }
+        let len = metadata.len();
         let header = read_header(&mut file, len)
             .map_err(|what| Error::InvalidModel(format!("{}: {what}", path.display())))?;
         // SAFETY: the mapping is read-only and every offset is checked against
@@ -460,6 +464,18 @@ mod tests {
             Some("{}"),
         );
         assert_eq!(ModelFile::read_bytes(&both).unwrap().tokenizer_json, text);
+    }
+
+    #[test]
+    fn paths_that_cannot_be_read_are_io_errors_naming_them() {
+        let dir = std::env::temp_dir();
+        let missing = dir.join("chaya-no-such-model.safetensors");
+        for path in [dir.as_path(), missing.as_path()] {
+            match ModelFile::read_path(path) {
+                Err(Error::Io { path: named, .. }) => assert_eq!(named, path.display().to_string()),
+                other => panic!("{}: {:?}", path.display(), other.map(|_| ())),
+            }
+        }
     }
 
     #[test]

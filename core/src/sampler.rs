@@ -39,16 +39,6 @@ pub enum Sampler {
     MinP(f32),
     /// Divides logits by a temperature (> 0).
     Temperature(f32),
-    /// Temperature falling linearly from `from` to `to` over `steps` tokens (the
-    /// original CLI's "dynamic" schedule).
-    DynamicTemperature {
-        /// Temperature of the first token.
-        from: f32,
-        /// Temperature of the last token.
-        to: f32,
-        /// Number of tokens the schedule spans.
-        steps: usize,
-    },
 }
 
 /// Samplers applied in order, then a draw from the remaining candidates.
@@ -79,9 +69,8 @@ impl SamplerChain {
         }
     }
 
-    /// Picks the next token from `logits`, given the `context` tokens so far and
-    /// the index of this token in the generation (`step`, for schedules).
-    pub fn sample(&mut self, logits: &[f32], context: &[u32], step: usize) -> u32 {
+    /// Picks the next token from `logits`, given the `context` tokens so far.
+    pub fn sample(&mut self, logits: &[f32], context: &[u32]) -> u32 {
         if self.greedy && self.steps.is_empty() {
             return plain_greedy(logits);
         }
@@ -104,8 +93,8 @@ impl SamplerChain {
         } else {
             Vec::new()
         };
-        for step_sampler in &self.steps {
-            apply(step_sampler, &mut candidates, &counts, step);
+        for step in &self.steps {
+            apply(step, &mut candidates, &counts);
         }
         candidates.retain(|c| c.logit > f32::NEG_INFINITY);
         if candidates.is_empty() {
@@ -152,7 +141,7 @@ fn position(candidates: &[Candidate], id: u32) -> Option<usize> {
 
 /// Applies one sampler to the candidates in place; `counts[id]` is how often
 /// token `id` occurs in the context (empty when no penalty needs it).
-fn apply(sampler: &Sampler, candidates: &mut Vec<Candidate>, counts: &[u32], step: usize) {
+fn apply(sampler: &Sampler, candidates: &mut Vec<Candidate>, counts: &[u32]) {
     let count = |id: u32| counts.get(id as usize).copied().unwrap_or(0);
     match *sampler {
         Sampler::LogitBias(ref biases) => {
@@ -208,15 +197,6 @@ fn apply(sampler: &Sampler, candidates: &mut Vec<Candidate>, counts: &[u32], ste
             }
         }
         Sampler::Temperature(t) => candidates.iter_mut().for_each(|c| c.logit /= t),
-        Sampler::DynamicTemperature { from, to, steps } => {
-            let progress = if steps > 1 {
-                (step.min(steps - 1)) as f32 / (steps - 1) as f32
-            } else {
-                0.0
-            };
-            let t = from + (to - from) * progress;
-            candidates.iter_mut().for_each(|c| c.logit /= t);
-        }
     }
 }
 
@@ -281,8 +261,8 @@ const RANK_GROWTH: usize = 16;
 /// over the vocabulary instead of sorting it.
 fn nucleus(candidates: &mut [Candidate], p: f32) -> usize {
     let n = candidates.len();
-    let max = max_logit(candidates) as f64;
-    let weight = |c: &Candidate| (c.logit as f64 - max).exp();
+    let max = max_logit(candidates);
+    let weight = |c: &Candidate| relative_weight(c.logit, max);
     let total: f64 = candidates.iter().map(weight).sum();
     let mut ranked = RANKED_FIRST.min(n);
     while ranked > 0 {
@@ -309,12 +289,24 @@ fn max_logit(candidates: &[Candidate]) -> f32 {
         .fold(f32::NEG_INFINITY, f32::max)
 }
 
+/// `exp(logit - max)`, the unnormalized probability of a logit when the
+/// highest is `max`. A +∞ logit (a temperature near 0 or a huge bias
+/// overflows) takes all the probability, shared with any other +∞: the limit
+/// of the softmax, where `∞ - ∞` would make every probability NaN.
+fn relative_weight(logit: f32, max: f32) -> f64 {
+    if max == f32::INFINITY {
+        f64::from(u8::from(logit == f32::INFINITY))
+    } else {
+        (logit as f64 - max as f64).exp()
+    }
+}
+
 /// Probabilities of the candidates (f64 for stable sums).
 fn softmax(candidates: &[Candidate]) -> Vec<f64> {
-    let max = max_logit(candidates) as f64;
+    let max = max_logit(candidates);
     let exps: Vec<f64> = candidates
         .iter()
-        .map(|c| (c.logit as f64 - max).exp())
+        .map(|c| relative_weight(c.logit, max))
         .collect();
     let sum: f64 = exps.iter().sum();
     exps.into_iter().map(|e| e / sum).collect()
@@ -380,7 +372,7 @@ mod tests {
 
     fn run(sampler: Sampler, logits: &[f32], context: &[u32]) -> Vec<Candidate> {
         let mut c = cands(logits);
-        apply(&sampler, &mut c, &occurrences(context, logits.len()), 0);
+        apply(&sampler, &mut c, &occurrences(context, logits.len()));
         c
     }
 
@@ -538,7 +530,7 @@ mod tests {
         let steps = vec![Sampler::TopK(3), Sampler::LogitBias(vec![(1, 10.0)])];
         let mut chain = SamplerChain::greedy(steps);
         // Top-3 sorts ids 3, 2, 1 first; the bias then lifts id 1 above them.
-        assert_eq!(chain.sample(&[0.0, 1.0, 2.0, 3.0], &[], 0), 1);
+        assert_eq!(chain.sample(&[0.0, 1.0, 2.0, 3.0], &[]), 1);
     }
 
     #[test]
@@ -546,7 +538,7 @@ mod tests {
         let bias = Sampler::LogitBias(vec![(0, f32::NEG_INFINITY), (1, f32::NEG_INFINITY)]);
         let mut chain = SamplerChain::new(vec![bias], 7);
         for _ in 0..20 {
-            assert_eq!(chain.sample(&[5.0, 5.0, -5.0], &[], 0), 2);
+            assert_eq!(chain.sample(&[5.0, 5.0, -5.0], &[]), 2);
         }
     }
 
@@ -562,8 +554,8 @@ mod tests {
             // An empty bias changes nothing but takes the candidate path.
             let general = SamplerChain::greedy(vec![Sampler::LogitBias(vec![])]);
             assert_eq!(
-                SamplerChain::greedy(vec![]).sample(&logits, &[], 0),
-                { general }.sample(&logits, &[], 0),
+                SamplerChain::greedy(vec![]).sample(&logits, &[]),
+                { general }.sample(&logits, &[]),
                 "{logits:?}"
             );
         }
@@ -572,26 +564,35 @@ mod tests {
     #[test]
     fn greedy_takes_the_lowest_id_among_ties() {
         assert_eq!(
-            SamplerChain::greedy(vec![]).sample(&[1.0, 3.0, 3.0], &[], 0),
+            SamplerChain::greedy(vec![]).sample(&[1.0, 3.0, 3.0], &[]),
             1
         );
     }
 
     #[test]
-    fn temperature_scales_and_the_dynamic_schedule_interpolates() {
+    fn temperature_scales() {
         assert_eq!(
             run(Sampler::Temperature(0.5), &[1.0, 0.0], &[])[0].logit,
             2.0
         );
-        let schedule = Sampler::DynamicTemperature {
-            from: 1.0,
-            to: 0.5,
-            steps: 3,
-        };
-        for (step, want) in [(0, 1.0), (1, 1.0 / 0.75), (2, 2.0), (9, 2.0)] {
-            let mut c = cands(&[1.0]);
-            apply(&schedule, &mut c, &[], step);
-            assert!((c[0].logit - want).abs() < 1e-6, "step {step}");
+    }
+
+    #[test]
+    fn draws_that_overflow_to_infinity_pick_the_overflowing_tokens() {
+        // Huge biases overflow to +inf under the temperature: a draw must pick
+        // one of those tokens (evenly), never the worst candidate.
+        let logits = [1.0f32, 3.0, 3.0, -2.0];
+        let bias = Sampler::LogitBias(vec![(1, 3.0e38), (2, f32::MAX)]);
+        for nucleus in [1.0, 0.9] {
+            let steps = vec![
+                bias.clone(),
+                Sampler::Temperature(0.5),
+                Sampler::TopP(nucleus),
+            ];
+            let mut chain = SamplerChain::new(steps, 3);
+            let picks: Vec<u32> = (0..200).map(|_| chain.sample(&logits, &[])).collect();
+            assert!(picks.iter().all(|&id| id == 1 || id == 2), "{picks:?}");
+            assert!(picks.contains(&1) && picks.contains(&2), "{picks:?}");
         }
     }
 
@@ -600,14 +601,12 @@ mod tests {
         let logits = [0.0f32, (3.0f32).ln()]; // p = 0.25, 0.75
         let mut chain = SamplerChain::new(vec![], 42);
         let n = 4000;
-        let ones = (0..n)
-            .filter(|_| chain.sample(&logits, &[], 0) == 1)
-            .count();
+        let ones = (0..n).filter(|_| chain.sample(&logits, &[]) == 1).count();
         assert!((ones as f64 / n as f64 - 0.75).abs() < 0.03, "{ones}");
         let draw = |seed| {
             let mut chain = SamplerChain::new(vec![], seed);
             (0..64)
-                .map(|_| chain.sample(&[0.0; 8], &[], 0))
+                .map(|_| chain.sample(&[0.0; 8], &[]))
                 .collect::<Vec<_>>()
         };
         assert_eq!(draw(1), draw(1));

@@ -53,6 +53,18 @@ pub(crate) struct SyncStep {
     pub reused: usize,
     /// Tokens computed (after a cancel, possibly fewer than the window's new ones).
     pub fed: usize,
+    /// Whether the context overflowed and the window moved.
+    pub shifted: bool,
+}
+
+/// Rejects an id outside a vocabulary of `vocab_size` tokens.
+pub(crate) fn check_token_ids(ids: &[u32], vocab_size: usize) -> Result<()> {
+    match ids.iter().find(|&&id| id as usize >= vocab_size) {
+        Some(bad) => Err(Error::InvalidInput(format!(
+            "token id {bad} is outside the vocabulary ({vocab_size})"
+        ))),
+        None => Ok(()),
+    }
 }
 
 impl Session {
@@ -111,7 +123,19 @@ impl Session {
 
     /// Whether a context of `len` tokens fits the window without a shift.
     pub(crate) fn fits(&self, len: usize) -> bool {
-        len - self.window_start <= self.model.config().context_length
+        len - self.kept_window_start(len) <= self.model.config().context_length
+    }
+
+    /// Where the window of a context of `len` tokens starts if it does not
+    /// shift: at 0 when all of it fits (re-encoding a shifted conversation can
+    /// merge tokens until it does), else where it started, keeping at least
+    /// the last token.
+    fn kept_window_start(&self, len: usize) -> usize {
+        if len <= self.model.config().context_length {
+            0
+        } else {
+            self.window_start.min(len - 1)
+        }
     }
 
     /// Makes the cache hold the most recent window of `context` (all of it when
@@ -125,8 +149,9 @@ impl Session {
     /// last three quarters of the context and re-prefills them from position 0.
     pub(crate) fn sync(&mut self, context: &[u32]) -> Result<SyncStep> {
         let ctx = self.model.config().context_length;
-        let mut start = self.window_start.min(context.len().saturating_sub(1));
-        if context.len() - start > ctx {
+        let mut start = self.kept_window_start(context.len());
+        let shifted = context.len() - start > ctx;
+        if shifted {
             start = context.len() - (ctx - ctx / 4).max(1);
             log::info!(
                 "context overflow: re-prefilling the last {} tokens",
@@ -160,6 +185,7 @@ impl Session {
             logits,
             reused,
             fed,
+            shifted,
         })
     }
 
@@ -173,12 +199,7 @@ impl Session {
         if ids.is_empty() {
             return Err(Error::InvalidInput("no tokens to feed".into()));
         }
-        if let Some(bad) = ids.iter().find(|&&id| id as usize >= config.vocab_size) {
-            return Err(Error::InvalidInput(format!(
-                "token id {bad} is outside the vocabulary ({})",
-                config.vocab_size
-            )));
-        }
+        check_token_ids(ids, config.vocab_size)?;
         let pos = self.tokens.len();
         if pos + ids.len() > config.context_length {
             return Err(Error::InvalidInput(format!(

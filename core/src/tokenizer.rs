@@ -375,7 +375,8 @@ impl Tokenizer {
         })
     }
 
-    /// Token ids of `text`, with no special tokens added.
+    /// Token ids of `text`, with no special tokens added (the text
+    /// `<|endoftext|>` itself reads as the end-of-text token, as in the reference).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self
             .inner

@@ -5,7 +5,7 @@ mod common;
 
 use chaya::stop_strings::{StopCheck, StopStrings};
 use chaya::utf8_stream::Utf8Stream;
-use chaya::{Error, GenerateOptions, GenerateSummary, Session, StopReason};
+use chaya::{Error, GenerateOptions, GenerateSummary, LoadOptions, Model, Session, StopReason};
 use common::tiny_model;
 use std::sync::mpsc;
 
@@ -241,8 +241,45 @@ fn a_prompt_longer_than_the_context_keeps_its_last_three_quarters() {
     let (summary, _) = run(&mut model.session().unwrap(), &prompt, &sampled(5, 20));
     assert_eq!(summary.prompt_tokens, prompt_ids.len());
     assert_eq!(summary.prefill_tokens, ctx - ctx / 4);
+    assert_eq!(summary.context_shifts, 1);
     assert_eq!(summary.tokens.len(), 20);
     assert_eq!(summary.stop_reason, StopReason::Length);
+}
+
+#[test]
+fn a_shifted_conversation_that_re_encodes_shorter_is_read_whole() {
+    // 200 generated "a" tokens re-encode as far fewer merged ones: the next
+    // call must see the whole conversation again, which now fits the window.
+    let options = LoadOptions {
+        threads: 1,
+        context_length: Some(64),
+        ..LoadOptions::default()
+    };
+    let model = Model::load(
+        common::repo_path("models/chaya-tiny-random.safetensors"),
+        &options,
+    )
+    .unwrap();
+    let a = model.tokenizer().encode("a").unwrap()[0];
+    let mut session = model.session().unwrap();
+    let only_a = GenerateOptions {
+        logit_bias: vec![(a, 100.0)],
+        ..greedy(200)
+    };
+    let (first, _) = run(&mut session, "a", &only_a);
+    assert!(first.context_shifts > 0 && first.tokens.iter().all(|&t| t == a));
+    let conversation = model
+        .tokenizer()
+        .encode(session.transcript())
+        .unwrap()
+        .len();
+    assert!(conversation < 64, "{conversation} tokens");
+    let no_shift = GenerateOptions {
+        context_shift: false,
+        ..greedy(3)
+    };
+    let (next, _) = run(&mut session, "", &no_shift);
+    assert_eq!(next.reused_tokens + next.prefill_tokens, conversation);
 }
 
 #[test]

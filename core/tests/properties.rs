@@ -181,8 +181,8 @@ proptest! {
         options.logit_bias.retain(|&(id, _)| (id as usize) < logits.len());
         prop_assume!(options.validate(logits.len()).is_ok());
         let mut chain: SamplerChain = options.sampler_chain(seed);
-        for step in 0..3 {
-            let id = chain.sample(&logits, &context, step);
+        for _ in 0..3 {
+            let id = chain.sample(&logits, &context);
             prop_assert!((id as usize) < logits.len());
         }
     }

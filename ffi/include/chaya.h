@@ -173,7 +173,9 @@ typedef struct chaya_model chaya_model;
  * generation runs on it (from another thread, or from inside its token
  * callback) fails with CHAYA_ERR_BUSY instead of blocking, except
  * chaya_cancel, which may be called from any thread at any time. Distinct
- * sessions, even of one model, run in parallel.
+ * sessions may generate from different threads at once; the forward passes
+ * of one model's sessions take turns on the model's compute threads (with
+ * threads = 1 each runs on its caller's thread, so they run in parallel).
  */
 typedef struct chaya_session chaya_session;
 
@@ -183,7 +185,8 @@ typedef struct chaya_session chaya_session;
  */
 typedef struct chaya_load_options {
     /**
-     * Compute threads per session, at most 256; 0 uses every available core.
+     * Compute threads of the model, shared by its sessions; at most 256; 0
+     * uses every available core.
      */
     uint32_t threads;
     /**
@@ -213,8 +216,8 @@ typedef struct chaya_options {
      */
     uint32_t max_tokens;
     /**
-     * Sampling temperature, 0..=100; 0 means greedy (always the most likely
-     * token).
+     * Sampling temperature, 0..=100; 0 (or anything below 1e-6) means greedy
+     * (always the most likely token).
      */
     float temperature;
     /**
@@ -246,9 +249,8 @@ typedef struct chaya_options {
      */
     float presence_penalty;
     /**
-     * Reproduce the original CHAYA command line: its sampler order, its
-     * sign-blind repetition penalty and, with temperature > 0, a temperature
-     * schedule from 1.0 down to 0.6.
+     * Reproduce the original CHAYA command line: its sampler order
+     * (temperature first) and its sign-blind repetition penalty.
      */
     bool compat;
     /**
@@ -292,7 +294,8 @@ typedef struct chaya_options {
     /**
      * When the context window fills up, keep going by re-prefilling its most
      * recent three quarters; when false, stop with CHAYA_STOP_CONTEXT instead
-     * (and fail with CHAYA_ERR_INVALID_INPUT if the prompt alone does not fit).
+     * (and fail with CHAYA_ERR_INVALID_INPUT if the conversation, what the
+     * session holds plus the prompt, does not fit).
      */
     bool context_shift;
 } chaya_options;
@@ -350,7 +353,8 @@ typedef struct chaya_summary {
      */
     size_t prefill_tokens;
     /**
-     * Times the context overflowed and the window was re-prefilled.
+     * Times the context (the prompt, or the conversation as it grew)
+     * overflowed and the window was re-prefilled with its last three quarters.
      */
     size_t context_shifts;
     /**
@@ -391,7 +395,8 @@ const char *chaya_version(void);
  * the last status-returning call on this thread succeeded.
  *
  * Every function returning chaya_status sets it (clearing it on success);
- * functions returning no status leave it alone unless they panic. The pointer
+ * functions returning no status leave it alone unless they panic or (the
+ * free functions) detect a double free. The pointer
  * is owned by the library and stays valid until the next chaya_* call on the
  * same thread: copy the text to keep it. Never NULL.
  */
@@ -412,7 +417,9 @@ struct chaya_load_options chaya_load_options_default(void);
  * status says why: CHAYA_ERR_IO (the message names the path),
  * CHAYA_ERR_INVALID_MODEL, CHAYA_ERR_INVALID_OPTION, CHAYA_ERR_TOKENIZER,
  * CHAYA_ERR_NULL_POINTER (path or out is NULL). Loading is slow (weights are
- * compiled): do it once and share the model.
+ * compiled): do it once and share the model. The file is memory-mapped while
+ * the model lives: replace it by renaming a new file over it, never by
+ * truncating or rewriting it in place (reading a cut page raises SIGBUS).
  *
  * # Safety
  * `path` is NULL or NUL-terminated; `opts` is NULL or valid; `out` is NULL or
@@ -591,8 +598,9 @@ void chaya_summary_free(struct chaya_summary *summary);
 enum chaya_status chaya_cancel(const struct chaya_session *session);
 
 /**
- * Encodes `text` (NUL-terminated UTF-8) into token ids, without special
- * tokens.
+ * Encodes `text` (NUL-terminated UTF-8) into token ids, with no special
+ * tokens added (the text `<|endoftext|>` itself reads as the end-of-text
+ * token, as in the reference tokenizer).
  *
  * The number of ids is stored in `*n_out`. When it exceeds `cap`, nothing is
  * written to `out` and CHAYA_ERR_BUFFER_TOO_SMALL is returned: call again with

@@ -81,7 +81,8 @@ pub struct chaya_summary {
     pub reused_tokens: usize,
     /// Context tokens computed by the prompt prefill.
     pub prefill_tokens: usize,
-    /// Times the context overflowed and the window was re-prefilled.
+    /// Times the context (the prompt, or the conversation as it grew)
+    /// overflowed and the window was re-prefilled with its last three quarters.
     pub context_shifts: usize,
     /// Why the generation stopped.
     pub stop_reason: chaya_stop_reason,

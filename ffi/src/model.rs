@@ -22,7 +22,8 @@ pub struct chaya_model {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct chaya_load_options {
-    /// Compute threads per session, at most 256; 0 uses every available core.
+    /// Compute threads of the model, shared by its sessions; at most 256; 0
+    /// uses every available core.
     pub threads: u32,
     /// Attention window (KV-cache capacity) in tokens, 1..=65536; 0 keeps the
     /// model file's value. Longer conversations slide the window.
@@ -86,7 +87,9 @@ unsafe fn load_into(
 /// status says why: CHAYA_ERR_IO (the message names the path),
 /// CHAYA_ERR_INVALID_MODEL, CHAYA_ERR_INVALID_OPTION, CHAYA_ERR_TOKENIZER,
 /// CHAYA_ERR_NULL_POINTER (path or out is NULL). Loading is slow (weights are
-/// compiled): do it once and share the model.
+/// compiled): do it once and share the model. The file is memory-mapped while
+/// the model lives: replace it by renaming a new file over it, never by
+/// truncating or rewriting it in place (reading a cut page raises SIGBUS).
 ///
 /// # Safety
 /// `path` is NULL or NUL-terminated; `opts` is NULL or valid; `out` is NULL or

@@ -15,8 +15,8 @@ use std::ffi::{c_char, CStr};
 pub struct chaya_options {
     /// Maximum number of new tokens, 1..=1000000.
     pub max_tokens: u32,
-    /// Sampling temperature, 0..=100; 0 means greedy (always the most likely
-    /// token).
+    /// Sampling temperature, 0..=100; 0 (or anything below 1e-6) means greedy
+    /// (always the most likely token).
     pub temperature: f32,
     /// Keep only the k most likely tokens; 0 disables; at most the vocabulary
     /// size.
@@ -34,9 +34,8 @@ pub struct chaya_options {
     /// Subtracted once from the logit of a token present in the context,
     /// -100..=100.
     pub presence_penalty: f32,
-    /// Reproduce the original CHAYA command line: its sampler order, its
-    /// sign-blind repetition penalty and, with temperature > 0, a temperature
-    /// schedule from 1.0 down to 0.6.
+    /// Reproduce the original CHAYA command line: its sampler order
+    /// (temperature first) and its sign-blind repetition penalty.
     pub compat: bool,
     /// Use `seed` for the random draws (reproducible output); when false a seed
     /// is taken from the clock.
@@ -62,7 +61,8 @@ pub struct chaya_options {
     pub n_logit_bias: usize,
     /// When the context window fills up, keep going by re-prefilling its most
     /// recent three quarters; when false, stop with CHAYA_STOP_CONTEXT instead
-    /// (and fail with CHAYA_ERR_INVALID_INPUT if the prompt alone does not fit).
+    /// (and fail with CHAYA_ERR_INVALID_INPUT if the conversation, what the
+    /// session holds plus the prompt, does not fit).
     pub context_shift: bool,
 }
 

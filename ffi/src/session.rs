@@ -18,7 +18,9 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 /// generation runs on it (from another thread, or from inside its token
 /// callback) fails with CHAYA_ERR_BUSY instead of blocking, except
 /// chaya_cancel, which may be called from any thread at any time. Distinct
-/// sessions, even of one model, run in parallel.
+/// sessions may generate from different threads at once; the forward passes
+/// of one model's sessions take turns on the model's compute threads (with
+/// threads = 1 each runs on its caller's thread, so they run in parallel).
 pub struct chaya_session {
     /// Shares the session's cancel flag; read without the lock, so chaya_cancel
     /// works while chaya_generate holds the session.

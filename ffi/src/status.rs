@@ -146,7 +146,8 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// the last status-returning call on this thread succeeded.
 ///
 /// Every function returning chaya_status sets it (clearing it on success);
-/// functions returning no status leave it alone unless they panic. The pointer
+/// functions returning no status leave it alone unless they panic or (the
+/// free functions) detect a double free. The pointer
 /// is owned by the library and stays valid until the next chaya_* call on the
 /// same thread: copy the text to keep it. Never NULL.
 #[no_mangle]

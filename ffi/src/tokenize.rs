@@ -5,8 +5,9 @@ use crate::status::{chaya_status, guard, handle, slice, utf8, write_out, Failure
 use crate::strings::to_owned_c_string;
 use std::ffi::c_char;
 
-/// Encodes `text` (NUL-terminated UTF-8) into token ids, without special
-/// tokens.
+/// Encodes `text` (NUL-terminated UTF-8) into token ids, with no special
+/// tokens added (the text `<|endoftext|>` itself reads as the end-of-text
+/// token, as in the reference tokenizer).
 ///
 /// The number of ids is stored in `*n_out`. When it exceeds `cap`, nothing is
 /// written to `out` and CHAYA_ERR_BUFFER_TOO_SMALL is returned: call again with

@@ -18,7 +18,7 @@ pub struct Args {
     /// Maximum number of new tokens.
     #[arg(short = 'n', long)]
     max_tokens: Option<usize>,
-    /// Sampling temperature (0 = greedy).
+    /// Sampling temperature (0, or below 1e-6, = greedy).
     #[arg(long)]
     temperature: Option<f32>,
     /// Keep the k most likely tokens (0 = off).
@@ -39,7 +39,7 @@ pub struct Args {
     /// Presence penalty.
     #[arg(long)]
     presence_penalty: Option<f32>,
-    /// Start from the original CHAYA CLI's settings (sampler order, penalties, dynamic temperature).
+    /// Start from the original CHAYA CLI's settings (sampler order, penalties, top-k/top-p, temperature 0.8).
     #[arg(long)]
     compat: bool,
     /// Random seed (default: from the clock).

@@ -938,7 +938,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_chaya_uniffi_checksum_method_model_decode() and 0xFFFF) != 39487) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_chaya_uniffi_checksum_method_model_encode() and 0xFFFF) != 23938) {
+    if ((lib.uniffi_chaya_uniffi_checksum_method_model_encode() and 0xFFFF) != 51142) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_chaya_uniffi_checksum_method_model_eos_token_id() and 0xFFFF) != 37149) {
@@ -950,7 +950,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_chaya_uniffi_checksum_method_model_prefill_chunk() and 0xFFFF) != 59662) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_chaya_uniffi_checksum_method_model_threads() and 0xFFFF) != 51732) {
+    if ((lib.uniffi_chaya_uniffi_checksum_method_model_threads() and 0xFFFF) != 43171) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_chaya_uniffi_checksum_method_model_vocab_size() and 0xFFFF) != 26195) {
@@ -974,7 +974,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_chaya_uniffi_checksum_constructor_model_from_bytes() and 0xFFFF) != 50765) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_chaya_uniffi_checksum_constructor_model_from_path() and 0xFFFF) != 61254) {
+    if ((lib.uniffi_chaya_uniffi_checksum_constructor_model_from_path() and 0xFFFF) != 17439) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1469,7 +1469,8 @@ public interface ModelInterface {
     fun `decode`(`ids`: List<kotlin.UInt>): kotlin.String
     
     /**
-     * Token ids of `text`, with no special tokens added.
+     * Token ids of `text`, with no special tokens added (the text
+     * `<|endoftext|>` itself reads as the end-of-text token, as in the reference).
      */
     fun `encode`(`text`: kotlin.String): List<kotlin.UInt>
     
@@ -1489,7 +1490,7 @@ public interface ModelInterface {
     fun `prefillChunk`(): kotlin.UInt
     
     /**
-     * Compute threads each session uses.
+     * Compute threads of the model, shared by its sessions.
      */
     fun `threads`(): kotlin.UInt
     
@@ -1642,7 +1643,8 @@ open class Model: Disposable, AutoCloseable, ModelInterface
 
     
     /**
-     * Token ids of `text`, with no special tokens added.
+     * Token ids of `text`, with no special tokens added (the text
+     * `<|endoftext|>` itself reads as the end-of-text token, as in the reference).
      */
     @Throws(ChayaException::class)override fun `encode`(`text`: kotlin.String): List<kotlin.UInt> {
             return FfiConverterSequenceUInt.lift(
@@ -1709,7 +1711,7 @@ open class Model: Disposable, AutoCloseable, ModelInterface
 
     
     /**
-     * Compute threads each session uses.
+     * Compute threads of the model, shared by its sessions.
      */override fun `threads`(): kotlin.UInt {
             return FfiConverterUInt.lift(
     callWithHandle {
@@ -1765,7 +1767,9 @@ open class Model: Disposable, AutoCloseable, ModelInterface
 
         
     /**
-     * Loads a model file (`.safetensors` with config and tokenizer inside).
+     * Loads a model file (`.safetensors` with config and tokenizer inside),
+     * memory-mapped: while the model lives, replace the file by renaming a new
+     * one over it, never by rewriting it in place (that can crash the app).
      */
     @Throws(ChayaException::class) fun `fromPath`(`path`: kotlin.String, `options`: LoadOptions = LoadOptions()): Model {
             return FfiConverterTypeModel.lift(
@@ -2509,7 +2513,7 @@ data class GenerateOptions (
     var `maxTokens`: kotlin.UInt = 128u 
     , 
     /**
-     * Sampling temperature; 0 means greedy (0..=100).
+     * Sampling temperature (0..=100); 0, or anything below 1e-6, means greedy.
      */
     var `temperature`: kotlin.Float = 0.8f 
     , 
@@ -2544,8 +2548,8 @@ data class GenerateOptions (
     var `presencePenalty`: kotlin.Float = 0.0f 
     , 
     /**
-     * The original CHAYA CLI's sampler order, sign-blind repetition penalty and,
-     * with temperature > 0, its dynamic temperature schedule.
+     * The original CHAYA CLI's sampler order (temperature first) and
+     * sign-blind repetition penalty.
      */
     var `compat`: kotlin.Boolean = false 
     , 
@@ -2675,7 +2679,8 @@ data class GenerateSummary (
     var `prefillTokens`: kotlin.UInt
     , 
     /**
-     * Times the context overflowed and the window was re-prefilled.
+     * Times the context (the prompt, or the conversation as it grew)
+     * overflowed and the window was re-prefilled with its last three quarters.
      */
     var `contextShifts`: kotlin.UInt
     , 
@@ -2761,7 +2766,8 @@ public object FfiConverterTypeGenerateSummary: FfiConverterRustBuffer<GenerateSu
  */
 data class LoadOptions (
     /**
-     * Compute threads per session; 0 picks the number of available cores.
+     * Compute threads of the model, shared by its sessions; 0 picks the
+     * number of available cores.
      */
     var `threads`: kotlin.UInt = 0u 
     , 
