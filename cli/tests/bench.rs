@@ -2,17 +2,11 @@
 //! reported with one sample per run (speeds are not asserted: this is not a
 //! timed test), and bad parameters rejected.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 fn bench(args: &[&str]) -> std::process::Output {
-    let model =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/chaya-tiny-random.safetensors");
-    Command::new(env!("CARGO_BIN_EXE_chaya"))
-        .args(["bench", "-m", model.to_str().unwrap(), "--threads", "1"])
-        .args(args)
-        .output()
-        .expect("chaya runs")
+    let model = common::tiny_model();
+    common::chaya(&[&["bench", "-m", &model, "--threads", "1"], args].concat())
 }
 
 #[test]

@@ -1,21 +1,10 @@
 //! `chaya compare` end to end: the fixture checkpoint converted to f32 and
 //! int8, then compared.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(relative)
-}
-
-fn chaya(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_chaya"))
-        .args(args)
-        .output()
-        .expect("chaya runs")
-}
+use common::{chaya, repo_path};
+use std::path::Path;
 
 fn convert(dir: &Path, dtype: &str) -> String {
     let out = dir.join(format!("tiny-{dtype}.safetensors"));
@@ -34,8 +23,7 @@ fn compare(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn compares_int8_with_f32_and_a_model_with_itself() {
-    let dir = std::env::temp_dir().join(format!("chaya-compare-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("compare");
     let (f32_file, int8_file) = (convert(&dir, "f32"), convert(&dir, "int8"));
     let text = repo_path("tests/fixtures/text.txt");
     let text = text.to_str().unwrap();

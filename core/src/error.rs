@@ -4,12 +4,13 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}: {cause}")]
     Io {
         /// The file involved.
         path: String,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error: part of the message, so not also a
+        /// `source()` (error reporters would print it twice).
+        cause: std::io::Error,
     },
     /// The model file is malformed, truncated or inconsistent.
     #[error("invalid model file: {0}")]
@@ -38,10 +39,10 @@ pub enum Error {
 
 impl Error {
     /// An I/O error with the path it happened on.
-    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl AsRef<std::path::Path>, cause: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().display().to_string(),
-            source,
+            cause,
         }
     }
 }

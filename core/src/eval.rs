@@ -195,6 +195,15 @@ pub fn greedy_agreement(
             "need at least one non-empty prompt and one token".into(),
         ));
     }
+    // Every prompt and its continuation (the last token is never fed) must
+    // fit both windows: checked before any work.
+    let ctx = a.config().context_length.min(b.config().context_length);
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    if longest + tokens - 1 > ctx {
+        return Err(Error::InvalidInput(format!(
+            "a {longest}-token prompt and {tokens} tokens do not fit the context ({ctx})"
+        )));
+    }
     let (mut identical, mut shared, mut agreeing) = (0, 0, 0);
     for prompt in prompts {
         let (mut sa, mut sb) = (a.session()?, b.session()?);
@@ -266,6 +275,22 @@ mod tests {
         assert!(invalid(
             divergence(&mut a, &mut b, &ids, 8, |_, _| {}).map(drop)
         ));
+    }
+
+    #[test]
+    fn agreement_checks_the_context_before_any_work() {
+        let options = LoadOptions {
+            context_length: Some(8),
+            ..LoadOptions::default()
+        };
+        let model = Model::load(crate::TINY_MODEL, &options).unwrap();
+        let prompts = [vec![1, 2, 3], vec![4, 5]];
+        assert!(greedy_agreement(&model, &model, &prompts, 6).is_ok());
+        let err = greedy_agreement(&model, &model, &prompts, 7).unwrap_err();
+        assert!(
+            err.to_string().contains("do not fit the context (8)"),
+            "{err}"
+        );
     }
 
     #[test]

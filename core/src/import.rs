@@ -7,7 +7,7 @@
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model_file::{write_model_file, StoredTensor, SCALE_SUFFIX};
+use crate::model_file::{is_model_file, write_model_file, StoredTensor, SCALE_SUFFIX};
 use crate::quant::quantize_rows;
 use candle_core::pickle::{Object, PthTensors, Stack};
 use safetensors::Dtype;
@@ -60,6 +60,12 @@ pub fn read_checkpoint(
         .map_err(|e| Error::io(path, e))?;
     let (raw, wrapper) = if read == 4 && magic == *b"PK\x03\x04" {
         read_torch(path, &bad, &mut progress)?
+    } else if is_model_file(path) {
+        return Err(bad(
+            "already a CHAYA model file (`chaya inspect` describes it); convert reads \
+             PyTorch checkpoints and safetensors state dicts"
+                .into(),
+        ));
     } else {
         let tensors =
             candle_core::safetensors::load(path, &candle_core::Device::Cpu).map_err(|e| {
@@ -73,10 +79,16 @@ pub fn read_checkpoint(
             .collect::<Result<Vec<_>>>()?;
         (tensors, HashMap::new())
     };
-    let raw: HashMap<String, (Vec<usize>, Vec<f32>)> = raw
-        .into_iter()
-        .map(|(name, t)| (name.strip_prefix("module.").unwrap_or(&name).to_string(), t))
-        .collect();
+    let mut unwrapped = HashMap::new();
+    for (name, tensor) in raw {
+        let key = name.strip_prefix("module.").unwrap_or(&name).to_string();
+        if unwrapped.insert(key.clone(), tensor).is_some() {
+            return Err(bad(format!(
+                "tensor `{key}` appears twice (with and without `module.`)"
+            )));
+        }
+    }
+    let raw: HashMap<String, (Vec<usize>, Vec<f32>)> = unwrapped;
     let config = infer_config(&raw, &wrapper, options).map_err(&bad)?;
     config.validate().map_err(|e| bad(e.to_string()))?;
     let mut tensors = BTreeMap::new();
@@ -128,6 +140,7 @@ pub fn convert(
     options: &ConvertOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Config> {
+    check_output_path(input, output)?;
     let tokenizer = crate::tokenizer::Tokenizer::from_json(tokenizer_json)?;
     let mut checkpoint = read_checkpoint(input, options, &mut progress)?;
     if tokenizer.vocab_size() != checkpoint.config.vocab_size {
@@ -163,6 +176,30 @@ pub fn convert(
         &stored,
     )?;
     Ok(checkpoint.config)
+}
+
+/// Fails before any work if `output` is `input` (the checkpoint would be
+/// replaced) or its directory does not exist.
+fn check_output_path(input: &Path, output: &Path) -> Result<()> {
+    if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize()) {
+        if a == b {
+            return Err(Error::InvalidInput(format!(
+                "the output {} is the input checkpoint; write the model file elsewhere",
+                output.display()
+            )));
+        }
+    }
+    let dir = output.parent().filter(|d| !d.as_os_str().is_empty());
+    match dir {
+        Some(dir) if !dir.is_dir() => Err(Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the output directory does not exist",
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `json` without its formatting whitespace: GPT-2's pretty-printed 3.5 MB
@@ -459,8 +496,12 @@ fn infer_config(
     for (key, inferred) in checks {
         if let Some(&stored) = wrapper.get(key) {
             if stored != inferred as i64 {
+                let source = match options.n_heads {
+                    Some(_) if key == "num_heads" => "--n-heads gives",
+                    _ => "its tensors imply",
+                };
                 return Err(format!(
-                    "the checkpoint says {key} = {stored} but its tensors imply {inferred}"
+                    "the checkpoint says {key} = {stored} but {source} {inferred}"
                 ));
             }
         }
@@ -470,7 +511,65 @@ fn infer_config(
 
 #[cfg(test)]
 mod tests {
-    use super::check_pickle;
+    use super::*;
+
+    /// A tensor of a state dict: name, shape, little-endian f32 bytes.
+    type RawTensor = (String, Vec<usize>, Vec<u8>);
+
+    /// The committed fixture checkpoint's configuration and tensors.
+    fn fixture_tensors() -> (Config, Vec<RawTensor>) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny_wrapped.pt");
+        let checkpoint = read_checkpoint(&path, &ConvertOptions::default(), |_, _| {}).unwrap();
+        let shapes: HashMap<String, Vec<usize>> =
+            checkpoint.config.tensor_shapes().into_iter().collect();
+        let tensors = checkpoint
+            .tensors
+            .iter()
+            .map(|(name, values)| {
+                let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (name.clone(), shapes[name].clone(), bytes)
+            })
+            .collect();
+        (checkpoint.config, tensors)
+    }
+
+    /// Writes a safetensors state dict of `tensors` into a fresh file.
+    fn state_dict(tag: &str, tensors: &[RawTensor]) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "chaya-import-{tag}-{}.safetensors",
+            std::process::id()
+        ));
+        let views = tensors.iter().map(|(name, shape, bytes)| {
+            let view =
+                safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes).unwrap();
+            (name.clone(), view)
+        });
+        safetensors::serialize_to_file(views, None, &path).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_tensor_given_with_and_without_module_prefix_is_an_error() {
+        let (config, mut tensors) = fixture_tensors();
+        let plain = state_dict("plain", &tensors);
+        let options = ConvertOptions {
+            n_heads: Some(config.n_heads),
+            ..ConvertOptions::default()
+        };
+        assert!(read_checkpoint(&plain, &options, |_, _| {}).is_ok());
+        let (name, shape, mut bytes) = tensors[0].clone();
+        bytes.iter_mut().for_each(|b| *b = 0);
+        tensors.push((format!("module.{name}"), shape, bytes));
+        let twice = state_dict("twice", &tensors);
+        let err = read_checkpoint(&twice, &options, |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("tensor `{name}` appears twice")),
+            "{err}"
+        );
+        let _ = (std::fs::remove_file(plain), std::fs::remove_file(twice));
+    }
 
     #[test]
     fn pickle_lengths_must_fit_the_pickle() {

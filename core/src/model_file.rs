@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::quant::{QuantMatrix, Storage};
 use safetensors::Dtype;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Value of the `format` metadata key.
@@ -296,7 +296,7 @@ fn read_header(reader: &mut impl std::io::Read, len: u64) -> std::result::Result
         .map(|t| t.data_offsets.1)
         .max()
         .unwrap_or(0) as u64;
-    let expected = 8 + n + data_len;
+    let expected = (8 + n).saturating_add(data_len);
     if len < expected {
         let cut = len - 8 - n;
         let name = tensors
@@ -351,21 +351,35 @@ fn decode(dtype: Dtype, bytes: &[u8]) -> Result<Option<Vec<f32>>> {
     Ok(Some(values))
 }
 
-/// safetensors writes through a private (0600) temporary file; a model is an
-/// asset to share, so give it the usual 0644.
-fn make_world_readable(path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| Error::io(path, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
+/// Whether `path` is a CHAYA model file (by its header's format tag).
+#[cfg(feature = "convert")]
+pub(crate) fn is_model_file(path: &Path) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    read_header(&mut file, len).is_ok_and(|header| {
+        header
+            .table
+            .metadata()
+            .as_ref()
+            .and_then(|meta| meta.get("format"))
+            .is_some_and(|format| format == FORMAT)
+    })
 }
 
-/// Writes a model file atomically: to a temporary sibling first, renamed into
+/// Where [`write_model_file`] writes `path`'s bytes before renaming them into
+/// place: `.NAME.partial` beside it (one name, so an interrupted write is
+/// replaced by the next rather than left to pile up).
+pub fn partial_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial"))
+}
+
+/// Writes a model file atomically: to [`partial_path`] first, renamed into
 /// place only when complete, so a failure never leaves a partial file.
 pub fn write_model_file(
     path: impl AsRef<Path>,
@@ -396,14 +410,14 @@ pub fn write_model_file(
             .map_err(|e| Error::InvalidModel(format!("tensor `{name}`: {e}")))?;
         views.push((name, view));
     }
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.partial"));
-    let written = safetensors::serialize_to_file(views, Some(metadata), &tmp)
-        .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))
-        .and_then(|()| make_world_readable(&tmp))
+    // Serialized in memory and written by hand: `serialize_to_file` goes
+    // through a randomly named temporary file of its own, which an interrupt
+    // would leave behind under a new name each time.
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::InvalidModel(e.to_string()))?;
+    let tmp = partial_path(path);
+    let written = std::fs::write(&tmp, bytes)
+        .map_err(|e| Error::io(&tmp, e))
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);

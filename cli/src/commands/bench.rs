@@ -116,7 +116,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     anyhow::ensure!(args.decode_tokens > 0, "--decode-tokens must be at least 1");
     let options = args.load.options();
-    let file_mb = std::fs::metadata(&args.model)?.len() as f64 / 1e6;
+    let file_mb = std::fs::metadata(&args.model)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.model.display()))?
+        .len() as f64
+        / 1e6;
     let metric = |name, unit| Metric {
         name,
         unit,
@@ -188,21 +191,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "peak_rss_mb": peak,
             "metrics": entries,
         });
-        println!("{report:#}");
+        outln!("{report:#}");
         return Ok(());
     }
-    println!(
+    outln!(
         "{} ({file_mb:.1} MB), {threads} threads, prefill chunks of {prefill_chunk}, int8 kernels {}, {} runs",
         args.model.display(),
         int8_kernels(),
         args.runs
     );
-    println!(
+    outln!(
         "{:<32} {:>10} {:>21}",
-        "measurement", "median", "min .. max"
+        "measurement",
+        "median",
+        "min .. max"
     );
     for m in &metrics {
-        println!(
+        outln!(
             "{:<32} {:>10.1} {:>9.1} .. {:<9.1} {}",
             m.name,
             m.median(),
@@ -212,7 +217,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     if let Some(peak) = peak {
-        println!("{:<32} {peak:>10.1} MB", "peak resident memory");
+        outln!("{:<32} {peak:>10.1} MB", "peak resident memory");
     }
     Ok(())
 }

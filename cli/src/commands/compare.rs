@@ -84,10 +84,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "divergence": d,
             });
         }
-        println!("{json}");
+        outln!("{json}");
         return Ok(());
     }
-    println!(
+    outln!(
         "greedy agreement over {} prompts × {} tokens: top-1 {:.1}% (teacher-forced), \
          shared prefix {:.1} tokens on average, {} of {} continuations identical",
         agreement.prompts,
@@ -98,7 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         agreement.prompts
     );
     if let Some(d) = on_text {
-        println!(
+        outln!(
             "on the text ({} tokens, windows of {}): perplexity reference {:.4}, candidate {:.4} \
              ({:+.3}%); KL divergence mean {:.3e} nats, 99th percentile {:.3e}, max {:.3e}; \
              same top-1 token {:.2}%",

@@ -51,6 +51,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         n_heads: args.n_heads,
         context_length: args.context,
     };
+    // Ctrl-C while the file is written would leave the partial file behind.
+    let partial = chaya::model_file::partial_path(&args.output);
+    ctrlc::set_handler(move || {
+        let _ = std::fs::remove_file(&partial);
+        std::process::exit(130);
+    })?;
     let bar = progress::bar("reading", "tensors");
     let config = convert(
         &args.input,

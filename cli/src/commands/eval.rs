@@ -36,9 +36,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "n_tokens": ids.len(),
             "ctx": args.ctx,
         });
-        println!("{json}");
+        outln!("{json}");
     } else {
-        println!(
+        outln!(
             "perplexity {:.4} over {} target tokens ({} tokens, windows of {})",
             result.perplexity,
             result.n_targets,

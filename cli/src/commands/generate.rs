@@ -15,29 +15,29 @@ pub struct Args {
     /// Read the prompt from a file.
     #[arg(short, long)]
     file: Option<PathBuf>,
-    /// Maximum number of new tokens.
+    /// Maximum number of new tokens (default 128; 150 with --compat).
     #[arg(short = 'n', long)]
     max_tokens: Option<usize>,
     /// Sampling temperature (0, or below 1e-6, = greedy).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     temperature: Option<f32>,
     /// Keep the k most likely tokens (0 = off).
     #[arg(long)]
     top_k: Option<usize>,
     /// Nucleus sampling threshold (1 = off).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     top_p: Option<f32>,
     /// Minimum probability relative to the best token (0 = off).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     min_p: Option<f32>,
     /// Repetition penalty (1 = off).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     repeat_penalty: Option<f32>,
     /// Frequency penalty.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     frequency_penalty: Option<f32>,
     /// Presence penalty.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     presence_penalty: Option<f32>,
     /// Start from the original CHAYA CLI's settings (sampler order, penalties, top-k/top-p, temperature 0.8).
     #[arg(long)]
@@ -59,7 +59,8 @@ pub struct Args {
     no_context_shift: bool,
     #[command(flatten)]
     load: super::LoadArgs,
-    /// Print one JSON object (text, token ids, stop reason, timings) instead of streaming.
+    /// Print one JSON object (text, token ids, stop reason, timings) instead of
+    /// streaming; one per line per prompt in interactive mode.
     #[arg(long)]
     json: bool,
 }
@@ -111,13 +112,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let prompt = match (&args.prompt, &args.file) {
         (Some(p), _) => p.clone(),
         (None, Some(f)) => super::read_text(f)?,
-        (None, None) => return interactive(&mut session, &options),
+        (None, None) => return interactive(&mut session, &options, args.json),
     };
-    if args.json {
-        let summary = session.generate(&prompt, &options, |_| true)?;
-        println!("{}", summary_json(&summary));
+    respond(&mut session, &prompt, &options, args.json)
+}
+
+/// Generates a reply to `prompt`: streamed with timings on stderr, or as
+/// one JSON line.
+fn respond(
+    session: &mut Session,
+    prompt: &str,
+    options: &GenerateOptions,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let summary = session.generate(prompt, options, |_| true)?;
+        outln!("{}", summary_json(&summary));
     } else {
-        let summary = stream(&mut session, &prompt, &options)?;
+        let summary = stream(session, prompt, options)?;
         report(&summary);
     }
     Ok(())
@@ -130,14 +142,20 @@ fn stream(
     options: &GenerateOptions,
 ) -> anyhow::Result<GenerateSummary> {
     let mut stdout = std::io::stdout().lock();
+    let mut write_error = None;
     let summary = session.generate(prompt, options, |piece| {
-        // A closed stdout (e.g. `| head`) stops generation instead of failing.
-        stdout
+        let written = stdout
             .write_all(piece.as_bytes())
-            .and_then(|()| stdout.flush())
-            .is_ok()
+            .and_then(|()| stdout.flush());
+        write_error = written.err();
+        write_error.is_none()
     })?;
-    writeln!(stdout).ok();
+    match write_error {
+        // A closed stdout (e.g. `| head`) just stops generation.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Some(e) => return Err(anyhow::Error::new(e).context("cannot write to standard output")),
+        None => writeln!(stdout)?,
+    }
     Ok(summary)
 }
 
@@ -170,24 +188,34 @@ fn summary_json(s: &GenerateSummary) -> serde_json::Value {
     })
 }
 
-/// A prompt loop keeping the conversation in the session's cache.
-fn interactive(session: &mut Session, options: &GenerateOptions) -> anyhow::Result<()> {
+/// A prompt loop keeping the conversation in the session's cache. Each line
+/// starts on a line of its own in the conversation.
+fn interactive(session: &mut Session, options: &GenerateOptions, json: bool) -> anyhow::Result<()> {
     eprintln!(
         "Interactive mode: type a prompt and press Enter; /reset clears the context, Ctrl-D quits."
     );
     let stdin = std::io::stdin();
     loop {
         eprint!("> ");
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
+        let mut bytes = Vec::new();
+        if stdin.lock().read_until(b'\n', &mut bytes)? == 0 {
             return Ok(());
         }
+        let Ok(line) = String::from_utf8(bytes) else {
+            eprintln!("error: that line is not valid UTF-8; type it again");
+            continue;
+        };
         let line = line.trim_end_matches(['\n', '\r']);
         if line == "/reset" {
             session.reset();
             continue;
         }
-        let summary = stream(session, &format!("{line}\n"), options)?;
-        report(&summary);
+        let transcript = session.transcript();
+        let separator = if transcript.is_empty() || transcript.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
+        respond(session, &format!("{separator}{line}\n"), options, json)?;
     }
 }

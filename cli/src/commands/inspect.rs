@@ -15,13 +15,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let size = std::fs::metadata(&args.model)?.len();
     let tokenizer = chaya::Tokenizer::from_json(&file.tokenizer_json)?;
     let c = &file.config;
-    println!(
+    outln!(
         "file:            {} ({:.1} MB)",
         args.model.display(),
         size as f64 / 1e6
     );
-    println!("parameters:      {}", c.parameter_count());
-    println!(
+    outln!("parameters:      {}", c.parameter_count());
+    outln!(
         "architecture:    {} layers, d_model {}, {} heads × {}, ffn {}, embedding {} × {}",
         c.n_layers,
         c.d_model,
@@ -31,13 +31,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         c.vocab_size,
         c.e_dim
     );
-    println!(
+    outln!(
         "context:         {} tokens (trained on {})",
-        c.context_length, c.train_context
+        c.context_length,
+        c.train_context
     );
-    println!(
+    outln!(
         "rope base:       {}, rmsnorm eps {:e}",
-        c.rope_base, c.norm_eps
+        c.rope_base,
+        c.norm_eps
     );
     let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
     for (name, dtype) in &file.dtypes {
@@ -47,13 +49,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|(t, n)| format!("{t}: {n} params"))
         .collect();
-    println!("weight types:    {}", types.join(", "));
+    outln!("weight types:    {}", types.join(", "));
     let special: Vec<String> = tokenizer
         .special_tokens()
         .iter()
         .map(|(s, id)| format!("{s} = {id}"))
         .collect();
-    println!(
+    outln!(
         "tokenizer:       {} tokens, special: {}",
         tokenizer.vocab_size(),
         special.join(", ")
