@@ -621,6 +621,8 @@ enum chaya_status chaya_tokenize(const struct chaya_model *model,
 /**
  * Decodes `n` token ids into text, stored in `*out` as a new NUL-terminated
  * UTF-8 string to free with chaya_string_free (`*out` is NULL on failure).
+ * When `len_out` is not NULL it receives the text's length in bytes: the
+ * text can hold NUL characters (a token of byte 0), which strlen would miss.
  *
  * Bytes that do not form valid UTF-8 (e.g. a lone part of a multi-byte
  * character) become U+FFFD. `ids` may be NULL when `n` is 0 (gives "").
@@ -629,12 +631,13 @@ enum chaya_status chaya_tokenize(const struct chaya_model *model,
  *
  * # Safety
  * `model` is NULL or live; `ids` is NULL or readable for `n` ids; `out` is
- * NULL or writable.
+ * NULL or writable; `len_out` is NULL or writable.
  */
 enum chaya_status chaya_detokenize(const struct chaya_model *model,
                                    const uint32_t *ids,
                                    size_t n,
-                                   char **out);
+                                   char **out,
+                                   size_t *len_out);
 
 /**
  * Frees a string returned by the library (chaya_detokenize). NULL is a

@@ -56,6 +56,8 @@ pub unsafe extern "C" fn chaya_tokenize(
 
 /// Decodes `n` token ids into text, stored in `*out` as a new NUL-terminated
 /// UTF-8 string to free with chaya_string_free (`*out` is NULL on failure).
+/// When `len_out` is not NULL it receives the text's length in bytes: the
+/// text can hold NUL characters (a token of byte 0), which strlen would miss.
 ///
 /// Bytes that do not form valid UTF-8 (e.g. a lone part of a multi-byte
 /// character) become U+FFFD. `ids` may be NULL when `n` is 0 (gives "").
@@ -64,17 +66,22 @@ pub unsafe extern "C" fn chaya_tokenize(
 ///
 /// # Safety
 /// `model` is NULL or live; `ids` is NULL or readable for `n` ids; `out` is
-/// NULL or writable.
+/// NULL or writable; `len_out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn chaya_detokenize(
     model: *const chaya_model,
     ids: *const u32,
     n: usize,
     out: *mut *mut c_char,
+    len_out: *mut usize,
 ) -> chaya_status {
     guard(|| {
         // SAFETY: NULL or writable (caller).
         unsafe { write_out(out, std::ptr::null_mut(), "out") }?;
+        if !len_out.is_null() {
+            // SAFETY: non-NULL and writable (caller).
+            unsafe { len_out.write(0) };
+        }
         // SAFETY: NULL or live (caller).
         let model = unsafe { handle(model, "model") }?;
         // SAFETY: NULL or `n` readable ids (caller).
@@ -82,6 +89,10 @@ pub unsafe extern "C" fn chaya_detokenize(
         let text = model.model.tokenizer().decode(ids)?;
         // SAFETY: checked non-NULL and writable above.
         unsafe { out.write(to_owned_c_string(text.as_bytes())) };
+        if !len_out.is_null() {
+            // SAFETY: non-NULL and writable (caller).
+            unsafe { len_out.write(text.len()) };
+        }
         Ok(())
     })
 }

@@ -411,8 +411,15 @@ static void test_errors(const char *model_path, const chaya_model *model) {
     CHECK_STATUS(chaya_tokenize(model, text, ids, needed, &n), CHAYA_OK);
     CHECK(n == needed, "%zu ids, %zu needed", n, needed);
     char *decoded = NULL;
-    CHECK_STATUS(chaya_detokenize(model, ids, n, &decoded), CHAYA_OK);
+    size_t decoded_len = 0;
+    CHECK_STATUS(chaya_detokenize(model, ids, n, &decoded, &decoded_len), CHAYA_OK);
     CHECK(decoded && strcmp(decoded, text) == 0, "round trip: %s", decoded ? decoded : "(null)");
+    CHECK(decoded_len == strlen(text), "length %zu", decoded_len);
+    chaya_string_free(decoded);
+    /* A NUL inside the text: the length covers all of it ("i" NUL "i"). */
+    uint32_t with_nul[3] = {72, 188, 72};
+    CHECK_STATUS(chaya_detokenize(model, with_nul, 3, &decoded, &decoded_len), CHAYA_OK);
+    CHECK(decoded_len == 3 && memcmp(decoded, "i\0i", 4) == 0, "NUL kept: length %zu", decoded_len);
     chaya_string_free(decoded);
     free(ids);
     CHECK_STATUS(chaya_tokenize(model, text, NULL, 0, NULL), CHAYA_ERR_NULL_POINTER);
@@ -422,12 +429,12 @@ static void test_errors(const char *model_path, const chaya_model *model) {
 
     uint32_t out_of_range = (uint32_t)chaya_vocab_size(model);
     decoded = (char *)1;
-    CHECK_STATUS(chaya_detokenize(model, &out_of_range, 1, &decoded), CHAYA_ERR_INVALID_INPUT);
+    CHECK_STATUS(chaya_detokenize(model, &out_of_range, 1, &decoded, &decoded_len), CHAYA_ERR_INVALID_INPUT);
     CHECK(decoded == NULL, "out not cleared on failure");
-    CHECK_STATUS(chaya_detokenize(model, NULL, 0, &decoded), CHAYA_OK);
+    CHECK_STATUS(chaya_detokenize(model, NULL, 0, &decoded, NULL), CHAYA_OK);
     CHECK(decoded && decoded[0] == '\0', "empty detokenize");
     chaya_string_free(decoded);
-    CHECK_STATUS(chaya_detokenize(model, NULL, 3, &decoded), CHAYA_ERR_NULL_POINTER);
+    CHECK_STATUS(chaya_detokenize(model, NULL, 3, &decoded, NULL), CHAYA_ERR_NULL_POINTER);
 
     CHECK_STATUS(chaya_session_reset(NULL), CHAYA_ERR_NULL_POINTER);
     CHECK_STATUS(chaya_cancel(NULL), CHAYA_ERR_NULL_POINTER);
