@@ -65,7 +65,7 @@ pub struct GenerateSummary {
     pub stop_reason: StopReason,
     /// Milliseconds from the call to the first sampled token.
     pub time_to_first_token_ms: f64,
-    /// Prompt prefill speed.
+    /// Prompt prefill speed in tokens per second (the forward passes only).
     pub prefill_tokens_per_second: f64,
     /// Speed of the generated tokens after the first.
     pub decode_tokens_per_second: f64,

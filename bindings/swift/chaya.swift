@@ -1553,7 +1553,7 @@ public struct GenerateSummary: Equatable, Hashable {
      */
     public var timeToFirstTokenMs: Double
     /**
-     * Prompt prefill speed.
+     * Prompt prefill speed in tokens per second (the forward passes only).
      */
     public var prefillTokensPerSecond: Double
     /**
@@ -1590,7 +1590,7 @@ public struct GenerateSummary: Equatable, Hashable {
          * Milliseconds from the call to the first sampled token.
          */timeToFirstTokenMs: Double, 
         /**
-         * Prompt prefill speed.
+         * Prompt prefill speed in tokens per second (the forward passes only).
          */prefillTokensPerSecond: Double, 
         /**
          * Speed of the generated tokens after the first.

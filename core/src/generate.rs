@@ -243,7 +243,7 @@ pub struct GenerateSummary {
     pub stop_reason: StopReason,
     /// From the call to the first sampled token.
     pub time_to_first_token: Duration,
-    /// Prompt prefill speed.
+    /// Prompt prefill speed (the forward passes only, not tokenizing).
     pub prefill_tokens_per_second: f64,
     /// Speed of the generated tokens after the first.
     pub decode_tokens_per_second: f64,
@@ -331,10 +331,11 @@ impl Session {
             prefill_tokens_per_second: 0.0,
             decode_tokens_per_second: 0.0,
         };
+        let prefill_start = Instant::now();
         let step = self.sync(&context)?;
         (summary.reused_tokens, summary.prefill_tokens) = (step.reused, step.fed);
         summary.context_shifts = usize::from(step.shifted);
-        summary.prefill_tokens_per_second = step.fed as f64 / start.elapsed().as_secs_f64();
+        summary.prefill_tokens_per_second = step.fed as f64 / prefill_start.elapsed().as_secs_f64();
         let mut logits = step.logits;
         let mut decode_start = Instant::now();
         self.set_transcript(conversation);

@@ -370,7 +370,7 @@ typedef struct chaya_summary {
      */
     double total_ms;
     /**
-     * Prompt prefill speed in tokens per second.
+     * Prompt prefill speed in tokens per second (the forward passes only).
      */
     double prefill_tokens_per_second;
     /**

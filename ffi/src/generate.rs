@@ -90,7 +90,7 @@ pub struct chaya_summary {
     pub time_to_first_token_ms: f64,
     /// Milliseconds the whole chaya_generate call took.
     pub total_ms: f64,
-    /// Prompt prefill speed in tokens per second.
+    /// Prompt prefill speed in tokens per second (the forward passes only).
     pub prefill_tokens_per_second: f64,
     /// Speed of the generated tokens after the first, in tokens per second
     /// (0 when fewer than two were generated).

@@ -2695,7 +2695,7 @@ data class GenerateSummary (
     var `timeToFirstTokenMs`: kotlin.Double
     , 
     /**
-     * Prompt prefill speed.
+     * Prompt prefill speed in tokens per second (the forward passes only).
      */
     var `prefillTokensPerSecond`: kotlin.Double
     , 
