@@ -21,7 +21,8 @@ let package = Package(
     ],
     targets: [
         chayaFFI,
-        .target(name: "Chaya", dependencies: ["chayaFFI"]),
+        // The privacy manifest the App Store asks of SDKs (PrivacyInfo.xcprivacy).
+        .target(name: "Chaya", dependencies: ["chayaFFI"], resources: [.copy("PrivacyInfo.xcprivacy")]),
         .testTarget(
             name: "ChayaTests",
             dependencies: ["Chaya"],

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Compiles the Android library's coroutine wrapper (android/chaya/src/main/kotlin,
-# without the android.*-only Assets.kt) together with the generated bindings using
-# kotlinc-jvm, and runs its tests (tests/mobile/kotlin/WrapperTest.kt) on the JVM
-# against the host-built libchaya_uniffi.so.
+# Compiles the Android library's Kotlin (android/chaya/src/main/kotlin; Assets.kt
+# against stand-ins for the android.content classes it uses, tests/mobile/kotlin/android)
+# together with the generated bindings using kotlinc-jvm, and runs its tests
+# (tests/mobile/kotlin/WrapperTest.kt) on the JVM against the host-built libchaya_uniffi.so.
 #
 # kotlinx-coroutines is the kotlinx-coroutines-core-jvm.jar that the Kotlin
 # compiler's npm package ships in its lib/ (tests/kotlin/tools.sh).
@@ -31,7 +31,7 @@ BUILD=$(mktemp -d)
 trap 'rm -rf "$BUILD"' EXIT
 echo "== kotlinc (bindings + wrapper + tests)"
 "$KOTLINC" -nowarn -classpath "$JNA:$COROUTINES" -include-runtime -d "$BUILD/test.jar" \
-    bindings/kotlin/uniffi/chaya/chaya.kt "$WRAPPER/ChayaModel.kt" "$WRAPPER/PerformanceCores.kt" \
+    bindings/kotlin/uniffi/chaya/chaya.kt "$WRAPPER"/*.kt tests/mobile/kotlin/android/*.kt \
     tests/kotlin/TestRunner.kt tests/mobile/kotlin/WrapperTest.kt
 echo "== run"
 java -Djna.library.path="$ROOT/target/$PROFILE" -cp "$BUILD/test.jar:$JNA:$COROUTINES" \

@@ -180,5 +180,61 @@ fun main(args: Array<String>) {
         check(phoneLoadOptions().threads == performanceCores().toUInt()) { "${phoneLoadOptions()}" }
     }
 
-    runTests("kotlin-wrapper", tests.mapValues { (_, test) -> { runBlocking { test() } } }) { model.close() }
+    val assetDir = kotlin.io.path.createTempDirectory("chaya-assets").toFile()
+    File(modelPath).copyTo(File(assetDir, "assets/model.safetensors"))
+    val device = FakeDevice(assetDir)
+    val copied = File(assetDir, "no-backup/chaya/model.safetensors")
+    val copyDir = copied.parentFile
+    val asset = File(assetDir, "assets/model.safetensors").readBytes()
+
+    tests["asset: concurrent loads copy it once, completely, and it loads"] = {
+        val failures = java.util.concurrent.ConcurrentLinkedQueue<Throwable>()
+        val copies = List(4) {
+            Thread { runCatching { copyAsset(device, "model.safetensors") }.onFailure(failures::add) }
+        }
+        copies.forEach { it.start() }
+        copies.forEach { it.join() }
+        check(failures.isEmpty()) { "copies failed: ${failures.toList()}" }
+        check(copied.readBytes().contentEquals(asset)) { "copy differs from the asset" }
+        check(copyDir.list()!!.toList() == listOf("model.safetensors")) { "left: ${copyDir.list()!!.toList()}" }
+        val stamp = copied.lastModified()
+        ChayaModel.loadAsset(device, "model.safetensors", oneThread, worker).use { loaded ->
+            check(loaded.model.vocabSize() == model.model.vocabSize()) { "vocabulary" }
+        }
+        check(copied.lastModified() == stamp) { "a current copy was made again" }
+    }
+
+    tests["asset: a copy cut short, or older than the app, is made again"] = {
+        copyAsset(device, "model.safetensors")
+        java.io.RandomAccessFile(copied, "rw").use { it.setLength(1000) }
+        copyAsset(device, "model.safetensors")
+        check(copied.readBytes().contentEquals(asset)) { "a truncated copy was kept" }
+        copied.writeBytes(ByteArray(asset.size))
+        device.installed = System.currentTimeMillis() + 60_000
+        copyAsset(device, "model.safetensors")
+        check(copied.readBytes().contentEquals(asset)) { "an app update did not refresh the copy" }
+        device.installed = 0
+    }
+
+    tests["asset: a missing one is an IOException and leaves nothing behind"] = {
+        expect<java.io.FileNotFoundException> { copyAsset(device, "missing.safetensors") }
+        check(copyDir.list()!!.toList() == listOf("model.safetensors")) { "left: ${copyDir.list()!!.toList()}" }
+    }
+
+    runTests("kotlin-wrapper", tests.mapValues { (_, test) -> { runBlocking { test() } } }) {
+        model.close()
+        assetDir.deleteRecursively()
+    }
+}
+
+/** A device whose assets are the files of `root/assets` and whose app was installed at [installed]. */
+class FakeDevice(root: File) : android.content.Context() {
+    @Volatile var installed = 0L
+    override val noBackupFilesDir = File(root, "no-backup")
+    override val packageName = "ai.chaya.test"
+    override val assets = android.content.res.AssetManager(File(root, "assets"))
+    override val packageManager = object : android.content.pm.PackageManager() {
+        override fun getPackageInfo(packageName: String, flags: Int) =
+            android.content.pm.PackageInfo().also { it.lastUpdateTime = installed }
+    }
 }

@@ -1,5 +1,5 @@
-// Loading a model shipped as an app asset. Android-only (android.content): built by Gradle,
-// not by the JVM test.
+// Loading a model shipped as an app asset. Built by Gradle; compiled and tested on the JVM by
+// tests/mobile/kotlin.sh against stand-ins for the few android.content classes it uses.
 
 package ai.chaya
 
@@ -13,12 +13,14 @@ import uniffi.chaya.LoadOptions
 /**
  * Loads the model file shipped as asset [name]. The asset is copied once (again after an app
  * update) to no-backup storage and loaded from there memory-mapped, so the weights never pass
- * through the Java heap (see [loadAssetBytes] for the alternative).
+ * through the Java heap (see [loadAssetBytes] for the alternative). [options] default to
+ * [phoneLoadOptions]. Besides [uniffi.chaya.ChayaException], throws the [java.io.IOException]
+ * of a failed copy (a missing asset, a full disk).
  */
 suspend fun ChayaModel.Companion.loadAsset(
     context: Context,
     name: String,
-    options: LoadOptions = phoneLoadOptions(),
+    options: LoadOptions? = null,
     dispatcher: CoroutineDispatcher = Dispatchers.IO,
 ): ChayaModel {
     val file = withContext(dispatcher) { copyAsset(context, name) }
@@ -27,26 +29,50 @@ suspend fun ChayaModel.Companion.loadAsset(
 
 /**
  * Loads the model file shipped as asset [name] from its bytes: no copy on storage, but the whole
- * file passes through the Java heap and stays in native memory (not memory-mapped).
+ * file passes through the Java heap (twice its size at once while it is read, then a native copy
+ * of its weights): for small models; prefer [loadAsset] on phones.
  */
 suspend fun ChayaModel.Companion.loadAssetBytes(
     context: Context,
     name: String,
-    options: LoadOptions = phoneLoadOptions(),
+    options: LoadOptions? = null,
     dispatcher: CoroutineDispatcher = Dispatchers.IO,
 ): ChayaModel {
     val bytes = withContext(dispatcher) { context.assets.open(name).use { it.readBytes() } }
     return load(bytes, options, dispatcher)
 }
 
-/** The asset's copy in no-backup storage, made or refreshed when older than the installed app. */
-private fun copyAsset(context: Context, name: String): File {
+/** Serializes asset copies within the process: two loads of one asset must not interleave. */
+private val copyLock = Any()
+
+/**
+ * The asset's copy in no-backup storage, made or refreshed when older than the installed app or
+ * of the wrong size (a copy cut short). Written to a unique temporary file, synced, then renamed,
+ * so a crash or a concurrent copy never leaves a partial file under the final name.
+ */
+internal fun copyAsset(context: Context, name: String): File = synchronized(copyLock) {
     val target = File(context.noBackupFilesDir, "chaya/$name")
     val installed = context.packageManager.getPackageInfo(context.packageName, 0).lastUpdateTime
-    if (target.isFile && target.lastModified() >= installed) return target
-    target.parentFile?.mkdirs()
-    val partial = File(target.path + ".partial")
-    context.assets.open(name).use { input -> partial.outputStream().use { input.copyTo(it) } }
-    check(partial.renameTo(target)) { "cannot move $partial to $target" }
-    return target
+    val size = assetSize(context, name)
+    val current = target.isFile && target.lastModified() >= installed &&
+        (size == null || target.length() == size)
+    if (current) return target
+    val dir = checkNotNull(target.parentFile).apply { mkdirs() }
+    val partial = File.createTempFile(target.name, ".partial", dir)
+    try {
+        context.assets.open(name).use { input ->
+            partial.outputStream().use { output ->
+                input.copyTo(output)
+                output.fd.sync()
+            }
+        }
+        check(partial.renameTo(target)) { "cannot move $partial to $target" }
+    } finally {
+        partial.delete()
+    }
+    target
 }
+
+/** The asset's length when it is stored uncompressed (as `noCompress` makes it), else null. */
+private fun assetSize(context: Context, name: String): Long? =
+    runCatching { context.assets.openFd(name).use { it.length } }.getOrNull()?.takeIf { it >= 0 }

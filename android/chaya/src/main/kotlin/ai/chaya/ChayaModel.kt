@@ -26,7 +26,9 @@ fun phoneLoadOptions(): LoadOptions = LoadOptions(threads = performanceCores().t
 /**
  * A loaded CHAYA model that streams completions as [Flow]s. Thread-safe: load one and share it.
  *
- * Every blocking native call runs on [dispatcher], never on the caller's thread. Failures are
+ * Every blocking native call runs on [dispatcher], never on the caller's thread: a dispatcher
+ * that allows blocking calls, with more than one thread ([Dispatchers.IO], the default), since a
+ * generation holds one of its threads from start to end. Failures are
  * [uniffi.chaya.ChayaException]s, thrown by [load] or by the flow's `collect`.
  */
 class ChayaModel private constructor(
@@ -50,24 +52,34 @@ class ChayaModel private constructor(
     suspend fun newSession(): ChayaSession =
         withContext(dispatcher) { ChayaSession(model.newSession(), dispatcher) }
 
-    /** Frees the native model once no session or call uses it. */
+    /**
+     * Frees the native model once no session or call uses it. Running generations go on until
+     * their collection is cancelled (leaving a lifecycle scope does that).
+     */
     override fun close() = model.close()
 
     /** Loaders. */
     companion object {
-        /** Loads a model file, memory-mapped: its weights are paged in from the file, not copied. */
+        /**
+         * Loads a model file, memory-mapped: its weights are paged in from the file, not copied.
+         * [options] default to [phoneLoadOptions] (worked out on [dispatcher]: it reads sysfs).
+         */
         suspend fun load(
             path: String,
-            options: LoadOptions = phoneLoadOptions(),
+            options: LoadOptions? = null,
             dispatcher: CoroutineDispatcher = Dispatchers.IO,
-        ): ChayaModel = withContext(dispatcher) { ChayaModel(Model.fromPath(path, options), dispatcher) }
+        ): ChayaModel = withContext(dispatcher) {
+            ChayaModel(Model.fromPath(path, options ?: phoneLoadOptions()), dispatcher)
+        }
 
         /** Loads a model file held in memory, e.g. an asset's bytes (they are copied into native memory). */
         suspend fun load(
             bytes: ByteArray,
-            options: LoadOptions = phoneLoadOptions(),
+            options: LoadOptions? = null,
             dispatcher: CoroutineDispatcher = Dispatchers.IO,
-        ): ChayaModel = withContext(dispatcher) { ChayaModel(Model.fromBytes(bytes, options), dispatcher) }
+        ): ChayaModel = withContext(dispatcher) {
+            ChayaModel(Model.fromBytes(bytes, options ?: phoneLoadOptions()), dispatcher)
+        }
     }
 }
 
@@ -89,8 +101,11 @@ class ChayaSession internal constructor(
     /** Forgets the conversation, after any running generation. */
     suspend fun reset() = turn.withLock { withContext(dispatcher) { session.reset() } }
 
-    /** Frees the native session once no call uses it. */
-    override fun close() = session.close()
+    /** Cancels any running generation, then frees the native session once no call uses it. */
+    override fun close() {
+        session.cancel()
+        session.close()
+    }
 }
 
 /**
