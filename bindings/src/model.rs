@@ -26,7 +26,7 @@ impl Model {
     /// Loads a model file held in memory (e.g. an app asset).
     #[uniffi::constructor(default(options))]
     pub fn from_bytes(bytes: Vec<u8>, options: LoadOptions) -> Result<Arc<Model>, ChayaError> {
-        let inner = chaya::Model::from_bytes(&bytes, &options.into())?;
+        let inner = chaya::Model::from_vec(bytes, &options.into())?;
         Ok(Arc::new(Model { inner }))
     }
 

@@ -105,9 +105,16 @@ impl Model {
         Ok(model)
     }
 
-    /// Loads a model file held in memory (e.g. an app asset).
+    /// Loads a model file held in memory (e.g. an app asset); its int8
+    /// weights are copied.
     pub fn from_bytes(bytes: &[u8], options: &LoadOptions) -> Result<Model> {
         Self::from_file(ModelFile::read_bytes(bytes)?, options)
+    }
+
+    /// Loads a model file from memory it takes over: int8 weights are read in
+    /// place, so loading needs no second copy of them.
+    pub fn from_vec(bytes: Vec<u8>, options: &LoadOptions) -> Result<Model> {
+        Self::from_file(ModelFile::read_vec(bytes)?, options)
     }
 
     /// Compiles a decoded model file.
@@ -246,5 +253,30 @@ mod tests {
         );
         let model = Model::load(crate::TINY_MODEL, &LoadOptions::default()).unwrap();
         assert_eq!(model.prefill_chunk(), DEFAULT_PREFILL_CHUNK);
+    }
+
+    #[test]
+    fn loads_from_a_path_bytes_or_a_vec_give_the_same_logits() {
+        let options = LoadOptions {
+            threads: 1,
+            ..LoadOptions::default()
+        };
+        let bytes = std::fs::read(crate::TINY_MODEL).unwrap();
+        let models = [
+            Model::load(crate::TINY_MODEL, &options).unwrap(),
+            Model::from_bytes(&bytes, &options).unwrap(),
+            Model::from_vec(bytes.clone(), &options).unwrap(),
+        ];
+        let logits: Vec<Vec<f32>> = models
+            .iter()
+            .map(|m| m.session().unwrap().feed(&[1, 2, 3], crate::Logits::Last).unwrap())
+            .collect();
+        assert_eq!(logits[0], logits[1]);
+        assert_eq!(logits[0], logits[2]);
+        let truncated = bytes[..bytes.len() - 1].to_vec();
+        assert!(matches!(
+            Model::from_vec(truncated, &options),
+            Err(Error::InvalidModel(_))
+        ));
     }
 }

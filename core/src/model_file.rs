@@ -133,6 +133,15 @@ impl ModelFile {
         Self::parse(bytes, header, None)
     }
 
+    /// Reads a model file from memory it takes over; int8 weights are read
+    /// in place, as from a mapped file, instead of copied.
+    pub fn read_vec(bytes: Vec<u8>) -> Result<ModelFile> {
+        let header =
+            read_header(&mut &bytes[..], bytes.len() as u64).map_err(Error::InvalidModel)?;
+        let bytes = Arc::new(bytes);
+        Self::parse(&bytes[..], header, Some(bytes.clone()))
+    }
+
     /// Decodes and validates `bytes`, whose safetensors header is `header`;
     /// int8 tensors borrow from `shared` when given (it must hold `bytes`),
     /// else from copies.
