@@ -269,7 +269,12 @@ mod tests {
         ];
         let logits: Vec<Vec<f32>> = models
             .iter()
-            .map(|m| m.session().unwrap().feed(&[1, 2, 3], crate::Logits::Last).unwrap())
+            .map(|m| {
+                m.session()
+                    .unwrap()
+                    .feed(&[1, 2, 3], crate::Logits::Last)
+                    .unwrap()
+            })
             .collect();
         assert_eq!(logits[0], logits[1]);
         assert_eq!(logits[0], logits[2]);
