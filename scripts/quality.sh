@@ -15,6 +15,7 @@
 # CHAYA_QUALITY_OUT (default target/quality).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source tests/skip.sh
 
 checkpoints="${CHAYA_CHECKPOINTS:-../shared/models}"
 text_dir="${CHAYA_TEXT:-../shared/text}"
@@ -32,7 +33,7 @@ if [ -d "$text_dir" ]; then
     < <(find "$text_dir" -maxdepth 1 -type f -print0 | sort -z)
 fi
 if [ ${#found[@]} -eq 0 ] || [ ${#texts[@]} -eq 0 ]; then
-  echo "SKIPPED: int8 quality needs CHAYA_62M_Phase{1,2}_Final.pt in $checkpoints/" \
+  skipped "int8 quality on trained weights: needs CHAYA_62M_Phase{1,2}_Final.pt in $checkpoints/" \
     "and text in $text_dir/ (checkpoints: ${#found[@]}, text files: ${#texts[@]})"
   exit 0
 fi

@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+source tests/skip.sh
+# Every check skipped on the way (tests/skip.sh), listed at the end.
+CHAYA_SKIPS=$(mktemp)
+export CHAYA_SKIPS
+trap 'rm -f "$CHAYA_SKIPS"' EXIT
 timed() { local t=$SECONDS; "$@"; echo "    ($(( SECONDS - t )) s)"; }
 
 step "format";  timed cargo fmt --all --check
@@ -26,7 +31,7 @@ step "aarch64 under qemu: int8 kernels (smmla, sdot and portable), core (without
 if command -v qemu-aarch64 >/dev/null && rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
     timed bash tests/arm/run.sh
 else
-    echo "    SKIPPED: needs qemu-user, gcc-aarch64-linux-gnu and the aarch64-unknown-linux-gnu target (.ci/run installs them)"
+    skipped "aarch64 kernels and tests under qemu: needs qemu-user, gcc-aarch64-linux-gnu and the aarch64-unknown-linux-gnu target (.ci/run installs them)"
     step "core without default features, on this host instead"
     timed cargo test -p chaya --no-default-features --lib --test generate
 fi
@@ -39,3 +44,7 @@ step "bindings (Python, Kotlin, Swift)"; timed bash tests/bindings.sh
 step "mobile library size (stripped, budget 8 MB)"; timed bash scripts/lib-size.sh 8
 step "mobile (Kotlin wrapper, Swift package, cargo check for Android)"; timed bash tests/mobile/run.sh
 step "all tests passed"
+if [[ -s $CHAYA_SKIPS ]]; then
+    echo "    except these checks, skipped here:"
+    sed 's/^/    - /' "$CHAYA_SKIPS"
+fi

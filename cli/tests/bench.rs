@@ -47,8 +47,22 @@ fn reports_every_measurement_once_per_run() {
         );
         assert!(min <= median && median <= max, "{name}");
     }
-    // Load + first token includes the load.
-    assert!(metrics["load + first token"]["min"].as_f64() >= metrics["load"]["min"].as_f64());
+    // Each run's load + first token spans its load and its first token.
+    let samples = |name: &str| -> Vec<f64> {
+        let samples = metrics[name]["samples"].as_array().unwrap();
+        samples.iter().map(|s| s.as_f64().unwrap()).collect()
+    };
+    let (load, first, both) = (
+        samples("load"),
+        samples("first token (16-token prompt)"),
+        samples("load + first token"),
+    );
+    for run in 0..both.len() {
+        assert!(
+            both[run] >= load[run] + first[run],
+            "run {run}: {both:?} {load:?} {first:?}"
+        );
+    }
 }
 
 #[test]

@@ -338,7 +338,6 @@ fn greedy_agreement_of_int8_with_f32() {
     assert_eq!((int8.prompts, int8.tokens), (4, 16));
     // 0.94 here on x86_64 (the tiny random model's logits are close together).
     assert!(int8.top1 >= 0.8, "{int8:?}");
-    assert!(int8.mean_shared_prefix <= 16.0 && int8.identical <= 4);
     assert!(chaya::eval::greedy_agreement(&f32_model, &int8_model, &[vec![]], 4).is_err());
 }
 

@@ -11,6 +11,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source tests/skip.sh
 
 profile="${1:-dev}"
 case "$profile" in
@@ -42,7 +43,7 @@ step "Checking that the header compiles as C++ (cpp_compat)"
 if command -v "${CXX:-c++}" >/dev/null; then
     run "${CXX:-c++}" -std=c++11 -Wall -Wextra -Werror -fsyntax-only -x c++ -I ffi/include ffi/include/chaya.h
 else
-    echo "no C++ compiler: skipped"
+    skipped "the C header as C++: no C++ compiler"
 fi
 
 step "Compiling against the shared library"
@@ -85,7 +86,7 @@ if command -v valgrind >/dev/null; then
         "$out_dir/test_chaya_shared" "$model"
     echo "valgrind: no errors, no definite or indirect leaks"
 else
-    echo "valgrind not available: skipped"
+    skipped "the C tests under valgrind: valgrind not available"
 fi
 
 step "Running the shared-library test under AddressSanitizer"
@@ -100,7 +101,7 @@ if echo 'int main(void) { return 0; }' \
     ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=1 run "$out_dir/test_chaya_asan" "$model"
     echo "AddressSanitizer: no errors, no leaks"
 else
-    echo "no AddressSanitizer runtime for $cc (Debian: libasan8, or clang with libclang-rt-14-dev): skipped"
+    skipped "the C tests under AddressSanitizer: no runtime for $cc (Debian: libasan8, or clang with libclang-rt-14-dev)"
 fi
 
 step "C API tests passed"

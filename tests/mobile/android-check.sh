@@ -28,10 +28,11 @@ if ! command -v "clang-$CLANG_VERSION" >/dev/null || ! command -v "llvm-ar-$CLAN
 fi
 
 cd "$ROOT"
+source tests/skip.sh
 for target in "${TARGETS[@]}"; do
     echo "== cargo check --target $target"
     if ! rustup target add "$target"; then
-        echo "SKIPPED: cannot install the $target standard library"
+        skipped "cargo check for $target: cannot install its standard library"
         continue
     fi
     env=${target//-/_}

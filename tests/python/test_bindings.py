@@ -45,6 +45,8 @@ def seeded(chaya, **fields):
 
 
 def main():
+    if not __debug__:
+        sys.exit("these tests are assert statements: run them without -O / PYTHONOPTIMIZE")
     parser = argparse.ArgumentParser()
     parser.add_argument("model", nargs="?", default="models/chaya-tiny-random.safetensors")
     parser.add_argument("--lib", default=f"target/{os.environ.get('PROFILE', 'debug')}/libchaya_uniffi.so")
