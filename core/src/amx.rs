@@ -64,7 +64,7 @@ impl Packed {
         let (rows, blocks) = (x.len() / cols, cols / BLOCK);
         let groups = map_index(rows.div_ceil(TILE), |g| {
             let x = &x[g * TILE * cols..][..(rows - g * TILE).min(TILE) * cols];
-            // SAFETY: `available()` implies AVX-512F, hence AVX2.
+            // SAFETY: `available()` checked AVX2.
             unsafe { x86::quantize_group(x, cols) }
         });
         Some(Packed {
@@ -168,11 +168,12 @@ mod x86 {
         config
     };
 
-    /// AMX-TILE and AMX-INT8 (CPUID leaf 7) and AVX-512F (for the fold).
+    /// AMX-TILE and AMX-INT8 (CPUID leaf 7), AVX-512F (for the fold) and
+    /// AVX2 (for the rounding; every AMX CPU has it, a VM might hide it).
     pub fn supported() -> bool {
         let leaf7 = __cpuid_count(7, 0);
         let (tile, int8) = ((leaf7.edx >> 24) & 1 == 1, (leaf7.edx >> 25) & 1 == 1);
-        tile && int8 && is_x86_feature_detected!("avx512f")
+        tile && int8 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx2")
     }
 
     /// Asks Linux to enable the AMX tile data state for this process.

@@ -234,7 +234,7 @@ impl ModelFile {
                         shape[0]
                     )));
                 }
-                let scales = decode(Dtype::F32, scales)?.unwrap_or_default();
+                let scales = finite(&scale_name, decode(Dtype::F32, scales)?.unwrap_or_default())?;
                 let (storage, offset) = match &shared {
                     Some(storage) => (
                         storage.clone(),
@@ -250,6 +250,7 @@ impl ModelFile {
                 let values = decode(dtype, values)?.ok_or_else(|| {
                     invalid(format!("tensor `{name}` has unsupported type {dtype:?}"))
                 })?;
+                let values = finite(&name, values)?;
                 Weight::Dense(DenseTensor { shape, values })
             };
             dtypes.insert(name.clone(), dtype);
@@ -360,6 +361,35 @@ fn decode(dtype: Dtype, bytes: &[u8]) -> Result<Option<Vec<f32>>> {
     Ok(Some(values))
 }
 
+/// Rewrites the `__metadata__` entry that `safetensors::serialize` put first
+/// in `file`'s header with its keys sorted (it writes them in hash order), so
+/// converting a checkpoint twice gives the same bytes. Same keys and values,
+/// so the same length: nothing else moves. Left as is if the header does not
+/// start as expected.
+fn sort_metadata(file: &mut [u8], metadata: &HashMap<String, String>) {
+    let as_written = serde_json::to_string(metadata).expect("strings serialize");
+    let sorted = serde_json::to_string(&metadata.iter().collect::<BTreeMap<_, _>>())
+        .expect("strings serialize");
+    let start = 8 + r#"{"__metadata__":"#.len();
+    if let Some(entry) = file.get_mut(start..start + as_written.len()) {
+        if entry == as_written.as_bytes() {
+            entry.copy_from_slice(sorted.as_bytes());
+        }
+    }
+}
+
+/// `values` of tensor `name`, or an error when one is NaN or infinite (such a
+/// model would only ever produce NaN logits, sampled as token 0).
+fn finite(name: &str, values: Vec<f32>) -> Result<Vec<f32>> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(values),
+        Some(i) => Err(Error::InvalidModel(format!(
+            "tensor `{name}` has a non-finite value ({}) at index {i}",
+            values[i]
+        ))),
+    }
+}
+
 /// Whether `path` is a CHAYA model file (by its header's format tag).
 #[cfg(feature = "convert")]
 pub(crate) fn is_model_file(path: &Path) -> bool {
@@ -422,8 +452,9 @@ pub fn write_model_file(
     // Serialized in memory and written by hand: `serialize_to_file` goes
     // through a randomly named temporary file of its own, which an interrupt
     // would leave behind under a new name each time.
-    let bytes = safetensors::serialize(views, Some(metadata))
+    let mut bytes = safetensors::serialize(views, Some(metadata.clone()))
         .map_err(|e| Error::InvalidModel(e.to_string()))?;
+    sort_metadata(&mut bytes, &metadata);
     let tmp = partial_path(path);
     let written = std::fs::write(&tmp, bytes)
         .map_err(|e| Error::io(&tmp, e))
@@ -470,6 +501,26 @@ mod tests {
         safetensors::serialize(views, Some(meta)).unwrap()
     }
 
+    /// The tiny model with f32 tensor `name`'s value at `index` set to `value`.
+    fn with_value(name: &str, index: usize, value: f32) -> Vec<u8> {
+        let file = tiny_model();
+        let (_, header) = safetensors::SafeTensors::read_metadata(&file).unwrap();
+        let parsed = safetensors::SafeTensors::deserialize(&file).unwrap();
+        let original = parsed.tensor(name).unwrap();
+        let mut bytes = original.data().to_vec();
+        bytes[index * 4..index * 4 + 4].copy_from_slice(&value.to_le_bytes());
+        let mut views: Vec<(String, TensorView)> = parsed
+            .tensors()
+            .into_iter()
+            .filter(|(n, _)| n != name)
+            .collect();
+        views.push((
+            name.into(),
+            TensorView::new(Dtype::F32, original.shape().to_vec(), &bytes).unwrap(),
+        ));
+        safetensors::serialize(views, header.metadata().clone()).unwrap()
+    }
+
     fn error(bytes: &[u8]) -> String {
         ModelFile::read_bytes(bytes).unwrap_err().to_string()
     }
@@ -487,6 +538,52 @@ mod tests {
             Some("{}"),
         );
         assert_eq!(ModelFile::read_bytes(&both).unwrap().tokenizer_json, text);
+    }
+
+    #[test]
+    fn written_files_are_reproducible_byte_for_byte() {
+        let model = ModelFile::read_bytes(&tiny_model()).unwrap();
+        let tensors = BTreeMap::from([(
+            "norm_f.scale".to_string(),
+            StoredTensor::f32(vec![2], &[1.0, 2.0]),
+        )]);
+        let path =
+            std::env::temp_dir().join(format!("chaya-repro-{}.safetensors", std::process::id()));
+        let writes: Vec<Vec<u8>> = (0..8)
+            .map(|_| {
+                write_model_file(&path, &model.config, &model.tokenizer_json, &tensors).unwrap();
+                std::fs::read(&path).unwrap()
+            })
+            .collect();
+        std::fs::remove_file(&path).unwrap();
+        // Hash order would put `format` first in about half of the writes.
+        let sorted = br#"{"__metadata__":{"config":"#;
+        let start = &writes[0][8..8 + sorted.len()];
+        assert_eq!(start, sorted, "{}", String::from_utf8_lossy(start));
+        assert!(writes.iter().all(|w| *w == writes[0]));
+        let err = ModelFile::read_bytes(&writes[0]).unwrap_err().to_string();
+        assert!(
+            err.contains("missing tensor"),
+            "header and metadata read: {err}"
+        );
+    }
+
+    #[test]
+    fn non_finite_weights_or_scales_are_refused_by_name() {
+        for (name, value) in [
+            ("layers.0.norm1.scale", f32::NAN),
+            ("norm_f.scale", f32::INFINITY),
+            ("layers.1.ffn.w2.weight.scale_q", f32::NEG_INFINITY),
+        ] {
+            let err = error(&with_value(name, 3, value));
+            assert!(
+                err.contains(&format!(
+                    "`{name}` has a non-finite value ({value}) at index 3"
+                )),
+                "{err}"
+            );
+        }
+        ModelFile::read_bytes(&with_value("norm_f.scale", 3, 0.0)).unwrap();
     }
 
     #[test]

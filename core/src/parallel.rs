@@ -312,11 +312,21 @@ impl Region<'_> {
     fn run_tasks(&self, tasks: std::ops::Range<usize>) {
         let count = tasks.len();
         let outer = TEAM.replace(ptr::null());
-        if catch_unwind(AssertUnwindSafe(|| tasks.for_each(self.task))).is_err() {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| tasks.for_each(self.task))) {
             self.panicked.store(true, Ordering::Relaxed);
+            drop_quietly(payload);
         }
         TEAM.set(outer);
         self.done.fetch_add(count, Ordering::Release);
+    }
+}
+
+/// Drops a panic's payload without letting its `Drop` unwind out of the loop
+/// (which would free a region its helpers still read); a payload that panics
+/// again while dropped is leaked.
+fn drop_quietly(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
     }
 }
 
@@ -528,6 +538,34 @@ mod tests {
             pool.run(|| for_each_index(10, |i| assert_ne!(i, 7)))
         }));
         assert!(failed.is_err());
+        assert_eq!(pool.run(|| map_index(4, |i| i + 1)), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_panic_payload_that_panics_when_dropped_stays_inside_the_loop() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("dropping the payload");
+            }
+        }
+        let pool = ComputePool::new(2).unwrap();
+        for panicking in [0, 57] {
+            let failed = catch_unwind(AssertUnwindSafe(|| {
+                pool.run(|| {
+                    for_each_index(100, |i| {
+                        if i == panicking {
+                            std::panic::panic_any(Bomb)
+                        }
+                    })
+                })
+            }));
+            let message = failed.unwrap_err();
+            assert_eq!(
+                message.downcast_ref::<&str>(),
+                Some(&"a parallel task panicked")
+            );
+        }
         assert_eq!(pool.run(|| map_index(4, |i| i + 1)), [1, 2, 3, 4]);
     }
 }

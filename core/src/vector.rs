@@ -80,6 +80,16 @@ fn block_scores<const FUSED: bool>(
     }
 }
 
+/// Whether `rows` rows of `width` values, `stride` apart, lie within `len`
+/// values, computed without overflow: the intrinsic kernels read unchecked
+/// once this holds (a wrapped product would let a huge `stride` pass).
+fn rows_fit(len: usize, rows: usize, stride: usize, width: usize) -> bool {
+    rows.saturating_sub(1)
+        .checked_mul(stride)
+        .and_then(|start| start.checked_add(width))
+        .is_some_and(|end| end <= len)
+}
+
 /// Weighted sums of value rows for a block of queries:
 /// `out[i] = Σ_{j < used} weights[i][j] · values[j]`, where `weights` is
 /// `[QUERIES][stride]`, `values` is `[used][head_dim]` and `out` is
@@ -381,9 +391,7 @@ mod avx2 {
     fn block_scores(queries: &[f32], keys_t: &[f32], stride: usize, scores: &mut [f32]) {
         let hd = queries.len() / QUERIES;
         let width = scores.len() / QUERIES;
-        assert!(
-            keys_t.len() >= hd.saturating_sub(1) * stride + width && width.is_multiple_of(KEYS)
-        );
+        assert!(super::rows_fit(keys_t.len(), hd, stride, width) && width.is_multiple_of(KEYS));
         let (q, k) = (queries.as_ptr(), keys_t.as_ptr());
         for j in (0..width).step_by(KEYS) {
             let mut acc = [[_mm256_setzero_ps(); 2]; QUERIES];
@@ -413,7 +421,7 @@ mod avx2 {
             return super::block_weighted_sum::<true>(weights, stride, values, out);
         }
         let used = values.len() / hd.max(1);
-        assert!(weights.len() >= (QUERIES - 1) * stride + used);
+        assert!(super::rows_fit(weights.len(), QUERIES, stride, used));
         let (w, v) = (weights.as_ptr(), values.as_ptr());
         for c in (0..hd).step_by(KEYS) {
             let mut acc = [[_mm256_setzero_ps(); 2]; QUERIES];
@@ -542,9 +550,7 @@ mod avx512 {
     fn block_scores(queries: &[f32], keys_t: &[f32], stride: usize, scores: &mut [f32]) {
         let hd = queries.len() / QUERIES;
         let width = scores.len() / QUERIES;
-        assert!(
-            keys_t.len() >= hd.saturating_sub(1) * stride + width && width.is_multiple_of(KEYS)
-        );
+        assert!(super::rows_fit(keys_t.len(), hd, stride, width) && width.is_multiple_of(KEYS));
         let mut j = 0;
         while j + 4 * LANES <= width {
             score_pass::<4>(queries, keys_t, stride, j, scores);
@@ -595,7 +601,7 @@ mod avx512 {
     fn block_weighted_sum(weights: &[f32], stride: usize, values: &[f32], out: &mut [f32]) {
         let hd = out.len() / QUERIES;
         let used = values.len() / hd.max(1);
-        assert!(weights.len() >= (QUERIES - 1) * stride + used);
+        assert!(super::rows_fit(weights.len(), QUERIES, stride, used));
         for c in (0..hd).step_by(5 * LANES) {
             let columns = (hd - c).min(5 * LANES);
             let pass = match columns.div_ceil(LANES) {
@@ -886,6 +892,22 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn block_kernels_refuse_strides_that_overflow() {
+        // 3 · stride wraps to 2 in 64 bits: a plain product passes the check.
+        let stride = 0x5555_5555_5555_5556;
+        for k in all_kernels() {
+            let scores = std::panic::catch_unwind(|| {
+                (k.block_scores)(&[1.0; 16], &[1.0; 32], stride, &mut [0.0; 64])
+            });
+            assert!(scores.is_err());
+            let sums = std::panic::catch_unwind(|| {
+                (k.block_weighted_sum)(&[1.0; 32], stride, &[1.0; 64], &mut [0.0; 64])
+            });
+            assert!(sums.is_err());
         }
     }
 
