@@ -1380,7 +1380,10 @@ public struct GenerateOptions: Equatable, Hashable {
     public var logitBias: [LogitBias]
     /**
      * When the context window is full, keep going by re-prefilling its last
-     * three quarters; `false` stops with stop reason `CONTEXT` instead.
+     * three quarters. With `false`, a generation that fills the window stops
+     * with stop reason `CONTEXT`; when the conversation with the new prompt
+     * does not fit the window, `generate` fails with error `InvalidInput`
+     * before generating anything.
      */
     public var contextShift: Bool
 
@@ -1430,7 +1433,10 @@ public struct GenerateOptions: Equatable, Hashable {
          */logitBias: [LogitBias] = [], 
         /**
          * When the context window is full, keep going by re-prefilling its last
-         * three quarters; `false` stops with stop reason `CONTEXT` instead.
+         * three quarters. With `false`, a generation that fills the window stops
+         * with stop reason `CONTEXT`; when the conversation with the new prompt
+         * does not fit the window, `generate` fails with error `InvalidInput`
+         * before generating anything.
          */contextShift: Bool = true) {
         self.maxTokens = maxTokens
         self.temperature = temperature

@@ -47,7 +47,9 @@ pub struct GenerateOptions {
     /// Added to the logits of chosen token ids (`f32::NEG_INFINITY` bans).
     pub logit_bias: Vec<(u32, f32)>,
     /// When the context window is full, keep going by re-prefilling its last
-    /// three quarters; `false` stops with [`StopReason::Context`] instead.
+    /// three quarters; `false` stops with [`StopReason::Context`] instead (and
+    /// a conversation that no longer fits is [`Error::InvalidInput`] before
+    /// any token is generated).
     pub context_shift: bool,
 }
 

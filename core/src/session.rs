@@ -14,8 +14,9 @@ use tract_core::internal::*;
 /// `n_ubatch` and MLC's `prefill_chunk_size` do; 256 keeps whole the
 /// 256-token prefill measured against ONNX Runtime. With every pass on one
 /// thread ([`ComputePool::run`](crate::parallel::ComputePool::run)), a
-/// 481-token prompt peaked at 109-110 MB resident in two passes against
-/// 111-120 MB in one (the 2-core VM measured, glibc), at the same speed.
+/// 481-token prompt peaked at 109-112 MB resident in passes of 256 tokens
+/// against 112-119 MB in one pass (the 2-core VM measured, glibc;
+/// docs/performance.md), at the same speed.
 pub const DEFAULT_PREFILL_CHUNK: usize = 256;
 
 /// Which positions to compute logits for.

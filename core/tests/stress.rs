@@ -41,7 +41,7 @@ fn uniform(rng: &mut ChaCha8Rng) -> f32 {
     (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32
 }
 
-/// Options drawn at random; about one in ten is out of range.
+/// Options drawn at random; about one in five is out of range.
 fn random_options(rng: &mut ChaCha8Rng, vocab: usize) -> GenerateOptions {
     let mut options = GenerateOptions {
         max_tokens: 1 + rng.next_u32() as usize % 40,

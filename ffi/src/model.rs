@@ -82,14 +82,18 @@ unsafe fn load_into(
 /// Loads a model file (`.safetensors` in the CHAYA single-file format) from
 /// `path`.
 ///
-/// `opts` may be NULL for the defaults. On success `*out` receives a new model
-/// to free with chaya_model_free; on failure `*out` is set to NULL and the
-/// status says why: CHAYA_ERR_IO (the message names the path),
+/// On Unix `path` is taken as bytes, in any encoding; elsewhere it must be
+/// UTF-8. `opts` may be NULL for the defaults. On success `*out` receives a
+/// new model to free with chaya_model_free; on failure `*out` is set to NULL
+/// and the status says why: CHAYA_ERR_IO (the message names the path),
 /// CHAYA_ERR_INVALID_MODEL, CHAYA_ERR_INVALID_OPTION, CHAYA_ERR_TOKENIZER,
-/// CHAYA_ERR_NULL_POINTER (path or out is NULL). Loading is slow (weights are
-/// compiled): do it once and share the model. The file is memory-mapped while
-/// the model lives: replace it by renaming a new file over it, never by
-/// truncating or rewriting it in place (reading a cut page raises SIGBUS).
+/// CHAYA_ERR_INFERENCE (the compute threads could not start or the graphs
+/// did not compile), CHAYA_ERR_INVALID_UTF8 (outside Unix: path is not
+/// UTF-8), CHAYA_ERR_NULL_POINTER (path or out is NULL). Loading is slow
+/// (weights are compiled): do it once and share the model. The file is
+/// memory-mapped while the model lives: replace it by renaming a new file
+/// over it, never by truncating or rewriting it in place (reading a cut page
+/// raises SIGBUS).
 ///
 /// # Safety
 /// `path` is NULL or NUL-terminated; `opts` is NULL or valid; `out` is NULL or
@@ -135,7 +139,8 @@ fn path_from_c(path: &CStr) -> FfiResult<PathBuf> {
 /// Loads a model from a model file's bytes held in memory (e.g. an app asset).
 ///
 /// The bytes are copied: the buffer may be freed as soon as this returns.
-/// Statuses and ownership as for chaya_model_load (minus CHAYA_ERR_IO).
+/// Statuses and ownership as for chaya_model_load (minus CHAYA_ERR_IO and
+/// CHAYA_ERR_INVALID_UTF8).
 ///
 /// # Safety
 /// `data` is NULL or points to `len` readable bytes; `opts` is NULL or valid;

@@ -17,7 +17,8 @@ pub enum chaya_status {
     CHAYA_OK = 0,
     /// A required pointer argument was NULL.
     CHAYA_ERR_NULL_POINTER = 1,
-    /// A string argument (prompt, text, stop string, path) is not valid UTF-8.
+    /// A string argument (prompt, text, stop string; a path except on Unix,
+    /// where a path may be any bytes) is not valid UTF-8.
     CHAYA_ERR_INVALID_UTF8 = 2,
     /// A load or generation option is out of range; the message names it.
     CHAYA_ERR_INVALID_OPTION = 3,

@@ -2576,7 +2576,10 @@ data class GenerateOptions (
     , 
     /**
      * When the context window is full, keep going by re-prefilling its last
-     * three quarters; `false` stops with stop reason `CONTEXT` instead.
+     * three quarters. With `false`, a generation that fills the window stops
+     * with stop reason `CONTEXT`; when the conversation with the new prompt
+     * does not fit the window, `generate` fails with error `InvalidInput`
+     * before generating anything.
      */
     var `contextShift`: kotlin.Boolean = true 
     

@@ -28,7 +28,8 @@ fun phoneLoadOptions(): LoadOptions = LoadOptions(threads = performanceCores().t
  *
  * Every blocking native call runs on [dispatcher], never on the caller's thread: a dispatcher
  * that allows blocking calls, with more than one thread ([Dispatchers.IO], the default), since a
- * generation holds one of its threads from start to end. Failures are
+ * generation holds one of its threads from start to end. [close] and [ChayaSession.close] run on
+ * the caller's thread: they do not wait for a running generation. Failures are
  * [uniffi.chaya.ChayaException]s, thrown by [load] or by the flow's `collect`.
  */
 class ChayaModel private constructor(
