@@ -289,6 +289,11 @@ impl Session {
     /// The session's context is everything generated or prompted since the last
     /// [`Session::reset`], plus `prompt`; cached positions shared with the
     /// previous call are reused, so only new tokens are prefilled.
+    ///
+    /// Text held back as a possible start of a stop string is delivered when
+    /// generation ends without one, also after a cancel (it is output already
+    /// generated, not a new token). A call that fails leaves the transcript as
+    /// it was, without its prompt or any text it streamed.
     pub fn generate(
         &mut self,
         prompt: &str,
@@ -309,7 +314,7 @@ impl Session {
         if context.is_empty() {
             context.push(config.eos_token_id);
         }
-        if !options.context_shift && !self.fits(context.len()) {
+        if !options.context_shift && !self.fits(&context) {
             return Err(Error::InvalidInput(format!(
                 "the conversation ({} tokens) exceeds the context window ({}) and \
                  context_shift is off; reset the session or shorten the prompt",
@@ -340,6 +345,8 @@ impl Session {
         summary.prefill_tokens_per_second = step.fed as f64 / prefill_start.elapsed().as_secs_f64();
         let mut logits = step.logits;
         let mut decode_start = Instant::now();
+        // On an error below, the transcript is put back as it was before the call.
+        let kept = self.transcript().len();
         self.set_transcript(conversation);
 
         for i in 0..options.max_tokens {
@@ -358,27 +365,30 @@ impl Session {
                 summary.stop_reason = StopReason::EndOfText;
                 break;
             }
-            let piece = utf8.push(model.tokenizer().token_bytes(token)?);
+            let bytes = model.tokenizer().token_bytes(token);
+            let piece = utf8.push(self.rolled_back(kept, bytes)?);
             let (text, stopped) = match stops.push(&piece) {
                 StopCheck::Continue(text) => (text, false),
                 StopCheck::Stop(text) => (text, true),
             };
-            if !self.emit(&text, &mut summary, &mut on_text) {
-                summary.stop_reason = StopReason::Callback;
-                break;
-            }
+            let delivered = self.emit(&text, &mut summary, &mut on_text);
             if stopped {
                 summary.stop_reason = StopReason::StopString;
+                break;
+            }
+            if !delivered {
+                summary.stop_reason = StopReason::Callback;
                 break;
             }
             if i + 1 == options.max_tokens || cancel.is_cancelled() {
                 continue;
             }
-            if !options.context_shift && !self.fits(context.len()) {
+            if !options.context_shift && !self.fits(&context) {
                 summary.stop_reason = StopReason::Context;
                 break;
             }
-            let step = self.sync(&context)?;
+            let step = self.sync(&context);
+            let step = self.rolled_back(kept, step)?;
             summary.context_shifts += usize::from(step.shifted);
             logits = step.logits;
         }
@@ -403,6 +413,15 @@ impl Session {
             summary.reused_tokens
         );
         Ok(summary)
+    }
+
+    /// `result`, after cutting the transcript back to its first `kept` bytes
+    /// if it is an error: a failed call leaves no prompt or text behind.
+    fn rolled_back<T>(&mut self, kept: usize, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            self.truncate_transcript(kept);
+        }
+        result
     }
 
     /// Records emitted text in the summary and the transcript, then calls the callback.

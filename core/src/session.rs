@@ -118,24 +118,40 @@ impl Session {
         self.transcript = text;
     }
 
+    pub(crate) fn truncate_transcript(&mut self, len: usize) {
+        self.transcript.truncate(len);
+    }
+
     pub(crate) fn append_transcript(&mut self, text: &str) {
         self.transcript.push_str(text);
     }
 
-    /// Whether a context of `len` tokens fits the window without a shift.
-    pub(crate) fn fits(&self, len: usize) -> bool {
-        len - self.kept_window_start(len) <= self.model.config().context_length
+    /// Whether `context` fits the window without a shift.
+    pub(crate) fn fits(&self, context: &[u32]) -> bool {
+        context.len() - self.kept_window_start(context) <= self.model.config().context_length
     }
 
-    /// Where the window of a context of `len` tokens starts if it does not
-    /// shift: at 0 when all of it fits (re-encoding a shifted conversation can
-    /// merge tokens until it does), else where it started, keeping at least
-    /// the last token.
-    fn kept_window_start(&self, len: usize) -> usize {
-        if len <= self.model.config().context_length {
-            0
+    /// Where the window of `context` starts if it does not shift: at 0 when
+    /// all of it fits (re-encoding a shifted conversation can merge tokens
+    /// until it does), else where it started while the cache still agrees
+    /// with `context` there (all but its last token, which the next text can
+    /// merge into), else at 0 as in a fresh session: re-encoding can move
+    /// every later token, leaving the old start inside other text.
+    fn kept_window_start(&self, context: &[u32]) -> usize {
+        let start = self.window_start;
+        if context.len() <= self.model.config().context_length || start >= context.len() {
+            return 0;
+        }
+        let agreeing = self
+            .tokens
+            .iter()
+            .zip(&context[start..])
+            .take_while(|(a, b)| a == b)
+            .count();
+        if agreeing + 1 >= self.tokens.len() {
+            start
         } else {
-            self.window_start.min(len - 1)
+            0
         }
     }
 
@@ -150,7 +166,7 @@ impl Session {
     /// last three quarters of the context and re-prefills them from position 0.
     pub(crate) fn sync(&mut self, context: &[u32]) -> Result<SyncStep> {
         let ctx = self.model.config().context_length;
-        let mut start = self.kept_window_start(context.len());
+        let mut start = self.kept_window_start(context);
         let shifted = context.len() - start > ctx;
         if shifted {
             start = context.len() - (ctx - ctx / 4).max(1);

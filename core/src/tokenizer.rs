@@ -33,6 +33,8 @@ struct ByteLevelBpeJson<'a> {
     model: BpeJson<'a>,
     #[serde(default)]
     added_tokens: Vec<AddedTokenJson>,
+    truncation: Option<serde_json::Value>,
+    padding: Option<serde_json::Value>,
 }
 
 /// The BPE model, with its vocabulary and merges (most of the document) left
@@ -132,19 +134,28 @@ struct AddedTokenJson {
     content: String,
     #[serde(default)]
     special: bool,
+    #[serde(default)]
+    single_word: bool,
+    #[serde(default)]
+    lstrip: bool,
+    #[serde(default)]
+    rstrip: bool,
+    normalized: Option<bool>,
 }
 
 impl ByteLevelBpeJson<'_> {
     /// Whether this is exactly GPT-2's pipeline: no normalizer, a byte-level
-    /// pre-tokenizer without prefix space, plain BPE. (Post-processor and
-    /// decoder do not affect ids.)
+    /// pre-tokenizer without prefix space, plain BPE, no truncation or
+    /// padding. (Post-processor and decoder do not affect ids.)
     fn is_plain_byte_level(&self) -> bool {
         let pre = self.pre_tokenizer.as_ref();
         let field = |name: &str| pre.and_then(|p| p.get(name)).cloned();
         let m = &self.model;
-        self.normalizer
-            .as_ref()
-            .is_none_or(serde_json::Value::is_null)
+        let unset =
+            |v: &Option<serde_json::Value>| v.as_ref().is_none_or(serde_json::Value::is_null);
+        unset(&self.normalizer)
+            && unset(&self.truncation)
+            && unset(&self.padding)
             && field("type") == Some("ByteLevel".into())
             && field("add_prefix_space") == Some(false.into())
             && field("use_regex").is_none_or(|v| v == true)
@@ -195,7 +206,13 @@ impl ByteLevelBpeJson<'_> {
         let added: Vec<tokenizers::AddedToken> = self
             .added_tokens
             .iter()
-            .map(|t| tokenizers::AddedToken::from(t.content.clone(), t.special))
+            .map(|t| {
+                tokenizers::AddedToken::from(t.content.clone(), t.special)
+                    .single_word(t.single_word)
+                    .lstrip(t.lstrip)
+                    .rstrip(t.rstrip)
+                    .normalized(t.normalized.unwrap_or(!t.special))
+            })
             .collect();
         inner.add_tokens(&added);
         Ok(Tokenizer {
@@ -364,6 +381,10 @@ impl Tokenizer {
                 id,
                 content: t.content,
                 special: t.special,
+                single_word: t.single_word,
+                lstrip: t.lstrip,
+                rstrip: t.rstrip,
+                normalized: Some(t.normalized),
             })
             .collect();
         let vocab = inner.get_vocab(false);
@@ -471,6 +492,29 @@ mod tests {
         assert_eq!(fast.pieces, generic.pieces);
         assert_eq!(fast.special, generic.special);
         assert!(fast.encode("a<|endoftext|>b").unwrap().contains(&50256));
+    }
+
+    #[test]
+    #[cfg(feature = "any-tokenizer")]
+    fn fast_path_keeps_added_token_flags_and_leaves_truncation_to_the_generic_one() {
+        let mut doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../assets/tokenizer.json")).unwrap();
+        doc["added_tokens"][0]["lstrip"] = true.into();
+        doc["added_tokens"][0]["rstrip"] = true.into();
+        let stripping = doc.to_string();
+        doc["added_tokens"][0]["lstrip"] = false.into();
+        doc["added_tokens"][0]["rstrip"] = false.into();
+        doc["truncation"] = serde_json::json!({"direction": "Right", "max_length": 4,
+            "strategy": "LongestFirst", "stride": 0});
+        let truncating = doc.to_string();
+        let text = "a <|endoftext|> b and a few more words";
+        for json in [&stripping, &truncating] {
+            let fast = Tokenizer::from_json(json).unwrap();
+            let generic = Tokenizer::from_json_generic(json).unwrap();
+            assert_eq!(fast.encode(text).unwrap(), generic.encode(text).unwrap());
+        }
+        let stripped = Tokenizer::from_json(&stripping).unwrap();
+        assert_eq!(stripped.encode("a <|endoftext|> b").unwrap().len(), 3);
     }
 
     #[test]

@@ -181,6 +181,29 @@ fn callback_returning_false_stops_generation() {
 }
 
 #[test]
+fn a_stop_string_is_the_reason_even_when_the_callback_refuses_the_text_before_it() {
+    let model = tiny_model(1);
+    let ab = model.tokenizer().encode("ab").unwrap();
+    assert_eq!(ab.len(), 1, "precondition: \"ab\" is one token");
+    let options = GenerateOptions {
+        logit_bias: vec![(ab[0], 100.0)],
+        stop_strings: vec!["b".into()],
+        ..greedy(5)
+    };
+    let mut pieces = Vec::new();
+    let summary = model
+        .session()
+        .unwrap()
+        .generate("x", &options, |piece| {
+            pieces.push(piece.to_string());
+            false
+        })
+        .unwrap();
+    assert_eq!(pieces, ["a"]);
+    assert_eq!(summary.stop_reason, StopReason::StopString);
+}
+
+#[test]
 fn cancel_from_another_thread_stops_within_one_step() {
     let model = tiny_model(1);
     let mut session = model.session().unwrap();
@@ -280,6 +303,48 @@ fn a_shifted_conversation_that_re_encodes_shorter_is_read_whole() {
     };
     let (next, _) = run(&mut session, "", &no_shift);
     assert_eq!(next.reused_tokens + next.prefill_tokens, conversation);
+}
+
+#[test]
+fn a_shifted_conversation_that_re_encodes_shorter_but_not_within_the_window_shifts_as_a_fresh_one()
+{
+    // 1000 generated "a" tokens re-encode as ~250 merged ones: the old window
+    // start now points into other text, so the next call shifts afresh.
+    let load = LoadOptions {
+        threads: 1,
+        context_length: Some(64),
+        ..LoadOptions::default()
+    };
+    let model = Model::load(
+        common::repo_path("models/chaya-tiny-random.safetensors"),
+        &load,
+    )
+    .unwrap();
+    let a = model.tokenizer().encode("a").unwrap()[0];
+    let only_a = GenerateOptions {
+        logit_bias: vec![(a, 100.0)],
+        ..greedy(1000)
+    };
+    let mut session = model.session().unwrap();
+    run(&mut session, "a", &only_a);
+    let conversation = format!("{} b", session.transcript());
+    let encoded = model.tokenizer().encode(&conversation).unwrap().len();
+    assert!((64..1000).contains(&encoded), "{encoded} tokens");
+
+    let (next, _) = run(&mut session, " b", &greedy(8));
+    let (fresh, _) = run(&mut model.session().unwrap(), &conversation, &greedy(8));
+    assert_eq!(next.reused_tokens + next.prefill_tokens, 48);
+    assert_eq!(next.context_shifts, 1);
+    assert_eq!(next.tokens, fresh.tokens);
+
+    let no_shift = GenerateOptions {
+        context_shift: false,
+        ..greedy(8)
+    };
+    let mut session = model.session().unwrap();
+    run(&mut session, "a", &only_a);
+    let err = session.generate(" b", &no_shift, |_| true).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
 }
 
 #[test]

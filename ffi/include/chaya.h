@@ -562,7 +562,10 @@ struct chaya_options chaya_options_compat(void);
  * CHAYA_ERR_INVALID_INPUT, CHAYA_ERR_INFERENCE, CHAYA_ERR_PANIC.
  *
  * Blocks until done; call chaya_cancel from another thread (or from the
- * callback) to stop early.
+ * callback) to stop early. Text held back as a possible start of a stop
+ * string is passed to the callback when generation ends without one, also
+ * after a cancel. A call that fails leaves the session's conversation as it
+ * was (without this prompt), so it can be retried.
  *
  * # Safety
  * `session` is NULL or a live session; `prompt` is NULL or NUL-terminated;
