@@ -5,10 +5,13 @@ benchmark (benches/peers.py).
 
     python3 benches/export_onnx.py CHECKPOINT OUT_DIR
 
-The graph: inputs `ids` [1, T] (int64), `past_k`, `past_v` [layers, heads, P,
-head_dim] (f32; P = 0 for a fresh prompt), `start` (int64 scalar, = P);
-outputs `logits` [1, vocab] of the last position and `present_k`, `present_v`
-[layers, heads, P+T, head_dim]. One graph serves prefill and decode. The
+The graph: inputs `ids` [1, T] (int64), `start` (int64 scalar, = P) and, per
+layer i, `past_k_i`, `past_v_i` [heads, P, head_dim] (f32; P = 0 for a fresh
+prompt); outputs `logits` [1, vocab] of the last position and `present_k_i`,
+`present_v_i` [heads, P+T, head_dim]. One graph serves prefill and decode. The
+cache is one tensor per layer (as Hugging Face's exports have it), so a step
+copies each layer's cache once (its concat), not also into and out of a
+stacked tensor. The
 arithmetic follows ../shared/spec/chaya-v1.md (CHAYA's RoPE, RMSNorm with eps
 1e-8 inside the root, SwiGLU, factorized tied embeddings), in float32.
 """
@@ -34,7 +37,8 @@ def load_state_dict(path):
 
 
 class CachedChaya(torch.nn.Module):
-    """CHAYA-v1 in float32 with an explicit, stacked KV cache."""
+    """CHAYA-v1 in float32 with an explicit KV cache, one key and one value
+    tensor per layer."""
 
     def __init__(self, sd, num_heads):
         super().__init__()
@@ -57,12 +61,13 @@ class CachedChaya(torch.nn.Module):
         heads = d_model // (2 * inv_freq.shape[0]) if inv_freq is not None else 8
         return cls(sd, heads)
 
-    def cache_shape(self):
-        return (self.layers, self.heads, self.head_dim)
+    def cache_names(self, kind):
+        """`kind`_k_0, `kind`_v_0, `kind`_k_1, ...: the cache's inputs or outputs."""
+        return [f"{kind}_{kv}_{i}" for i in range(self.layers) for kv in "kv"]
 
-    def empty_cache(self):
-        empty = torch.zeros(self.layers, self.heads, 0, self.head_dim)
-        return empty, empty.clone()
+    def empty_cache(self, length=0):
+        """past_k_0, past_v_0, ...: zeros [heads, length, head_dim]."""
+        return [torch.zeros(self.heads, length, self.head_dim) for _ in range(2 * self.layers)]
 
     def p(self, name):
         return self.w[name.replace(".", "__")]
@@ -77,14 +82,15 @@ class CachedChaya(torch.nn.Module):
         rot = torch.cat([-x[..., 1::2], x[..., 0::2]], dim=-1)
         return x * torch.cos(ang) + rot * torch.sin(ang)
 
-    def forward(self, ids, past_k, past_v, start):
+    def forward(self, ids, start, *past):
+        """(last position's logits, present_k_0, present_v_0, ...)."""
         ids = ids[0]
         t = ids.shape[0]
         pos = (start + torch.arange(t)).float()
-        key_pos = torch.arange(past_k.shape[2] + t).float()
+        key_pos = torch.arange(past[0].shape[1] + t).float()
         mask = key_pos[None, :] > pos[:, None]
         x = self.p("token_embedding.weight")[ids] @ self.p("emb_proj.weight").T
-        present_k, present_v = [], []
+        present = []
         d, h, hd = self.d_model, self.heads, self.head_dim
         for i in range(self.layers):
             w = lambda n: self.p(f"layers.{i}.{n}")
@@ -92,10 +98,9 @@ class CachedChaya(torch.nn.Module):
             q, k, v = (y @ w("attn.qkv.weight").T).split(d, dim=-1)
             q, k, v = (z.reshape(t, h, hd).transpose(0, 1) for z in (q, k, v))
             q, k = self.rope(q, pos), self.rope(k, pos)
-            k = torch.cat([past_k[i], k], dim=1)
-            v = torch.cat([past_v[i], v], dim=1)
-            present_k.append(k)
-            present_v.append(v)
+            k = torch.cat([past[2 * i], k], dim=1)
+            v = torch.cat([past[2 * i + 1], v], dim=1)
+            present += [k, v]
             s = (q @ k.transpose(1, 2)) / math.sqrt(hd)
             s = s.masked_fill(mask[None], float("-inf"))
             a = torch.softmax(s, dim=-1) @ v
@@ -105,7 +110,7 @@ class CachedChaya(torch.nn.Module):
             x = x + f @ w("ffn.w3.weight").T
         last = self.rmsnorm(x[-1:], self.p("norm_f.scale"))
         logits = (last @ self.p("out_proj.weight").T) @ self.p("token_embedding.weight").T
-        return logits, torch.stack(present_k), torch.stack(present_v)
+        return (logits, *present)
 
 
 def export(model, out_dir):
@@ -113,15 +118,14 @@ def export(model, out_dir):
     from onnxruntime.quantization import QuantType, quantize_dynamic
     f32_path = os.path.join(out_dir, "chaya.onnx")
     int8_path = os.path.join(out_dir, "chaya-int8.onnx")
-    past_k, past_v = model.empty_cache()
-    past_k = torch.zeros(model.layers, model.heads, 3, model.head_dim)
+    past, present = model.cache_names("past"), model.cache_names("present")
     with torch.no_grad():
         torch.onnx.export(
-            model, (torch.tensor([[1, 2]]), past_k, past_k.clone(), torch.tensor(3)), f32_path,
-            input_names=["ids", "past_k", "past_v", "start"],
-            output_names=["logits", "present_k", "present_v"],
-            dynamic_axes={"ids": {1: "T"}, "past_k": {2: "P"}, "past_v": {2: "P"},
-                          "present_k": {2: "PT"}, "present_v": {2: "PT"}},
+            model, (torch.tensor([[1, 2]]), torch.tensor(3), *model.empty_cache(3)), f32_path,
+            input_names=["ids", "start", *past],
+            output_names=["logits", *present],
+            dynamic_axes={"ids": {1: "T"}, **{n: {1: "P"} for n in past},
+                          **{n: {1: "PT"} for n in present}},
             opset_version=17, dynamo=False)
     quantize_dynamic(f32_path, int8_path, per_channel=True, weight_type=QuantType.QInt8)
     for path in (f32_path, int8_path):

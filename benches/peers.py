@@ -15,12 +15,13 @@ table and the ratios chaya / peer.
 Needs torch, onnx, onnxruntime, safetensors (pip). Every peer runs the same
 measurements as `chaya bench`: first token for a 16-token prompt, prefill of 64
 and 256 tokens, and decode of 32 greedy tokens after a 200-token prompt, in one
-warm session per peer. `chaya bench` times its prefills likewise after one
-untimed prompt of the same length, but its first token right after loading the
-model (cold). The --runs rounds interleave the engines (each round measures
-every engine once, `chaya bench --runs 1` per round), so a change in the
-machine's load during the run reaches all of them alike; the table shows
-medians over the rounds.
+warm session per peer. Every engine times a prefill after one untimed prompt
+of the same length; `chaya bench` times its first token right after loading
+the model (cold; the peers' sessions are warm). The --runs rounds interleave
+the engines (each round measures every engine once, `chaya bench --runs 1` per
+round), so a change in the machine's load during the run reaches all of them
+alike; the table shows medians over the rounds, the ratios the median and
+range of each round's ratio.
 """
 import argparse
 import json
@@ -51,8 +52,7 @@ class TorchNoCache:
 
     def logits(self, ids):
         with torch.no_grad():
-            empty = self.model.empty_cache()
-            return self.model(torch.tensor([ids]), *empty, torch.tensor(0))[0]
+            return self.model(torch.tensor([ids]), torch.tensor(0), *self.model.empty_cache())[0]
 
     def prefill(self, ids):
         self.seq = list(ids)
@@ -71,12 +71,12 @@ class TorchCached:
 
     def run(self, ids):
         with torch.no_grad():
-            logits, self.k, self.v = self.model(torch.tensor([ids]), self.k, self.v, torch.tensor(self.pos))
+            logits, *self.past = self.model(torch.tensor([ids]), torch.tensor(self.pos), *self.past)
         self.pos += len(ids)
         return logits
 
     def prefill(self, ids):
-        self.k, self.v = self.model.empty_cache()
+        self.past = self.model.empty_cache()
         self.pos = 0
         return self.run(ids)
 
@@ -89,9 +89,12 @@ class Ort:
     `session.x64quantprecision`: on x86 CPUs without VNNI, ORT's default int8
     kernels multiply u8 activations by s8 weights with `vpmaddubsw`, whose 16-bit
     pair sums can saturate; with it, ORT converts such weights to u8 and runs
-    u8 × u8 kernels that cannot."""
+    u8 × u8 kernels that cannot.
 
-    def __init__(self, path, threads, shape, exact=False):
+    The cache stays in ORT's own tensors (`OrtValue`s): each step's present
+    tensors are the next step's past ones, never copied to numpy and back."""
+
+    def __init__(self, path, threads, model, exact=False):
         import onnxruntime as ort
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -99,19 +102,21 @@ class Ort:
         if exact:
             options.add_session_config_entry("session.x64quantprecision", "1")
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        self.shape = shape
+        self.value = ort.OrtValue.ortvalue_from_numpy
+        self.past_names = model.cache_names("past")
+        self.outputs = ["logits", *model.cache_names("present")]
+        self.empty = [self.value(t.numpy()) for t in model.empty_cache()]
 
     def run(self, ids):
-        logits, self.k, self.v = self.session.run(None, {
-            "ids": np.array([ids], dtype=np.int64), "past_k": self.k, "past_v": self.v,
-            "start": np.array(self.pos, dtype=np.int64)})
+        inputs = {"ids": self.value(np.array([ids], dtype=np.int64)),
+                  "start": self.value(np.array(self.pos, dtype=np.int64)),
+                  **dict(zip(self.past_names, self.past))}
+        logits, *self.past = self.session.run_with_ort_values(self.outputs, inputs)
         self.pos += len(ids)
-        return logits
+        return logits.numpy()
 
     def prefill(self, ids):
-        layers, heads, head_dim = self.shape
-        self.k = np.zeros((layers, heads, 0, head_dim), dtype=np.float32)
-        self.v = self.k.copy()
+        self.past = self.empty
         self.pos = 0
         return self.run(ids)
 
@@ -121,8 +126,10 @@ class Ort:
 
 def measure(engine, vocab, decode_tokens):
     """The `chaya bench` measurements of one engine, once each, as {name: value}."""
-    def prefill_time(n):
+    def prefill_time(n, warm=True):
         ids = prompt(n, vocab)
+        if warm:  # as `chaya bench`: one untimed prompt of the same length first
+            engine.prefill(ids)
         start = time.perf_counter()
         engine.prefill(ids)
         return time.perf_counter() - start
@@ -135,18 +142,19 @@ def measure(engine, vocab, decode_tokens):
         return decode_tokens / (time.perf_counter() - start)
 
     return {
-        "first token (16-token prompt)": prefill_time(16) * 1e3,
+        "first token (16-token prompt)": prefill_time(16, warm=False) * 1e3,
         "prefill 64 tokens": 64 / prefill_time(64),
         "prefill 256 tokens": 256 / prefill_time(256),
         "decode at context 200": decode_speed(200),
     }
 
 
-def chaya_bench(binary, model, threads):
+def chaya_bench(binary, model, threads, decode_tokens):
     """One run of every `chaya bench` measurement, as {name: value}, and the
     int8 kernel set it ran."""
     out = subprocess.run([binary, "bench", "-m", model, "--threads", str(threads),
-                          "--runs", "1", "--json"], check=True, capture_output=True, text=True)
+                          "--decode-tokens", str(decode_tokens), "--runs", "1", "--json"],
+                         check=True, capture_output=True, text=True)
     report = json.loads(out.stdout)
     return {name: m["median"] for name, m in report["metrics"].items()}, report["int8_kernels"]
 
@@ -179,10 +187,10 @@ def main():
         engines = {
             "PyTorch, no cache (original CLI)": TorchNoCache(model),
             "PyTorch, KV cache": TorchCached(model),
-            "ONNX Runtime f32": Ort(f32_onnx, args.threads, model.cache_shape()),
-            "ONNX Runtime int8": Ort(int8_onnx, args.threads, model.cache_shape()),
-            "ONNX Runtime int8, x64quantprecision": Ort(int8_onnx, args.threads,
-                                                        model.cache_shape(), exact=True),
+            "ONNX Runtime f32": Ort(f32_onnx, args.threads, model),
+            "ONNX Runtime int8": Ort(int8_onnx, args.threads, model),
+            "ONNX Runtime int8, x64quantprecision": Ort(int8_onnx, args.threads, model,
+                                                        exact=True),
         }
     check = prompt(20, vocab)
     reference = engines["PyTorch, no cache (original CLI)"].prefill(check).numpy()
@@ -205,7 +213,7 @@ def main():
             if number == 0 or "no cache" not in name:
                 record(name, measure(engine, vocab, args.decode_tokens))
         for name, path in chaya.items():
-            row, kernels = chaya_bench(args.chaya, path, args.threads)
+            row, kernels = chaya_bench(args.chaya, path, args.threads, args.decode_tokens)
             record(name, row)
     results = {name: {metric: statistics.median(values) for metric, values in row.items()}
                for name, row in samples.items()}
@@ -217,18 +225,25 @@ def main():
     print("|---|" + "---:|" * len(metrics))
     for name, row in results.items():
         print(f"| {name} | " + " | ".join(f"{row.get(m, math.nan):.1f}" for m in metrics) + " |")
-    ours = results["chaya int8"]
-    print("\nchaya int8 / peer (> 1 means chaya is better; for first-token time, peer / chaya):\n")
-    for name, row in results.items():
+    print("\nchaya int8 / peer (> 1 means chaya is better; for first-token time, peer / chaya), "
+          "median of the rounds' ratios and their range:\n")
+    ratios = {}
+    for name, row in samples.items():
         if name == "chaya int8":
             continue
-        ratios = [(row[m] / ours[m]) if "first token" in m else (ours[m] / row[m]) for m in metrics]
-        print(f"| {name} | " + " | ".join(f"{r:.2f}×" for r in ratios) + " |")
+        ratios[name] = {}
+        for m in metrics:
+            # Round by round; the original loop's one sample against round 1.
+            pairs = zip(samples["chaya int8"][m], row[m])
+            ratios[name][m] = [peer / ours if "first token" in m else ours / peer
+                               for ours, peer in pairs]
+        cells = [f"{statistics.median(r):.2f}× ({min(r):.2f}-{max(r):.2f})"
+                 for r in ratios[name].values()]
+        print(f"| {name} | " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(), "threads": args.threads, "int8_kernels": kernels,
-                       "results": results}, f, indent=2)
-
+                       "results": results, "samples": samples, "ratios": ratios}, f, indent=2)
 
 if __name__ == "__main__":
     main()
