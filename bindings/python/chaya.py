@@ -999,7 +999,7 @@ class GenerateOptions:
     (sensible chat/completion settings); see also `compat_generate_options` and
     `greedy_generate_options`.
 """
-    def __init__(self, *, max_tokens:int = 128, temperature:float = 0.8, top_k:int = 40, top_p:float = 0.95, min_p:float = 0.05, repetition_penalty:float = 1.1, frequency_penalty:float = 0.0, presence_penalty:float = 0.0, compat:bool = False, seed:typing.Optional[int] = _DEFAULT, stop_strings:typing.List[str] = _DEFAULT, stop_at_eos:bool = True, logit_bias:typing.List[LogitBias] = _DEFAULT, context_shift:bool = True):
+    def __init__(self, *, max_tokens:int = 128, temperature:float = 0.8, top_k:int = 40, top_p:float = 0.95, min_p:float = 0.05, repetition_penalty:float = 1.1, frequency_penalty:float = 0.0, presence_penalty:float = 0.0, penalty_last_n:int = 64, compat:bool = False, seed:typing.Optional[int] = _DEFAULT, stop_strings:typing.List[str] = _DEFAULT, stop_at_eos:bool = True, logit_bias:typing.List[LogitBias] = _DEFAULT, context_shift:bool = True):
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.top_k = top_k
@@ -1008,6 +1008,7 @@ class GenerateOptions:
         self.repetition_penalty = repetition_penalty
         self.frequency_penalty = frequency_penalty
         self.presence_penalty = presence_penalty
+        self.penalty_last_n = penalty_last_n
         self.compat = compat
         if seed is _DEFAULT:
             self.seed = None
@@ -1028,7 +1029,7 @@ class GenerateOptions:
 
     
     def __str__(self):
-        return "GenerateOptions(max_tokens={}, temperature={}, top_k={}, top_p={}, min_p={}, repetition_penalty={}, frequency_penalty={}, presence_penalty={}, compat={}, seed={}, stop_strings={}, stop_at_eos={}, logit_bias={}, context_shift={})".format(self.max_tokens, self.temperature, self.top_k, self.top_p, self.min_p, self.repetition_penalty, self.frequency_penalty, self.presence_penalty, self.compat, self.seed, self.stop_strings, self.stop_at_eos, self.logit_bias, self.context_shift)
+        return "GenerateOptions(max_tokens={}, temperature={}, top_k={}, top_p={}, min_p={}, repetition_penalty={}, frequency_penalty={}, presence_penalty={}, penalty_last_n={}, compat={}, seed={}, stop_strings={}, stop_at_eos={}, logit_bias={}, context_shift={})".format(self.max_tokens, self.temperature, self.top_k, self.top_p, self.min_p, self.repetition_penalty, self.frequency_penalty, self.presence_penalty, self.penalty_last_n, self.compat, self.seed, self.stop_strings, self.stop_at_eos, self.logit_bias, self.context_shift)
     def __eq__(self, other):
         if self.max_tokens != other.max_tokens:
             return False
@@ -1045,6 +1046,8 @@ class GenerateOptions:
         if self.frequency_penalty != other.frequency_penalty:
             return False
         if self.presence_penalty != other.presence_penalty:
+            return False
+        if self.penalty_last_n != other.penalty_last_n:
             return False
         if self.compat != other.compat:
             return False
@@ -1072,6 +1075,7 @@ class _UniffiFfiConverterTypeGenerateOptions(_UniffiConverterRustBuffer):
             repetition_penalty=_UniffiFfiConverterFloat32.read(buf),
             frequency_penalty=_UniffiFfiConverterFloat32.read(buf),
             presence_penalty=_UniffiFfiConverterFloat32.read(buf),
+            penalty_last_n=_UniffiFfiConverterUInt32.read(buf),
             compat=_UniffiFfiConverterBoolean.read(buf),
             seed=_UniffiFfiConverterOptionalUInt64.read(buf),
             stop_strings=_UniffiFfiConverterSequenceString.read(buf),
@@ -1090,6 +1094,7 @@ class _UniffiFfiConverterTypeGenerateOptions(_UniffiConverterRustBuffer):
         _UniffiFfiConverterFloat32.check_lower(value.repetition_penalty)
         _UniffiFfiConverterFloat32.check_lower(value.frequency_penalty)
         _UniffiFfiConverterFloat32.check_lower(value.presence_penalty)
+        _UniffiFfiConverterUInt32.check_lower(value.penalty_last_n)
         _UniffiFfiConverterBoolean.check_lower(value.compat)
         _UniffiFfiConverterOptionalUInt64.check_lower(value.seed)
         _UniffiFfiConverterSequenceString.check_lower(value.stop_strings)
@@ -1107,6 +1112,7 @@ class _UniffiFfiConverterTypeGenerateOptions(_UniffiConverterRustBuffer):
         _UniffiFfiConverterFloat32.write(value.repetition_penalty, buf)
         _UniffiFfiConverterFloat32.write(value.frequency_penalty, buf)
         _UniffiFfiConverterFloat32.write(value.presence_penalty, buf)
+        _UniffiFfiConverterUInt32.write(value.penalty_last_n, buf)
         _UniffiFfiConverterBoolean.write(value.compat, buf)
         _UniffiFfiConverterOptionalUInt64.write(value.seed, buf)
         _UniffiFfiConverterSequenceString.write(value.stop_strings, buf)

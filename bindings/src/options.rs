@@ -65,6 +65,10 @@ pub struct GenerateOptions {
     /// Subtracted once for a token present in the context (-100..=100).
     #[uniffi(default = 0.0)]
     pub presence_penalty: f32,
+    /// The penalties look at the last `penalty_last_n` tokens of the context
+    /// (llama.cpp's `repeat_last_n`); 0 means every token since the last reset.
+    #[uniffi(default = 64)]
+    pub penalty_last_n: u32,
     /// The original CHAYA CLI's sampler order (temperature first) and
     /// sign-blind repetition penalty.
     #[uniffi(default = false)]
@@ -102,6 +106,7 @@ impl From<GenerateOptions> for chaya::GenerateOptions {
             repetition_penalty: o.repetition_penalty,
             frequency_penalty: o.frequency_penalty,
             presence_penalty: o.presence_penalty,
+            penalty_last_n: o.penalty_last_n as usize,
             compat: o.compat,
             seed: o.seed,
             stop_strings: o.stop_strings,
@@ -128,6 +133,7 @@ impl From<chaya::GenerateOptions> for GenerateOptions {
             repetition_penalty: o.repetition_penalty,
             frequency_penalty: o.frequency_penalty,
             presence_penalty: o.presence_penalty,
+            penalty_last_n: saturate(o.penalty_last_n),
             compat: o.compat,
             seed: o.seed,
             stop_strings: o.stop_strings,

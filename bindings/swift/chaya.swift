@@ -1357,6 +1357,11 @@ public struct GenerateOptions: Equatable, Hashable {
      */
     public var presencePenalty: Float
     /**
+     * The penalties look at the last `penalty_last_n` tokens of the context
+     * (llama.cpp's `repeat_last_n`); 0 means every token since the last reset.
+     */
+    public var penaltyLastN: UInt32
+    /**
      * The original CHAYA CLI's sampler order (temperature first) and
      * sign-blind repetition penalty.
      */
@@ -1415,6 +1420,10 @@ public struct GenerateOptions: Equatable, Hashable {
          * Subtracted once for a token present in the context (-100..=100).
          */presencePenalty: Float = Float(0.0), 
         /**
+         * The penalties look at the last `penalty_last_n` tokens of the context
+         * (llama.cpp's `repeat_last_n`); 0 means every token since the last reset.
+         */penaltyLastN: UInt32 = UInt32(64), 
+        /**
          * The original CHAYA CLI's sampler order (temperature first) and
          * sign-blind repetition penalty.
          */compat: Bool = false, 
@@ -1446,6 +1455,7 @@ public struct GenerateOptions: Equatable, Hashable {
         self.repetitionPenalty = repetitionPenalty
         self.frequencyPenalty = frequencyPenalty
         self.presencePenalty = presencePenalty
+        self.penaltyLastN = penaltyLastN
         self.compat = compat
         self.seed = seed
         self.stopStrings = stopStrings
@@ -1478,6 +1488,7 @@ public struct FfiConverterTypeGenerateOptions: FfiConverterRustBuffer {
                 repetitionPenalty: FfiConverterFloat.read(from: &buf), 
                 frequencyPenalty: FfiConverterFloat.read(from: &buf), 
                 presencePenalty: FfiConverterFloat.read(from: &buf), 
+                penaltyLastN: FfiConverterUInt32.read(from: &buf), 
                 compat: FfiConverterBool.read(from: &buf), 
                 seed: FfiConverterOptionUInt64.read(from: &buf), 
                 stopStrings: FfiConverterSequenceString.read(from: &buf), 
@@ -1496,6 +1507,7 @@ public struct FfiConverterTypeGenerateOptions: FfiConverterRustBuffer {
         FfiConverterFloat.write(value.repetitionPenalty, into: &buf)
         FfiConverterFloat.write(value.frequencyPenalty, into: &buf)
         FfiConverterFloat.write(value.presencePenalty, into: &buf)
+        FfiConverterUInt32.write(value.penaltyLastN, into: &buf)
         FfiConverterBool.write(value.compat, into: &buf)
         FfiConverterOptionUInt64.write(value.seed, into: &buf)
         FfiConverterSequenceString.write(value.stopStrings, into: &buf)

@@ -35,6 +35,10 @@ pub struct GenerateOptions {
     pub frequency_penalty: f32,
     /// Subtracted once for a token present in the context (-100..=100).
     pub presence_penalty: f32,
+    /// The penalties look at the last `penalty_last_n` tokens of the context
+    /// (llama.cpp's `repeat_last_n`); 0 means every token since the last
+    /// reset, as the original CLI.
+    pub penalty_last_n: usize,
     /// Original CLI behaviour: its sampler order (temperature first) and its
     /// sign-blind repetition penalty.
     pub compat: bool,
@@ -64,6 +68,7 @@ impl Default for GenerateOptions {
             repetition_penalty: 1.1,
             frequency_penalty: 0.0,
             presence_penalty: 0.0,
+            penalty_last_n: 64,
             compat: false,
             seed: None,
             stop_strings: Vec::new(),
@@ -86,6 +91,7 @@ impl GenerateOptions {
             repetition_penalty: 1.15,
             frequency_penalty: 0.3,
             presence_penalty: 0.5,
+            penalty_last_n: 0,
             compat: true,
             ..GenerateOptions::default()
         }
@@ -168,6 +174,14 @@ impl GenerateOptions {
             }
         }
         Ok(())
+    }
+
+    /// The tokens of `context` the penalties look at.
+    pub fn penalty_window<'a>(&self, context: &'a [u32]) -> &'a [u32] {
+        match self.penalty_last_n {
+            0 => context,
+            n => &context[context.len().saturating_sub(n)..],
+        }
     }
 
     /// The sampler chain these options describe.
@@ -354,7 +368,7 @@ impl Session {
                 summary.stop_reason = StopReason::Cancelled;
                 break;
             }
-            let token = sampler.sample(&logits, &context);
+            let token = sampler.sample(&logits, options.penalty_window(&context));
             if i == 0 {
                 summary.time_to_first_token = start.elapsed();
                 decode_start = Instant::now();

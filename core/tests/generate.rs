@@ -204,6 +204,31 @@ fn a_stop_string_is_the_reason_even_when_the_callback_refuses_the_text_before_it
 }
 
 #[test]
+fn penalties_look_at_the_last_penalty_last_n_tokens() {
+    // "a" always wins unless penalized, and a penalized "a" always loses: it
+    // comes back as soon as it leaves the penalty window.
+    let model = tiny_model(1);
+    let a = model.tokenizer().encode("a").unwrap()[0];
+    let positions_of_a = |penalty_last_n| {
+        let options = GenerateOptions {
+            logit_bias: vec![(a, 50.0)],
+            presence_penalty: 100.0,
+            penalty_last_n,
+            ..greedy(12)
+        };
+        let (summary, _) = run(&mut model.session().unwrap(), "x", &options);
+        (0..12)
+            .filter(|&i| summary.tokens[i] == a)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(positions_of_a(0), [0]);
+    assert_eq!(positions_of_a(1), [0, 2, 4, 6, 8, 10]);
+    assert_eq!(positions_of_a(3), [0, 4, 8]);
+    assert_eq!(GenerateOptions::default().penalty_last_n, 64);
+    assert_eq!(GenerateOptions::compat().penalty_last_n, 0);
+}
+
+#[test]
 fn cancel_from_another_thread_stops_within_one_step() {
     let model = tiny_model(1);
     let mut session = model.session().unwrap();

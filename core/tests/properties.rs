@@ -65,6 +65,7 @@ fn options() -> impl Strategy<Value = GenerateOptions> {
         knob(-2.0..2.0),
         any::<bool>(),
         any::<Option<u64>>(),
+        prop_oneof![0usize..8, Just(64), any::<usize>()],
     );
     let rest = (
         prop::collection::vec(prop_oneof![4 => text(), 1 => Just(String::new())], 0..3),
@@ -81,7 +82,7 @@ fn options() -> impl Strategy<Value = GenerateOptions> {
     (sampling, penalties, rest).prop_map(
         |(
             (max_tokens, temperature, top_k, top_p, min_p),
-            (repetition_penalty, frequency_penalty, presence_penalty, compat, seed),
+            (repetition_penalty, frequency_penalty, presence_penalty, compat, seed, penalty_last_n),
             (stop_strings, stop_at_eos, logit_bias, context_shift),
         )| GenerateOptions {
             max_tokens,
@@ -92,6 +93,7 @@ fn options() -> impl Strategy<Value = GenerateOptions> {
             repetition_penalty,
             frequency_penalty,
             presence_penalty,
+            penalty_last_n,
             compat,
             seed,
             stop_strings,

@@ -250,6 +250,12 @@ typedef struct chaya_options {
      */
     float presence_penalty;
     /**
+     * The penalties look at the last penalty_last_n tokens of the context
+     * (llama.cpp's repeat_last_n); 0 means every token since the session's
+     * last reset.
+     */
+    uint32_t penalty_last_n;
+    /**
      * Reproduce the original CHAYA command line: its sampler order
      * (temperature first) and its sign-blind repetition penalty.
      */
@@ -532,7 +538,8 @@ enum chaya_status chaya_session_reset(struct chaya_session *session);
 /**
  * The default options (chat/completion settings): max_tokens 128,
  * temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, repetition_penalty 1.1,
- * no frequency or presence penalty, compat off, no seed, no stop strings,
+ * no frequency or presence penalty, penalties over the last 64 tokens,
+ * compat off, no seed, no stop strings,
  * stop at end of text, no logit bias, context shift on.
  */
 struct chaya_options chaya_options_default(void);
@@ -540,7 +547,8 @@ struct chaya_options chaya_options_default(void);
 /**
  * The original CHAYA command line's settings (compat on): max_tokens 150,
  * temperature 0.8, top_k 50, top_p 0.92, min_p 0, repetition_penalty 1.15,
- * frequency_penalty 0.3, presence_penalty 0.5, no seed, stop at end of text.
+ * frequency_penalty 0.3, presence_penalty 0.5, penalties over every token
+ * (penalty_last_n 0), no seed, stop at end of text.
  */
 struct chaya_options chaya_options_compat(void);
 

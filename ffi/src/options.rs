@@ -34,6 +34,10 @@ pub struct chaya_options {
     /// Subtracted once from the logit of a token present in the context,
     /// -100..=100.
     pub presence_penalty: f32,
+    /// The penalties look at the last penalty_last_n tokens of the context
+    /// (llama.cpp's repeat_last_n); 0 means every token since the session's
+    /// last reset.
+    pub penalty_last_n: u32,
     /// Reproduce the original CHAYA command line: its sampler order
     /// (temperature first) and its sign-blind repetition penalty.
     pub compat: bool,
@@ -79,6 +83,7 @@ impl chaya_options {
             repetition_penalty: o.repetition_penalty,
             frequency_penalty: o.frequency_penalty,
             presence_penalty: o.presence_penalty,
+            penalty_last_n: o.penalty_last_n.try_into().unwrap_or(u32::MAX),
             compat: o.compat,
             has_seed: o.seed.is_some(),
             seed: o.seed.unwrap_or(0),
@@ -136,6 +141,7 @@ impl chaya_options {
             repetition_penalty: self.repetition_penalty,
             frequency_penalty: self.frequency_penalty,
             presence_penalty: self.presence_penalty,
+            penalty_last_n: self.penalty_last_n as usize,
             compat: self.compat,
             seed: self.has_seed.then_some(self.seed),
             stop_strings,
@@ -148,7 +154,8 @@ impl chaya_options {
 
 /// The default options (chat/completion settings): max_tokens 128,
 /// temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, repetition_penalty 1.1,
-/// no frequency or presence penalty, compat off, no seed, no stop strings,
+/// no frequency or presence penalty, penalties over the last 64 tokens,
+/// compat off, no seed, no stop strings,
 /// stop at end of text, no logit bias, context shift on.
 #[no_mangle]
 pub extern "C" fn chaya_options_default() -> chaya_options {
@@ -157,7 +164,8 @@ pub extern "C" fn chaya_options_default() -> chaya_options {
 
 /// The original CHAYA command line's settings (compat on): max_tokens 150,
 /// temperature 0.8, top_k 50, top_p 0.92, min_p 0, repetition_penalty 1.15,
-/// frequency_penalty 0.3, presence_penalty 0.5, no seed, stop at end of text.
+/// frequency_penalty 0.3, presence_penalty 0.5, penalties over every token
+/// (penalty_last_n 0), no seed, stop at end of text.
 #[no_mangle]
 pub extern "C" fn chaya_options_compat() -> chaya_options {
     chaya_options::from_core(&GenerateOptions::compat())

@@ -39,6 +39,9 @@ pub struct Args {
     /// Presence penalty.
     #[arg(long, allow_negative_numbers = true)]
     presence_penalty: Option<f32>,
+    /// The penalties look at the last N tokens (0 = all since the start; default 64, 0 with --compat).
+    #[arg(long, value_name = "N")]
+    penalty_last_n: Option<usize>,
     /// Start from the original CHAYA CLI's settings (sampler order, penalties, top-k/top-p, temperature 0.8).
     #[arg(long)]
     compat: bool,
@@ -81,6 +84,7 @@ impl Args {
             repetition_penalty: self.repeat_penalty.unwrap_or(base.repetition_penalty),
             frequency_penalty: self.frequency_penalty.unwrap_or(base.frequency_penalty),
             presence_penalty: self.presence_penalty.unwrap_or(base.presence_penalty),
+            penalty_last_n: self.penalty_last_n.unwrap_or(base.penalty_last_n),
             seed: self.seed,
             stop_strings: self.stop.clone(),
             stop_at_eos: !self.ignore_eos,

@@ -2548,6 +2548,12 @@ data class GenerateOptions (
     var `presencePenalty`: kotlin.Float = 0.0f 
     , 
     /**
+     * The penalties look at the last `penalty_last_n` tokens of the context
+     * (llama.cpp's `repeat_last_n`); 0 means every token since the last reset.
+     */
+    var `penaltyLastN`: kotlin.UInt = 64u 
+    , 
+    /**
      * The original CHAYA CLI's sampler order (temperature first) and
      * sign-blind repetition penalty.
      */
@@ -2606,6 +2612,7 @@ public object FfiConverterTypeGenerateOptions: FfiConverterRustBuffer<GenerateOp
             FfiConverterFloat.read(buf),
             FfiConverterFloat.read(buf),
             FfiConverterFloat.read(buf),
+            FfiConverterUInt.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterOptionalULong.read(buf),
             FfiConverterSequenceString.read(buf),
@@ -2624,6 +2631,7 @@ public object FfiConverterTypeGenerateOptions: FfiConverterRustBuffer<GenerateOp
             FfiConverterFloat.allocationSize(value.`repetitionPenalty`) +
             FfiConverterFloat.allocationSize(value.`frequencyPenalty`) +
             FfiConverterFloat.allocationSize(value.`presencePenalty`) +
+            FfiConverterUInt.allocationSize(value.`penaltyLastN`) +
             FfiConverterBoolean.allocationSize(value.`compat`) +
             FfiConverterOptionalULong.allocationSize(value.`seed`) +
             FfiConverterSequenceString.allocationSize(value.`stopStrings`) +
@@ -2641,6 +2649,7 @@ public object FfiConverterTypeGenerateOptions: FfiConverterRustBuffer<GenerateOp
             FfiConverterFloat.write(value.`repetitionPenalty`, buf)
             FfiConverterFloat.write(value.`frequencyPenalty`, buf)
             FfiConverterFloat.write(value.`presencePenalty`, buf)
+            FfiConverterUInt.write(value.`penaltyLastN`, buf)
             FfiConverterBoolean.write(value.`compat`, buf)
             FfiConverterOptionalULong.write(value.`seed`, buf)
             FfiConverterSequenceString.write(value.`stopStrings`, buf)
