@@ -328,6 +328,17 @@ impl Session {
         if context.is_empty() {
             context.push(config.eos_token_id);
         }
+        // A character the last call left unfinished is continued by an empty
+        // prompt (a prompt's text would make it invalid: dropped).
+        let mut unfinished = self.unfinished().to_vec();
+        let byte_tokens: Option<Vec<u32>> = unfinished
+            .iter()
+            .map(|&b| model.tokenizer().byte_token(b))
+            .collect();
+        match byte_tokens {
+            Some(ids) if prompt.is_empty() => context.extend(ids),
+            _ => unfinished.clear(),
+        }
         if !options.context_shift && !self.fits(&context) {
             return Err(Error::InvalidInput(format!(
                 "the conversation ({} tokens) exceeds the context window ({}) and \
@@ -338,7 +349,7 @@ impl Session {
         }
         let seed = options.seed.unwrap_or_else(clock_seed);
         let mut sampler = options.sampler_chain(seed);
-        let mut utf8 = Utf8Stream::default();
+        let mut utf8 = Utf8Stream::resuming(unfinished);
         let mut stops = StopStrings::new(&options.stop_strings);
         let mut summary = GenerateSummary {
             text: String::new(),
@@ -410,9 +421,13 @@ impl Session {
             && summary.stop_reason != StopReason::Callback
         {
             // Text held back as a possible stop-string start is real output. Bytes of
-            // an unfinished character are dropped rather than shown as U+FFFD.
+            // an unfinished character are kept for the next call rather than
+            // shown as U+FFFD.
             let rest = stops.finish();
             self.emit(&rest, &mut summary, &mut on_text);
+            self.set_unfinished(utf8.unfinished());
+        } else {
+            self.set_unfinished(&[]);
         }
         let decoded = summary.tokens.len().saturating_sub(1);
         if decoded > 0 {

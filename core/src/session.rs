@@ -43,6 +43,10 @@ pub struct Session {
     window_start: usize,
     /// Prompts and generated text since the last reset.
     transcript: String,
+    /// The first bytes of a character the last generation ended in the
+    /// middle of (not in the transcript): a continuation with an empty
+    /// prompt finishes it.
+    unfinished: Vec<u8>,
     cancel: CancelHandle,
 }
 
@@ -78,6 +82,7 @@ impl Session {
             tokens: Vec::new(),
             window_start: 0,
             transcript: String::new(),
+            unfinished: Vec::new(),
             cancel: CancelHandle::default(),
         })
     }
@@ -102,6 +107,7 @@ impl Session {
         self.tokens.clear();
         self.window_start = 0;
         self.transcript.clear();
+        self.unfinished.clear();
     }
 
     /// A handle that cancels this session's generation from any thread.
@@ -109,13 +115,23 @@ impl Session {
         self.cancel.clone()
     }
 
-    /// The conversation so far: prompts and generated text since the last reset.
+    /// The conversation so far: prompts and generated text since the last
+    /// reset (a character a generation stopped in the middle of is not in it
+    /// until a continuation with an empty prompt finishes it).
     pub fn transcript(&self) -> &str {
         &self.transcript
     }
 
     pub(crate) fn set_transcript(&mut self, text: String) {
         self.transcript = text;
+    }
+
+    pub(crate) fn unfinished(&self) -> &[u8] {
+        &self.unfinished
+    }
+
+    pub(crate) fn set_unfinished(&mut self, bytes: &[u8]) {
+        self.unfinished = bytes.to_vec();
     }
 
     pub(crate) fn truncate_transcript(&mut self, len: usize) {

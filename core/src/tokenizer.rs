@@ -415,6 +415,12 @@ impl Tokenizer {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    /// The token standing for `byte` alone, if any (byte-level BPE has one
+    /// for every byte).
+    pub fn byte_token(&self, byte: u8) -> Option<u32> {
+        (0..self.vocab_size() as u32).find(|&id| self.token_bytes(id).is_ok_and(|b| b == [byte]))
+    }
+
     /// The exact bytes token `id` stands for (possibly part of a UTF-8 character).
     pub fn token_bytes(&self, id: u32) -> Result<&[u8]> {
         self.pieces.get(id).ok_or_else(|| {
@@ -479,6 +485,10 @@ mod tests {
     fn known_gpt2_ids() {
         assert_eq!(gpt2().encode("Hello world").unwrap(), vec![15496, 995]);
         assert_eq!(gpt2().token_bytes(220).unwrap(), b" ");
+        for byte in 0..=255 {
+            let id = gpt2().byte_token(byte).unwrap();
+            assert_eq!(gpt2().token_bytes(id).unwrap(), [byte]);
+        }
     }
 
     #[test]

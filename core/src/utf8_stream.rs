@@ -7,6 +7,17 @@ pub struct Utf8Stream {
 }
 
 impl Utf8Stream {
+    /// A stream that starts with `bytes`, the start of a character a previous
+    /// stream left [`Utf8Stream::unfinished`].
+    pub fn resuming(bytes: Vec<u8>) -> Utf8Stream {
+        Utf8Stream { pending: bytes }
+    }
+
+    /// The bytes of a character still waiting for its last bytes.
+    pub fn unfinished(&self) -> &[u8] {
+        &self.pending
+    }
+
     /// Adds `bytes` and returns the longest complete text now available. Bytes
     /// that can never become valid UTF-8 are replaced by U+FFFD.
     pub fn push(&mut self, bytes: &[u8]) -> String {
@@ -63,5 +74,14 @@ mod tests {
         assert_eq!(stream.push(b"a\xffb"), "a\u{FFFD}b");
         assert_eq!(stream.push(b"\xe6\x9d"), "");
         assert_eq!(stream.push(b"\xb1"), "東");
+    }
+
+    #[test]
+    fn a_resumed_stream_finishes_the_character_another_began() {
+        let mut first = Utf8Stream::default();
+        assert_eq!(first.push(b"a\xe6\x9d"), "a");
+        let mut second = Utf8Stream::resuming(first.unfinished().to_vec());
+        assert_eq!(second.push(b"\xb1"), "東");
+        assert!(second.unfinished().is_empty());
     }
 }

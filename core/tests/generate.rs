@@ -229,6 +229,38 @@ fn penalties_look_at_the_last_penalty_last_n_tokens() {
 }
 
 #[test]
+fn a_character_split_across_calls_comes_out_whole() {
+    // "東" is E6 9D B1: one byte token per call, continued with empty prompts.
+    let model = tiny_model(1);
+    let tokenizer = model.tokenizer();
+    let mut session = model.session().unwrap();
+    let mut pieces = Vec::new();
+    for byte in "東".bytes() {
+        let options = GenerateOptions {
+            logit_bias: vec![(tokenizer.byte_token(byte).unwrap(), 100.0)],
+            ..greedy(1)
+        };
+        pieces.push(run(&mut session, "", &options).0.text);
+    }
+    assert_eq!(pieces, ["", "", "東"]);
+    assert_eq!(session.transcript(), "東");
+    // A prompt cannot continue a character: its first bytes are dropped.
+    let first = GenerateOptions {
+        logit_bias: vec![(tokenizer.byte_token(0xe6).unwrap(), 100.0)],
+        ..greedy(1)
+    };
+    session.reset();
+    run(&mut session, "x", &first);
+    assert_eq!(session.transcript(), "x");
+    run(&mut session, "y", &greedy(2));
+    assert!(
+        session.transcript().starts_with("xy"),
+        "{:?}",
+        session.transcript()
+    );
+}
+
+#[test]
 fn cancel_from_another_thread_stops_within_one_step() {
     let model = tiny_model(1);
     let mut session = model.session().unwrap();
