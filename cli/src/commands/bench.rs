@@ -104,6 +104,12 @@ fn int8_kernels() -> String {
     }
 }
 
+/// Starts this process's peak resident memory count again from what is
+/// resident now (Linux: `clear_refs`); whether it could.
+fn restart_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// Peak resident memory of this process in MB (Linux), if known.
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -133,11 +139,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut decode64 = metric("decode at context 64", "tok/s");
     let mut decode200 = metric("decode at context 200", "tok/s");
     let mut decode448 = metric("decode at context 448", "tok/s");
+    let mut peak = metric("peak resident memory", "MB");
 
     let bar = progress::bar("benchmarking", "runs");
     bar.set_length(args.runs as u64);
     let (mut threads, mut prefill_chunk) = (0, 0);
     for _ in 0..args.runs {
+        // Each run's own peak where the count can restart, else one for all.
+        let per_run = restart_peak_rss();
         let start = Instant::now();
         let model = Model::load(&args.model, &options)?;
         load.samples.push(start.elapsed().as_secs_f64() * 1e3);
@@ -162,14 +171,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         decode448
             .samples
             .push(time_decode(&model, 448, args.decode_tokens)?);
+        if let Some(mb) = peak_rss_mb().filter(|_| per_run) {
+            peak.samples.push(mb);
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
 
-    let metrics = [
+    let per_run_peaks = !peak.samples.is_empty();
+    let process_peak = if per_run_peaks {
+        Some(peak.max())
+    } else {
+        peak_rss_mb()
+    };
+    let mut metrics = vec![
         load, ttft, load_ttft, prefill64, prefill256, decode64, decode200, decode448,
     ];
-    let peak = peak_rss_mb();
+    if per_run_peaks {
+        metrics.push(peak);
+    }
     if args.json {
         let entries: serde_json::Map<String, serde_json::Value> = metrics
             .iter()
@@ -188,7 +208,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "prefill_chunk": prefill_chunk,
             "int8_kernels": int8_kernels(),
             "runs": args.runs,
-            "peak_rss_mb": peak,
+            "peak_rss_mb": process_peak,
             "metrics": entries,
         });
         outln!("{report:#}");
@@ -216,8 +236,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             m.unit
         );
     }
-    if let Some(peak) = peak {
-        outln!("{:<32} {peak:>10.1} MB", "peak resident memory");
+    if let Some(peak) = process_peak.filter(|_| !per_run_peaks) {
+        outln!("{:<32} {peak:>10.1} MB (all runs)", "peak resident memory");
     }
     Ok(())
 }
