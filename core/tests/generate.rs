@@ -45,6 +45,20 @@ fn run(
     (summary, pieces)
 }
 
+/// The tiny model on one thread with a shorter context window.
+fn tiny_model_with_context(context_length: usize) -> Model {
+    let options = LoadOptions {
+        threads: 1,
+        context_length: Some(context_length),
+        ..LoadOptions::default()
+    };
+    Model::load(
+        common::repo_path("models/chaya-tiny-random.safetensors"),
+        &options,
+    )
+    .unwrap()
+}
+
 fn generate_text(threads: usize, prompt: &str, options: &GenerateOptions) -> String {
     let model = tiny_model(threads);
     let mut session = model.session().unwrap();
@@ -330,16 +344,7 @@ fn a_prompt_longer_than_the_context_keeps_its_last_three_quarters() {
 fn a_shifted_conversation_that_re_encodes_shorter_is_read_whole() {
     // 200 generated "a" tokens re-encode as far fewer merged ones: the next
     // call must see the whole conversation again, which now fits the window.
-    let options = LoadOptions {
-        threads: 1,
-        context_length: Some(64),
-        ..LoadOptions::default()
-    };
-    let model = Model::load(
-        common::repo_path("models/chaya-tiny-random.safetensors"),
-        &options,
-    )
-    .unwrap();
+    let model = tiny_model_with_context(64);
     let a = model.tokenizer().encode("a").unwrap()[0];
     let mut session = model.session().unwrap();
     let only_a = GenerateOptions {
@@ -367,16 +372,7 @@ fn a_shifted_conversation_that_re_encodes_shorter_but_not_within_the_window_shif
 {
     // 1000 generated "a" tokens re-encode as ~250 merged ones: the old window
     // start now points into other text, so the next call shifts afresh.
-    let load = LoadOptions {
-        threads: 1,
-        context_length: Some(64),
-        ..LoadOptions::default()
-    };
-    let model = Model::load(
-        common::repo_path("models/chaya-tiny-random.safetensors"),
-        &load,
-    )
-    .unwrap();
+    let model = tiny_model_with_context(64);
     let a = model.tokenizer().encode("a").unwrap()[0];
     let only_a = GenerateOptions {
         logit_bias: vec![(a, 100.0)],
