@@ -552,13 +552,13 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_session_cancel() != 51312:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_chaya_uniffi_checksum_method_session_generate() != 39393:
+    if lib.uniffi_chaya_uniffi_checksum_method_session_generate() != 55390:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_session_reset() != 33235:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_chaya_uniffi_checksum_method_session_transcript() != 29347:
+    if lib.uniffi_chaya_uniffi_checksum_method_session_transcript() != 32778:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_chaya_uniffi_checksum_method_tokensink_on_token() != 57710:
+    if lib.uniffi_chaya_uniffi_checksum_method_tokensink_on_token() != 24024:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
 
 # A ctypes library to expose the extern-C FFI definitions.
@@ -999,7 +999,7 @@ class GenerateOptions:
     (sensible chat/completion settings); see also `compat_generate_options` and
     `greedy_generate_options`.
 """
-    def __init__(self, *, max_tokens:int = 128, temperature:float = 0.8, top_k:int = 40, top_p:float = 0.95, min_p:float = 0.05, repetition_penalty:float = 1.1, frequency_penalty:float = 0.0, presence_penalty:float = 0.0, penalty_last_n:int = 64, compat:bool = False, seed:typing.Optional[int] = _DEFAULT, stop_strings:typing.List[str] = _DEFAULT, stop_at_eos:bool = True, logit_bias:typing.List[LogitBias] = _DEFAULT, context_shift:bool = True):
+    def __init__(self, *, max_tokens:int = 128, temperature:float = 0.8, top_k:int = 40, top_p:float = 0.95, min_p:float = 0.05, repetition_penalty:float = 1.1, frequency_penalty:float = 0.0, presence_penalty:float = 0.0, compat:bool = False, seed:typing.Optional[int] = _DEFAULT, stop_strings:typing.List[str] = _DEFAULT, stop_at_eos:bool = True, logit_bias:typing.List[LogitBias] = _DEFAULT, context_shift:bool = True, penalty_last_n:int = 64):
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.top_k = top_k
@@ -1008,7 +1008,6 @@ class GenerateOptions:
         self.repetition_penalty = repetition_penalty
         self.frequency_penalty = frequency_penalty
         self.presence_penalty = presence_penalty
-        self.penalty_last_n = penalty_last_n
         self.compat = compat
         if seed is _DEFAULT:
             self.seed = None
@@ -1024,12 +1023,13 @@ class GenerateOptions:
         else:
             self.logit_bias = logit_bias
         self.context_shift = context_shift
+        self.penalty_last_n = penalty_last_n
         
         
 
     
     def __str__(self):
-        return "GenerateOptions(max_tokens={}, temperature={}, top_k={}, top_p={}, min_p={}, repetition_penalty={}, frequency_penalty={}, presence_penalty={}, penalty_last_n={}, compat={}, seed={}, stop_strings={}, stop_at_eos={}, logit_bias={}, context_shift={})".format(self.max_tokens, self.temperature, self.top_k, self.top_p, self.min_p, self.repetition_penalty, self.frequency_penalty, self.presence_penalty, self.penalty_last_n, self.compat, self.seed, self.stop_strings, self.stop_at_eos, self.logit_bias, self.context_shift)
+        return "GenerateOptions(max_tokens={}, temperature={}, top_k={}, top_p={}, min_p={}, repetition_penalty={}, frequency_penalty={}, presence_penalty={}, compat={}, seed={}, stop_strings={}, stop_at_eos={}, logit_bias={}, context_shift={}, penalty_last_n={})".format(self.max_tokens, self.temperature, self.top_k, self.top_p, self.min_p, self.repetition_penalty, self.frequency_penalty, self.presence_penalty, self.compat, self.seed, self.stop_strings, self.stop_at_eos, self.logit_bias, self.context_shift, self.penalty_last_n)
     def __eq__(self, other):
         if self.max_tokens != other.max_tokens:
             return False
@@ -1047,8 +1047,6 @@ class GenerateOptions:
             return False
         if self.presence_penalty != other.presence_penalty:
             return False
-        if self.penalty_last_n != other.penalty_last_n:
-            return False
         if self.compat != other.compat:
             return False
         if self.seed != other.seed:
@@ -1060,6 +1058,8 @@ class GenerateOptions:
         if self.logit_bias != other.logit_bias:
             return False
         if self.context_shift != other.context_shift:
+            return False
+        if self.penalty_last_n != other.penalty_last_n:
             return False
         return True
 
@@ -1075,13 +1075,13 @@ class _UniffiFfiConverterTypeGenerateOptions(_UniffiConverterRustBuffer):
             repetition_penalty=_UniffiFfiConverterFloat32.read(buf),
             frequency_penalty=_UniffiFfiConverterFloat32.read(buf),
             presence_penalty=_UniffiFfiConverterFloat32.read(buf),
-            penalty_last_n=_UniffiFfiConverterUInt32.read(buf),
             compat=_UniffiFfiConverterBoolean.read(buf),
             seed=_UniffiFfiConverterOptionalUInt64.read(buf),
             stop_strings=_UniffiFfiConverterSequenceString.read(buf),
             stop_at_eos=_UniffiFfiConverterBoolean.read(buf),
             logit_bias=_UniffiFfiConverterSequenceTypeLogitBias.read(buf),
             context_shift=_UniffiFfiConverterBoolean.read(buf),
+            penalty_last_n=_UniffiFfiConverterUInt32.read(buf),
         )
 
     @staticmethod
@@ -1094,13 +1094,13 @@ class _UniffiFfiConverterTypeGenerateOptions(_UniffiConverterRustBuffer):
         _UniffiFfiConverterFloat32.check_lower(value.repetition_penalty)
         _UniffiFfiConverterFloat32.check_lower(value.frequency_penalty)
         _UniffiFfiConverterFloat32.check_lower(value.presence_penalty)
-        _UniffiFfiConverterUInt32.check_lower(value.penalty_last_n)
         _UniffiFfiConverterBoolean.check_lower(value.compat)
         _UniffiFfiConverterOptionalUInt64.check_lower(value.seed)
         _UniffiFfiConverterSequenceString.check_lower(value.stop_strings)
         _UniffiFfiConverterBoolean.check_lower(value.stop_at_eos)
         _UniffiFfiConverterSequenceTypeLogitBias.check_lower(value.logit_bias)
         _UniffiFfiConverterBoolean.check_lower(value.context_shift)
+        _UniffiFfiConverterUInt32.check_lower(value.penalty_last_n)
 
     @staticmethod
     def write(value, buf):
@@ -1112,13 +1112,13 @@ class _UniffiFfiConverterTypeGenerateOptions(_UniffiConverterRustBuffer):
         _UniffiFfiConverterFloat32.write(value.repetition_penalty, buf)
         _UniffiFfiConverterFloat32.write(value.frequency_penalty, buf)
         _UniffiFfiConverterFloat32.write(value.presence_penalty, buf)
-        _UniffiFfiConverterUInt32.write(value.penalty_last_n, buf)
         _UniffiFfiConverterBoolean.write(value.compat, buf)
         _UniffiFfiConverterOptionalUInt64.write(value.seed, buf)
         _UniffiFfiConverterSequenceString.write(value.stop_strings, buf)
         _UniffiFfiConverterBoolean.write(value.stop_at_eos, buf)
         _UniffiFfiConverterSequenceTypeLogitBias.write(value.logit_bias, buf)
         _UniffiFfiConverterBoolean.write(value.context_shift, buf)
+        _UniffiFfiConverterUInt32.write(value.penalty_last_n, buf)
 
 class _UniffiFfiConverterSequenceUInt32(_UniffiConverterRustBuffer):
     @classmethod
@@ -1170,7 +1170,8 @@ class StopReason(enum.Enum):
     
     CALLBACK = 3
     """
-    The token sink returned `false`.
+    The token sink returned `false` (unless the same piece completed a stop
+    string: then `StopString`).
 """
     
     CANCELLED = 4
@@ -1644,8 +1645,10 @@ class TokenSink():
     def on_token(self, text: str) -> bool:
         """
         Called with each new piece of text (whole UTF-8 characters, never empty).
-        Returns `true` to go on, `false` to stop (stop reason `CALLBACK`).
-        If it throws, generation stops and `generate` fails with `ChayaError.Callback`.
+        Returns `true` to go on, `false` to stop (stop reason `CALLBACK`, or
+        `STOP_STRING` when the same piece completed a stop string). If it
+        throws, generation stops as if it returned `false` (the text it received
+        stays in the transcript) and `generate` fails with `ChayaError.Callback`.
 """
         raise NotImplementedError
 
@@ -1679,8 +1682,10 @@ class TokenSinkImpl(TokenSink):
     def on_token(self, text: str) -> bool:
         """
         Called with each new piece of text (whole UTF-8 characters, never empty).
-        Returns `true` to go on, `false` to stop (stop reason `CALLBACK`).
-        If it throws, generation stops and `generate` fails with `ChayaError.Callback`.
+        Returns `true` to go on, `false` to stop (stop reason `CALLBACK`, or
+        `STOP_STRING` when the same piece completed a stop string). If it
+        throws, generation stops as if it returned `false` (the text it received
+        stays in the transcript) and `generate` fails with `ChayaError.Callback`.
 """
         
         _UniffiFfiConverterString.check_lower(text)
@@ -1805,6 +1810,12 @@ class SessionProtocol(typing.Protocol):
         Appends `prompt` to the conversation and generates a continuation,
         streaming each new piece of text to `sink`. Blocks until generation
         stops; call it off the UI thread.
+
+        A character cut in the middle by `max_tokens`, a cancel or a full
+        window is held back (neither streamed nor in the transcript) and
+        finished by the next call if its prompt is empty; a non-empty prompt
+        drops it. A call that fails in the library leaves the transcript as it
+        was, so it can be retried.
 """
         raise NotImplementedError
     def reset(self, ) -> None:
@@ -1814,7 +1825,8 @@ class SessionProtocol(typing.Protocol):
         raise NotImplementedError
     def transcript(self, ) -> str:
         """
-        The conversation so far: prompts and generated text since the last reset.
+        The conversation so far: prompts and generated text since the last
+        reset, without a character held back unfinished.
 """
         raise NotImplementedError
 
@@ -1872,6 +1884,12 @@ class Session(SessionProtocol):
         Appends `prompt` to the conversation and generates a continuation,
         streaming each new piece of text to `sink`. Blocks until generation
         stops; call it off the UI thread.
+
+        A character cut in the middle by `max_tokens`, a cancel or a full
+        window is held back (neither streamed nor in the transcript) and
+        finished by the next call if its prompt is empty; a non-empty prompt
+        drops it. A call that fails in the library leaves the transcript as it
+        was, so it can be retried.
 """
         
         _UniffiFfiConverterString.check_lower(prompt)
@@ -1910,7 +1928,8 @@ class Session(SessionProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     def transcript(self, ) -> str:
         """
-        The conversation so far: prompts and generated text since the last reset.
+        The conversation so far: prompts and generated text since the last
+        reset, without a character held back unfinished.
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),

@@ -65,10 +65,6 @@ pub struct GenerateOptions {
     /// Subtracted once for a token present in the context (-100..=100).
     #[uniffi(default = 0.0)]
     pub presence_penalty: f32,
-    /// The penalties look at the last `penalty_last_n` tokens of the context
-    /// (llama.cpp's `repeat_last_n`); 0 means every token since the last reset.
-    #[uniffi(default = 64)]
-    pub penalty_last_n: u32,
     /// The original CHAYA CLI's sampler order (temperature first) and
     /// sign-blind repetition penalty.
     #[uniffi(default = false)]
@@ -93,6 +89,11 @@ pub struct GenerateOptions {
     /// before generating anything.
     #[uniffi(default = true)]
     pub context_shift: bool,
+    /// The penalties look at the last `penalty_last_n` tokens of the context;
+    /// 0 means every token since the last reset (unlike llama.cpp's
+    /// `repeat_last_n`, where 0 turns the penalties off).
+    #[uniffi(default = 64)]
+    pub penalty_last_n: u32,
 }
 
 impl From<GenerateOptions> for chaya::GenerateOptions {

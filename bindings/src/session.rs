@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 #[uniffi::export(foreign)]
 pub trait TokenSink: Send + Sync {
     /// Called with each new piece of text (whole UTF-8 characters, never empty).
-    /// Returns `true` to go on, `false` to stop (stop reason `CALLBACK`).
-    /// If it throws, generation stops and `generate` fails with `ChayaError.Callback`.
+    /// Returns `true` to go on, `false` to stop (stop reason `CALLBACK`, or
+    /// `STOP_STRING` when the same piece completed a stop string). If it
+    /// throws, generation stops as if it returned `false` (the text it received
+    /// stays in the transcript) and `generate` fails with `ChayaError.Callback`.
     fn on_token(&self, text: String) -> Result<bool, TokenSinkError>;
 }
 
@@ -24,7 +26,8 @@ pub enum StopReason {
     EndOfText,
     /// A stop string appeared.
     StopString,
-    /// The token sink returned `false`.
+    /// The token sink returned `false` (unless the same piece completed a stop
+    /// string: then `StopString`).
     Callback,
     /// `Session.cancel` was called.
     Cancelled,
@@ -131,6 +134,12 @@ impl Session {
     /// Appends `prompt` to the conversation and generates a continuation,
     /// streaming each new piece of text to `sink`. Blocks until generation
     /// stops; call it off the UI thread.
+    ///
+    /// A character cut in the middle by `max_tokens`, a cancel or a full
+    /// window is held back (neither streamed nor in the transcript) and
+    /// finished by the next call if its prompt is empty; a non-empty prompt
+    /// drops it. A call that fails in the library leaves the transcript as it
+    /// was, so it can be retried.
     pub fn generate(
         &self,
         prompt: String,
@@ -169,7 +178,8 @@ impl Session {
         Ok(())
     }
 
-    /// The conversation so far: prompts and generated text since the last reset.
+    /// The conversation so far: prompts and generated text since the last
+    /// reset, without a character held back unfinished.
     pub fn transcript(&self) -> Result<String, ChayaError> {
         Ok(self.lock("read the transcript")?.transcript().to_owned())
     }

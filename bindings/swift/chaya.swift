@@ -926,6 +926,12 @@ public protocol SessionProtocol: AnyObject, Sendable {
      * Appends `prompt` to the conversation and generates a continuation,
      * streaming each new piece of text to `sink`. Blocks until generation
      * stops; call it off the UI thread.
+     *
+     * A character cut in the middle by `max_tokens`, a cancel or a full
+     * window is held back (neither streamed nor in the transcript) and
+     * finished by the next call if its prompt is empty; a non-empty prompt
+     * drops it. A call that fails in the library leaves the transcript as it
+     * was, so it can be retried.
      */
     func generate(prompt: String, options: GenerateOptions, sink: TokenSink) throws  -> GenerateSummary
     
@@ -935,7 +941,8 @@ public protocol SessionProtocol: AnyObject, Sendable {
     func reset() throws 
     
     /**
-     * The conversation so far: prompts and generated text since the last reset.
+     * The conversation so far: prompts and generated text since the last
+     * reset, without a character held back unfinished.
      */
     func transcript() throws  -> String
     
@@ -1018,6 +1025,12 @@ open func cancel()  {try! rustCall() {
      * Appends `prompt` to the conversation and generates a continuation,
      * streaming each new piece of text to `sink`. Blocks until generation
      * stops; call it off the UI thread.
+     *
+     * A character cut in the middle by `max_tokens`, a cancel or a full
+     * window is held back (neither streamed nor in the transcript) and
+     * finished by the next call if its prompt is empty; a non-empty prompt
+     * drops it. A call that fails in the library leaves the transcript as it
+     * was, so it can be retried.
      */
 open func generate(prompt: String, options: GenerateOptions, sink: TokenSink)throws  -> GenerateSummary  {
     return try  FfiConverterTypeGenerateSummary_lift(try rustCallWithError(FfiConverterTypeChayaError_lift) {
@@ -1043,7 +1056,8 @@ open func reset()throws   {try rustCallWithError(FfiConverterTypeChayaError_lift
 }
     
     /**
-     * The conversation so far: prompts and generated text since the last reset.
+     * The conversation so far: prompts and generated text since the last
+     * reset, without a character held back unfinished.
      */
 open func transcript()throws  -> String  {
     return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeChayaError_lift) {
@@ -1111,8 +1125,10 @@ public protocol TokenSink: AnyObject, Sendable {
     
     /**
      * Called with each new piece of text (whole UTF-8 characters, never empty).
-     * Returns `true` to go on, `false` to stop (stop reason `CALLBACK`).
-     * If it throws, generation stops and `generate` fails with `ChayaError.Callback`.
+     * Returns `true` to go on, `false` to stop (stop reason `CALLBACK`, or
+     * `STOP_STRING` when the same piece completed a stop string). If it
+     * throws, generation stops as if it returned `false` (the text it received
+     * stays in the transcript) and `generate` fails with `ChayaError.Callback`.
      */
     func onToken(text: String) throws  -> Bool
     
@@ -1175,8 +1191,10 @@ open class TokenSinkImpl: TokenSink, @unchecked Sendable {
     
     /**
      * Called with each new piece of text (whole UTF-8 characters, never empty).
-     * Returns `true` to go on, `false` to stop (stop reason `CALLBACK`).
-     * If it throws, generation stops and `generate` fails with `ChayaError.Callback`.
+     * Returns `true` to go on, `false` to stop (stop reason `CALLBACK`, or
+     * `STOP_STRING` when the same piece completed a stop string). If it
+     * throws, generation stops as if it returned `false` (the text it received
+     * stays in the transcript) and `generate` fails with `ChayaError.Callback`.
      */
 open func onToken(text: String)throws  -> Bool  {
     return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeTokenSinkError_lift) {
@@ -1357,11 +1375,6 @@ public struct GenerateOptions: Equatable, Hashable {
      */
     public var presencePenalty: Float
     /**
-     * The penalties look at the last `penalty_last_n` tokens of the context
-     * (llama.cpp's `repeat_last_n`); 0 means every token since the last reset.
-     */
-    public var penaltyLastN: UInt32
-    /**
      * The original CHAYA CLI's sampler order (temperature first) and
      * sign-blind repetition penalty.
      */
@@ -1391,6 +1404,12 @@ public struct GenerateOptions: Equatable, Hashable {
      * before generating anything.
      */
     public var contextShift: Bool
+    /**
+     * The penalties look at the last `penalty_last_n` tokens of the context;
+     * 0 means every token since the last reset (unlike llama.cpp's
+     * `repeat_last_n`, where 0 turns the penalties off).
+     */
+    public var penaltyLastN: UInt32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1420,10 +1439,6 @@ public struct GenerateOptions: Equatable, Hashable {
          * Subtracted once for a token present in the context (-100..=100).
          */presencePenalty: Float = Float(0.0), 
         /**
-         * The penalties look at the last `penalty_last_n` tokens of the context
-         * (llama.cpp's `repeat_last_n`); 0 means every token since the last reset.
-         */penaltyLastN: UInt32 = UInt32(64), 
-        /**
          * The original CHAYA CLI's sampler order (temperature first) and
          * sign-blind repetition penalty.
          */compat: Bool = false, 
@@ -1446,7 +1461,12 @@ public struct GenerateOptions: Equatable, Hashable {
          * with stop reason `CONTEXT`; when the conversation with the new prompt
          * does not fit the window, `generate` fails with error `InvalidInput`
          * before generating anything.
-         */contextShift: Bool = true) {
+         */contextShift: Bool = true, 
+        /**
+         * The penalties look at the last `penalty_last_n` tokens of the context;
+         * 0 means every token since the last reset (unlike llama.cpp's
+         * `repeat_last_n`, where 0 turns the penalties off).
+         */penaltyLastN: UInt32 = UInt32(64)) {
         self.maxTokens = maxTokens
         self.temperature = temperature
         self.topK = topK
@@ -1455,13 +1475,13 @@ public struct GenerateOptions: Equatable, Hashable {
         self.repetitionPenalty = repetitionPenalty
         self.frequencyPenalty = frequencyPenalty
         self.presencePenalty = presencePenalty
-        self.penaltyLastN = penaltyLastN
         self.compat = compat
         self.seed = seed
         self.stopStrings = stopStrings
         self.stopAtEos = stopAtEos
         self.logitBias = logitBias
         self.contextShift = contextShift
+        self.penaltyLastN = penaltyLastN
     }
 
     
@@ -1488,13 +1508,13 @@ public struct FfiConverterTypeGenerateOptions: FfiConverterRustBuffer {
                 repetitionPenalty: FfiConverterFloat.read(from: &buf), 
                 frequencyPenalty: FfiConverterFloat.read(from: &buf), 
                 presencePenalty: FfiConverterFloat.read(from: &buf), 
-                penaltyLastN: FfiConverterUInt32.read(from: &buf), 
                 compat: FfiConverterBool.read(from: &buf), 
                 seed: FfiConverterOptionUInt64.read(from: &buf), 
                 stopStrings: FfiConverterSequenceString.read(from: &buf), 
                 stopAtEos: FfiConverterBool.read(from: &buf), 
                 logitBias: FfiConverterSequenceTypeLogitBias.read(from: &buf), 
-                contextShift: FfiConverterBool.read(from: &buf)
+                contextShift: FfiConverterBool.read(from: &buf), 
+                penaltyLastN: FfiConverterUInt32.read(from: &buf)
         )
     }
 
@@ -1507,13 +1527,13 @@ public struct FfiConverterTypeGenerateOptions: FfiConverterRustBuffer {
         FfiConverterFloat.write(value.repetitionPenalty, into: &buf)
         FfiConverterFloat.write(value.frequencyPenalty, into: &buf)
         FfiConverterFloat.write(value.presencePenalty, into: &buf)
-        FfiConverterUInt32.write(value.penaltyLastN, into: &buf)
         FfiConverterBool.write(value.compat, into: &buf)
         FfiConverterOptionUInt64.write(value.seed, into: &buf)
         FfiConverterSequenceString.write(value.stopStrings, into: &buf)
         FfiConverterBool.write(value.stopAtEos, into: &buf)
         FfiConverterSequenceTypeLogitBias.write(value.logitBias, into: &buf)
         FfiConverterBool.write(value.contextShift, into: &buf)
+        FfiConverterUInt32.write(value.penaltyLastN, into: &buf)
     }
 }
 
@@ -2017,7 +2037,8 @@ public enum StopReason: Equatable, Hashable {
      */
     case stopString
     /**
-     * The token sink returned `false`.
+     * The token sink returned `false` (unless the same piece completed a stop
+     * string: then `StopString`).
      */
     case callback
     /**
@@ -2402,16 +2423,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_chaya_uniffi_checksum_method_session_cancel() != 51312) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_chaya_uniffi_checksum_method_session_generate() != 39393) {
+    if (uniffi_chaya_uniffi_checksum_method_session_generate() != 55390) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_chaya_uniffi_checksum_method_session_reset() != 33235) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_chaya_uniffi_checksum_method_session_transcript() != 29347) {
+    if (uniffi_chaya_uniffi_checksum_method_session_transcript() != 32778) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_chaya_uniffi_checksum_method_tokensink_on_token() != 57710) {
+    if (uniffi_chaya_uniffi_checksum_method_tokensink_on_token() != 24024) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_chaya_uniffi_checksum_constructor_model_from_bytes() != 50765) {

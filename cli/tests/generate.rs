@@ -48,6 +48,47 @@ fn negative_values_are_values_not_flags() {
 }
 
 #[test]
+fn penalty_last_n_sets_the_window_of_the_penalties() {
+    // GPT-2 ids 64 and 65 are "a" and "b": "a" wins unless penalized, then
+    // "b" does; "a" comes back as soon as it leaves the penalty window.
+    let text = |extra: &[&str]| {
+        let base = [
+            "-p",
+            "x",
+            "-n",
+            "6",
+            "--temperature",
+            "0",
+            "--repeat-penalty",
+            "1",
+            "--presence-penalty",
+            "50",
+            "--logit-bias",
+            "64=100",
+            "--logit-bias",
+            "65=60",
+        ];
+        let out = chaya(&args(&generate(&[&base[..], extra].concat())));
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(text(&["--penalty-last-n", "0"]), "abaaaa\n");
+    assert_eq!(text(&["--penalty-last-n", "1"]), "ababab\n");
+    assert_eq!(
+        text(&[]),
+        "abaaaa\n",
+        "the default window (64) holds all six"
+    );
+    let out = chaya(&args(&generate(&["-p", "x", "--penalty-last-n", "-1"])));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--penalty-last-n"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_full_disk_is_an_error_and_a_closed_pipe_is_not() {
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
     let Ok(full) = full else {

@@ -35,9 +35,9 @@ pub struct GenerateOptions {
     pub frequency_penalty: f32,
     /// Subtracted once for a token present in the context (-100..=100).
     pub presence_penalty: f32,
-    /// The penalties look at the last `penalty_last_n` tokens of the context
-    /// (llama.cpp's `repeat_last_n`); 0 means every token since the last
-    /// reset, as the original CLI.
+    /// The penalties look at the last `penalty_last_n` tokens of the context;
+    /// 0 means every token since the last reset, as the original CLI (unlike
+    /// llama.cpp's `repeat_last_n`, where 0 turns the penalties off).
     pub penalty_last_n: usize,
     /// Original CLI behaviour: its sampler order (temperature first) and its
     /// sign-blind repetition penalty.
@@ -231,7 +231,8 @@ pub enum StopReason {
     EndOfText,
     /// A stop string appeared.
     StopString,
-    /// The token callback returned `false`.
+    /// The token callback returned `false` (unless the same piece completed a
+    /// stop string: then [`StopReason::StopString`]).
     Callback,
     /// [`CancelHandle::cancel`] was called.
     Cancelled,
@@ -306,8 +307,10 @@ impl Session {
     ///
     /// Text held back as a possible start of a stop string is delivered when
     /// generation ends without one, also after a cancel (it is output already
-    /// generated, not a new token). A call that fails leaves the transcript as
-    /// it was, without its prompt or any text it streamed.
+    /// generated, not a new token), but not after `on_text` returned `false`.
+    /// Stop strings are matched within one call: a stop string split between
+    /// two calls is not found. A call that fails leaves the transcript as it
+    /// was, without its prompt or any text it streamed.
     pub fn generate(
         &mut self,
         prompt: &str,
@@ -420,15 +423,17 @@ impl Session {
         if summary.stop_reason != StopReason::StopString
             && summary.stop_reason != StopReason::Callback
         {
-            // Text held back as a possible stop-string start is real output. Bytes of
-            // an unfinished character are kept for the next call rather than
-            // shown as U+FFFD.
+            // Text held back as a possible stop-string start is real output.
             let rest = stops.finish();
             self.emit(&rest, &mut summary, &mut on_text);
-            self.set_unfinished(utf8.unfinished());
-        } else {
-            self.set_unfinished(&[]);
         }
+        // Bytes of a character cut off by a limit are kept for the next call
+        // rather than shown as U+FFFD; the model ending its text abandons them.
+        let cut_off = matches!(
+            summary.stop_reason,
+            StopReason::Length | StopReason::Cancelled | StopReason::Context
+        );
+        self.set_unfinished(if cut_off { utf8.unfinished() } else { &[] });
         let decoded = summary.tokens.len().saturating_sub(1);
         if decoded > 0 {
             summary.decode_tokens_per_second =

@@ -33,8 +33,6 @@ struct ByteLevelBpeJson<'a> {
     model: BpeJson<'a>,
     #[serde(default)]
     added_tokens: Vec<AddedTokenJson>,
-    truncation: Option<serde_json::Value>,
-    padding: Option<serde_json::Value>,
 }
 
 /// The BPE model, with its vocabulary and merges (most of the document) left
@@ -145,8 +143,9 @@ struct AddedTokenJson {
 
 impl ByteLevelBpeJson<'_> {
     /// Whether this is exactly GPT-2's pipeline: no normalizer, a byte-level
-    /// pre-tokenizer without prefix space, plain BPE, no truncation or
-    /// padding. (Post-processor and decoder do not affect ids.)
+    /// pre-tokenizer without prefix space, plain BPE. (Post-processor and
+    /// decoder do not affect ids; truncation and padding are ignored by both
+    /// paths: the session's context window decides what the model sees.)
     fn is_plain_byte_level(&self) -> bool {
         let pre = self.pre_tokenizer.as_ref();
         let field = |name: &str| pre.and_then(|p| p.get(name)).cloned();
@@ -154,8 +153,6 @@ impl ByteLevelBpeJson<'_> {
         let unset =
             |v: &Option<serde_json::Value>| v.as_ref().is_none_or(serde_json::Value::is_null);
         unset(&self.normalizer)
-            && unset(&self.truncation)
-            && unset(&self.padding)
             && field("type") == Some("ByteLevel".into())
             && field("add_prefix_space") == Some(false.into())
             && field("use_regex").is_none_or(|v| v == true)
@@ -365,8 +362,12 @@ impl Tokenizer {
             serde_json::from_str(json).map_err(|e| unparsable(&e))?;
         // Ids are decoded from `pieces`, never by the `tokenizers` decoder, whose
         // deserializer panics on malformed input (found by fuzzing): drop it.
+        // Truncation and padding would cut or pad every encoded conversation:
+        // the session's context window decides what the model sees.
         if let Some(fields) = document.as_object_mut() {
-            fields.insert("decoder".into(), serde_json::Value::Null);
+            for unused in ["decoder", "truncation", "padding"] {
+                fields.insert(unused.into(), serde_json::Value::Null);
+            }
         }
         // Some other component deserializers of `tokenizers` 0.22 also `expect`
         // well-formed values: contain such a panic as an error.
@@ -506,7 +507,7 @@ mod tests {
 
     #[test]
     #[cfg(feature = "any-tokenizer")]
-    fn fast_path_keeps_added_token_flags_and_leaves_truncation_to_the_generic_one() {
+    fn both_paths_keep_added_token_flags_and_ignore_truncation_and_padding() {
         let mut doc: serde_json::Value =
             serde_json::from_str(include_str!("../../assets/tokenizer.json")).unwrap();
         doc["added_tokens"][0]["lstrip"] = true.into();
@@ -514,14 +515,26 @@ mod tests {
         let stripping = doc.to_string();
         doc["added_tokens"][0]["lstrip"] = false.into();
         doc["added_tokens"][0]["rstrip"] = false.into();
+        let plain = doc.to_string();
         doc["truncation"] = serde_json::json!({"direction": "Right", "max_length": 4,
             "strategy": "LongestFirst", "stride": 0});
+        doc["padding"] = serde_json::json!({"strategy": {"Fixed": 16}, "direction": "Right",
+            "pad_to_multiple_of": null, "pad_id": 50256, "pad_type_id": 0,
+            "pad_token": "<|endoftext|>"});
         let truncating = doc.to_string();
         let text = "a <|endoftext|> b and a few more words";
+        let whole = Tokenizer::from_json(&plain).unwrap().encode(text).unwrap();
+        assert_eq!(whole.len(), 9);
         for json in [&stripping, &truncating] {
             let fast = Tokenizer::from_json(json).unwrap();
             let generic = Tokenizer::from_json_generic(json).unwrap();
             assert_eq!(fast.encode(text).unwrap(), generic.encode(text).unwrap());
+        }
+        for parsed in [
+            Tokenizer::from_json(&truncating),
+            Tokenizer::from_json_generic(&truncating),
+        ] {
+            assert_eq!(parsed.unwrap().encode(text).unwrap(), whole);
         }
         let stripped = Tokenizer::from_json(&stripping).unwrap();
         assert_eq!(stripped.encode("a <|endoftext|> b").unwrap().len(), 3);

@@ -897,8 +897,12 @@ mod tests {
 
     #[test]
     fn block_kernels_refuse_strides_that_overflow() {
-        // 3 · stride wraps to 2 in 64 bits: a plain product passes the check.
-        let stride = 0x5555_5555_5555_5556;
+        // 3 · stride wraps to 2 in 64 bits: a plain product passes the check
+        // (and panics on its own overflow only where overflow checks are on).
+        let stride: usize = 0x5555_5555_5555_5556;
+        assert!(3usize.wrapping_mul(stride) + 4 <= 64);
+        assert!(!rows_fit(64, 4, stride, 4));
+        assert!(rows_fit(64, 4, 16, 16) && !rows_fit(63, 4, 16, 16));
         for k in all_kernels() {
             let scores = std::panic::catch_unwind(|| {
                 (k.block_scores)(&[1.0; 16], &[1.0; 32], stride, &mut [0.0; 64])

@@ -250,12 +250,6 @@ typedef struct chaya_options {
      */
     float presence_penalty;
     /**
-     * The penalties look at the last penalty_last_n tokens of the context
-     * (llama.cpp's repeat_last_n); 0 means every token since the session's
-     * last reset.
-     */
-    uint32_t penalty_last_n;
-    /**
      * Reproduce the original CHAYA command line: its sampler order
      * (temperature first) and its sign-blind repetition penalty.
      */
@@ -305,6 +299,13 @@ typedef struct chaya_options {
      * session holds plus the prompt, does not fit).
      */
     bool context_shift;
+    /**
+     * The penalties look at the last penalty_last_n tokens of the context; 0
+     * means every token since the session's last reset (llama.cpp's
+     * repeat_last_n, except that there 0 turns the penalties off). Added
+     * last: the fields before it keep their offsets.
+     */
+    uint32_t penalty_last_n;
 } chaya_options;
 
 /**
@@ -314,7 +315,8 @@ typedef struct chaya_options {
  * NOT NUL-terminated and is valid only during the call (copy it to keep it).
  * `user_data` is the pointer given to chaya_generate. Return true to go on,
  * false to stop the generation (its stop reason is then
- * CHAYA_STOP_CALLBACK).
+ * CHAYA_STOP_CALLBACK, or CHAYA_STOP_STOP_STRING when the same piece
+ * completed a stop string).
  *
  * The callback runs on the thread that called chaya_generate. It may call
  * chaya_cancel and any function on the model, but any other call on the same
@@ -572,8 +574,13 @@ struct chaya_options chaya_options_compat(void);
  * Blocks until done; call chaya_cancel from another thread (or from the
  * callback) to stop early. Text held back as a possible start of a stop
  * string is passed to the callback when generation ends without one, also
- * after a cancel. A call that fails leaves the session's conversation as it
- * was (without this prompt), so it can be retried.
+ * after a cancel. A character cut in the middle by max_tokens, a cancel or a
+ * full window is held back (neither passed on nor in the transcript) and
+ * finished by the next call if its prompt is empty; a non-empty prompt drops
+ * it. A call that fails in the library leaves the session's conversation as
+ * it was (without this prompt), so it can be retried; a callback that panics
+ * stops the generation as if it returned false (what it received stays in
+ * the conversation) and the call returns CHAYA_ERR_PANIC.
  *
  * # Safety
  * `session` is NULL or a live session; `prompt` is NULL or NUL-terminated;

@@ -17,7 +17,8 @@ use std::time::Instant;
 /// NOT NUL-terminated and is valid only during the call (copy it to keep it).
 /// `user_data` is the pointer given to chaya_generate. Return true to go on,
 /// false to stop the generation (its stop reason is then
-/// CHAYA_STOP_CALLBACK).
+/// CHAYA_STOP_CALLBACK, or CHAYA_STOP_STOP_STRING when the same piece
+/// completed a stop string).
 ///
 /// The callback runs on the thread that called chaya_generate. It may call
 /// chaya_cancel and any function on the model, but any other call on the same
@@ -154,8 +155,13 @@ impl chaya_summary {
 /// Blocks until done; call chaya_cancel from another thread (or from the
 /// callback) to stop early. Text held back as a possible start of a stop
 /// string is passed to the callback when generation ends without one, also
-/// after a cancel. A call that fails leaves the session's conversation as it
-/// was (without this prompt), so it can be retried.
+/// after a cancel. A character cut in the middle by max_tokens, a cancel or a
+/// full window is held back (neither passed on nor in the transcript) and
+/// finished by the next call if its prompt is empty; a non-empty prompt drops
+/// it. A call that fails in the library leaves the session's conversation as
+/// it was (without this prompt), so it can be retried; a callback that panics
+/// stops the generation as if it returned false (what it received stays in
+/// the conversation) and the call returns CHAYA_ERR_PANIC.
 ///
 /// # Safety
 /// `session` is NULL or a live session; `prompt` is NULL or NUL-terminated;

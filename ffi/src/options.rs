@@ -34,10 +34,6 @@ pub struct chaya_options {
     /// Subtracted once from the logit of a token present in the context,
     /// -100..=100.
     pub presence_penalty: f32,
-    /// The penalties look at the last penalty_last_n tokens of the context
-    /// (llama.cpp's repeat_last_n); 0 means every token since the session's
-    /// last reset.
-    pub penalty_last_n: u32,
     /// Reproduce the original CHAYA command line: its sampler order
     /// (temperature first) and its sign-blind repetition penalty.
     pub compat: bool,
@@ -68,6 +64,11 @@ pub struct chaya_options {
     /// (and fail with CHAYA_ERR_INVALID_INPUT if the conversation, what the
     /// session holds plus the prompt, does not fit).
     pub context_shift: bool,
+    /// The penalties look at the last penalty_last_n tokens of the context; 0
+    /// means every token since the session's last reset (llama.cpp's
+    /// repeat_last_n, except that there 0 turns the penalties off). Added
+    /// last: the fields before it keep their offsets.
+    pub penalty_last_n: u32,
 }
 
 impl chaya_options {
@@ -83,7 +84,6 @@ impl chaya_options {
             repetition_penalty: o.repetition_penalty,
             frequency_penalty: o.frequency_penalty,
             presence_penalty: o.presence_penalty,
-            penalty_last_n: o.penalty_last_n.try_into().unwrap_or(u32::MAX),
             compat: o.compat,
             has_seed: o.seed.is_some(),
             seed: o.seed.unwrap_or(0),
@@ -94,6 +94,7 @@ impl chaya_options {
             logit_bias_values: std::ptr::null(),
             n_logit_bias: 0,
             context_shift: o.context_shift,
+            penalty_last_n: o.penalty_last_n.try_into().unwrap_or(u32::MAX),
         }
     }
 

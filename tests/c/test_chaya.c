@@ -145,9 +145,11 @@ static void test_basics(const chaya_model *model, const chaya_model *from_memory
     chaya_options d = chaya_options_default();
     CHECK(d.max_tokens == 128 && fabsf(d.temperature - 0.8f) < 1e-6f && d.top_k == 40 &&
               d.stop_at_eos && !d.has_seed && !d.compat && d.n_stop_strings == 0 &&
-              d.stop_strings == NULL && d.n_logit_bias == 0,
+              d.stop_strings == NULL && d.n_logit_bias == 0 && d.penalty_last_n == 64,
           "unexpected defaults");
-    CHECK(chaya_options_compat().compat, "compat options without compat");
+    chaya_options compat = chaya_options_compat();
+    CHECK(compat.compat && compat.penalty_last_n == 0, "compat options: compat %d, last n %u",
+          (int)compat.compat, compat.penalty_last_n);
 }
 
 static void test_generate(const chaya_model *model, const chaya_model *from_memory) {
@@ -240,6 +242,70 @@ static void test_generate(const chaya_model *model, const chaya_model *from_memo
     buffer_free(&third);
     chaya_session_free(other);
     chaya_session_free(session);
+}
+
+/* The id of `text`, which must be a single token. */
+static uint32_t single_token(const chaya_model *model, const char *text) {
+    uint32_t id = 0;
+    size_t n = 0;
+    CHECK_STATUS(chaya_tokenize(model, text, &id, 1, &n), CHAYA_OK);
+    CHECK(n == 1, "\"%s\" is %zu tokens", text, n);
+    return id;
+}
+
+/* Greedy text of `max_tokens` tokens after "x" with the given biases. */
+static void biased(const chaya_model *model, chaya_options opts, const uint32_t *ids,
+                   const float *values, size_t n, buffer *out, chaya_summary *summary) {
+    chaya_session *session = NULL;
+    CHECK_STATUS(chaya_session_new(model, &session), CHAYA_OK);
+    opts.temperature = 0.0f;
+    opts.repetition_penalty = 1.0f;
+    opts.stop_at_eos = false;
+    opts.logit_bias_ids = ids;
+    opts.logit_bias_values = values;
+    opts.n_logit_bias = n;
+    CHECK_STATUS(chaya_generate(session, "x", &opts, collect, out, summary), CHAYA_OK);
+    chaya_session_free(session);
+}
+
+static void test_penalty_window_and_stop_precedence(const chaya_model *model) {
+    /* "a" wins unless penalized; then "b" does: a penalized token comes back
+       as soon as it leaves the penalty window. */
+    uint32_t ids[] = {single_token(model, "a"), single_token(model, "b")};
+    float values[] = {100.0f, 60.0f};
+    chaya_options opts = chaya_options_default();
+    opts.max_tokens = 6;
+    opts.presence_penalty = 50.0f;
+    const char *expected[] = {"abaaaa", "ababab"};
+    for (uint32_t last_n = 0; last_n < 2; last_n++) {
+        opts.penalty_last_n = last_n;
+        buffer text = {0};
+        chaya_summary summary;
+        biased(model, opts, ids, values, 2, &text, &summary);
+        CHECK(text.data && strcmp(text.data, expected[last_n]) == 0,
+              "penalty_last_n %u: \"%s\", expected \"%s\"", last_n, text.data,
+              expected[last_n]);
+        chaya_summary_free(&summary);
+        buffer_free(&text);
+    }
+
+    /* A stop string completed by the piece the callback refuses is the reason. */
+    uint32_t ab = single_token(model, "ab");
+    float bias = 100.0f;
+    const char *stops[] = {"b"};
+    opts = chaya_options_default();
+    opts.max_tokens = 5;
+    opts.stop_strings = stops;
+    opts.n_stop_strings = 1;
+    buffer text = {.stop_after = 1};
+    chaya_summary summary;
+    biased(model, opts, &ab, &bias, 1, &text, &summary);
+    CHECK(text.calls == 1 && strcmp(text.data, "a") == 0, "%zu calls, text \"%s\"", text.calls,
+          text.data);
+    CHECK(summary.stop_reason == CHAYA_STOP_STOP_STRING, "stop reason %d",
+          (int)summary.stop_reason);
+    chaya_summary_free(&summary);
+    buffer_free(&text);
 }
 
 /* --- cancellation from another thread */
@@ -724,6 +790,7 @@ int main(int argc, char **argv) {
 
     test_basics(model, from_memory);
     test_generate(model, from_memory);
+    test_penalty_window_and_stop_precedence(model);
     test_cancel_from_thread(model);
     test_errors(path, model);
     test_misuse(path);

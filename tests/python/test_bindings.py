@@ -191,7 +191,40 @@ def main():
             same = math.isclose(a, b, rel_tol=1e-6) if isinstance(a, float) else a == b
             assert same, f"{name}: record default {a!r}, core {b!r}"
         assert chaya.greedy_generate_options().temperature == 0.0
-        assert chaya.compat_generate_options().compat
+        assert core.penalty_last_n == 64
+        compat = chaya.compat_generate_options()
+        assert compat.compat and compat.penalty_last_n == 0, compat
+
+    def test_penalty_window_reaches_core():
+        # "a" wins unless penalized, then "b" does: a penalized "a" comes back
+        # as soon as it leaves the penalty window.
+        a, b = model.encode("a"), model.encode("b")
+        assert len(a) == len(b) == 1, (a, b)
+        biases = [chaya.LogitBias(token_id=a[0], bias=100.0), chaya.LogitBias(token_id=b[0], bias=60.0)]
+        texts = []
+        for last_n in (0, 1):
+            options = seeded(chaya, max_tokens=6, temperature=0.0, repetition_penalty=1.0,
+                             presence_penalty=50.0, penalty_last_n=last_n, logit_bias=biases)
+            texts.append(model.new_session().generate("x", options, Collect()).text)
+        assert texts == ["abaaaa", "ababab"], texts
+
+    def test_sink_exception_keeps_what_it_received():
+        session = model.new_session()
+
+        def boom(n):
+            if n == 2:
+                raise ValueError("sink broke")
+            return True
+
+        sink = Collect(boom)
+        try:
+            session.generate("Hi", seeded(chaya), sink)
+        except chaya.ChayaError.Callback:
+            pass
+        else:
+            raise AssertionError("no ChayaError.Callback")
+        assert len(sink.pieces) == 2, sink.pieces
+        assert session.transcript() == "Hi" + "".join(sink.pieces), session.transcript()
 
     tests = [(name, fn) for name, fn in locals().items() if name.startswith("test_")]
     passed = failed = 0

@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, allow_negative_numbers = true)]
     presence_penalty: Option<f32>,
     /// The penalties look at the last N tokens (0 = all since the start; default 64, 0 with --compat).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     penalty_last_n: Option<usize>,
     /// Start from the original CHAYA CLI's settings (sampler order, penalties, top-k/top-p, temperature 0.8).
     #[arg(long)]

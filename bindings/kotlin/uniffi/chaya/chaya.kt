@@ -959,16 +959,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_chaya_uniffi_checksum_method_session_cancel() and 0xFFFF) != 51312) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_chaya_uniffi_checksum_method_session_generate() and 0xFFFF) != 39393) {
+    if ((lib.uniffi_chaya_uniffi_checksum_method_session_generate() and 0xFFFF) != 55390) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_chaya_uniffi_checksum_method_session_reset() and 0xFFFF) != 33235) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_chaya_uniffi_checksum_method_session_transcript() and 0xFFFF) != 29347) {
+    if ((lib.uniffi_chaya_uniffi_checksum_method_session_transcript() and 0xFFFF) != 32778) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_chaya_uniffi_checksum_method_tokensink_on_token() and 0xFFFF) != 57710) {
+    if ((lib.uniffi_chaya_uniffi_checksum_method_tokensink_on_token() and 0xFFFF) != 24024) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_chaya_uniffi_checksum_constructor_model_from_bytes() and 0xFFFF) != 50765) {
@@ -1930,6 +1930,12 @@ public interface SessionInterface {
      * Appends `prompt` to the conversation and generates a continuation,
      * streaming each new piece of text to `sink`. Blocks until generation
      * stops; call it off the UI thread.
+     *
+     * A character cut in the middle by `max_tokens`, a cancel or a full
+     * window is held back (neither streamed nor in the transcript) and
+     * finished by the next call if its prompt is empty; a non-empty prompt
+     * drops it. A call that fails in the library leaves the transcript as it
+     * was, so it can be retried.
      */
     fun `generate`(`prompt`: kotlin.String, `options`: GenerateOptions, `sink`: TokenSink): GenerateSummary
     
@@ -1939,7 +1945,8 @@ public interface SessionInterface {
     fun `reset`()
     
     /**
-     * The conversation so far: prompts and generated text since the last reset.
+     * The conversation so far: prompts and generated text since the last
+     * reset, without a character held back unfinished.
      */
     fun `transcript`(): kotlin.String
     
@@ -2077,6 +2084,12 @@ open class Session: Disposable, AutoCloseable, SessionInterface
      * Appends `prompt` to the conversation and generates a continuation,
      * streaming each new piece of text to `sink`. Blocks until generation
      * stops; call it off the UI thread.
+     *
+     * A character cut in the middle by `max_tokens`, a cancel or a full
+     * window is held back (neither streamed nor in the transcript) and
+     * finished by the next call if its prompt is empty; a non-empty prompt
+     * drops it. A call that fails in the library leaves the transcript as it
+     * was, so it can be retried.
      */
     @Throws(ChayaException::class)override fun `generate`(`prompt`: kotlin.String, `options`: GenerateOptions, `sink`: TokenSink): GenerateSummary {
             return FfiConverterTypeGenerateSummary.lift(
@@ -2112,7 +2125,8 @@ open class Session: Disposable, AutoCloseable, SessionInterface
 
     
     /**
-     * The conversation so far: prompts and generated text since the last reset.
+     * The conversation so far: prompts and generated text since the last
+     * reset, without a character held back unfinished.
      */
     @Throws(ChayaException::class)override fun `transcript`(): kotlin.String {
             return FfiConverterString.lift(
@@ -2268,8 +2282,10 @@ public interface TokenSink {
     
     /**
      * Called with each new piece of text (whole UTF-8 characters, never empty).
-     * Returns `true` to go on, `false` to stop (stop reason `CALLBACK`).
-     * If it throws, generation stops and `generate` fails with `ChayaError.Callback`.
+     * Returns `true` to go on, `false` to stop (stop reason `CALLBACK`, or
+     * `STOP_STRING` when the same piece completed a stop string). If it
+     * throws, generation stops as if it returned `false` (the text it received
+     * stays in the transcript) and `generate` fails with `ChayaError.Callback`.
      */
     fun `onToken`(`text`: kotlin.String): kotlin.Boolean
     
@@ -2383,8 +2399,10 @@ open class TokenSinkImpl: Disposable, AutoCloseable, TokenSink
     
     /**
      * Called with each new piece of text (whole UTF-8 characters, never empty).
-     * Returns `true` to go on, `false` to stop (stop reason `CALLBACK`).
-     * If it throws, generation stops and `generate` fails with `ChayaError.Callback`.
+     * Returns `true` to go on, `false` to stop (stop reason `CALLBACK`, or
+     * `STOP_STRING` when the same piece completed a stop string). If it
+     * throws, generation stops as if it returned `false` (the text it received
+     * stays in the transcript) and `generate` fails with `ChayaError.Callback`.
      */
     @Throws(TokenSinkException::class)override fun `onToken`(`text`: kotlin.String): kotlin.Boolean {
             return FfiConverterBoolean.lift(
@@ -2548,12 +2566,6 @@ data class GenerateOptions (
     var `presencePenalty`: kotlin.Float = 0.0f 
     , 
     /**
-     * The penalties look at the last `penalty_last_n` tokens of the context
-     * (llama.cpp's `repeat_last_n`); 0 means every token since the last reset.
-     */
-    var `penaltyLastN`: kotlin.UInt = 64u 
-    , 
-    /**
      * The original CHAYA CLI's sampler order (temperature first) and
      * sign-blind repetition penalty.
      */
@@ -2588,6 +2600,13 @@ data class GenerateOptions (
      * before generating anything.
      */
     var `contextShift`: kotlin.Boolean = true 
+    , 
+    /**
+     * The penalties look at the last `penalty_last_n` tokens of the context;
+     * 0 means every token since the last reset (unlike llama.cpp's
+     * `repeat_last_n`, where 0 turns the penalties off).
+     */
+    var `penaltyLastN`: kotlin.UInt = 64u 
     
 ){
     
@@ -2612,13 +2631,13 @@ public object FfiConverterTypeGenerateOptions: FfiConverterRustBuffer<GenerateOp
             FfiConverterFloat.read(buf),
             FfiConverterFloat.read(buf),
             FfiConverterFloat.read(buf),
-            FfiConverterUInt.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterOptionalULong.read(buf),
             FfiConverterSequenceString.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterSequenceTypeLogitBias.read(buf),
             FfiConverterBoolean.read(buf),
+            FfiConverterUInt.read(buf),
         )
     }
 
@@ -2631,13 +2650,13 @@ public object FfiConverterTypeGenerateOptions: FfiConverterRustBuffer<GenerateOp
             FfiConverterFloat.allocationSize(value.`repetitionPenalty`) +
             FfiConverterFloat.allocationSize(value.`frequencyPenalty`) +
             FfiConverterFloat.allocationSize(value.`presencePenalty`) +
-            FfiConverterUInt.allocationSize(value.`penaltyLastN`) +
             FfiConverterBoolean.allocationSize(value.`compat`) +
             FfiConverterOptionalULong.allocationSize(value.`seed`) +
             FfiConverterSequenceString.allocationSize(value.`stopStrings`) +
             FfiConverterBoolean.allocationSize(value.`stopAtEos`) +
             FfiConverterSequenceTypeLogitBias.allocationSize(value.`logitBias`) +
-            FfiConverterBoolean.allocationSize(value.`contextShift`)
+            FfiConverterBoolean.allocationSize(value.`contextShift`) +
+            FfiConverterUInt.allocationSize(value.`penaltyLastN`)
     )
 
     override fun write(value: GenerateOptions, buf: ByteBuffer) {
@@ -2649,13 +2668,13 @@ public object FfiConverterTypeGenerateOptions: FfiConverterRustBuffer<GenerateOp
             FfiConverterFloat.write(value.`repetitionPenalty`, buf)
             FfiConverterFloat.write(value.`frequencyPenalty`, buf)
             FfiConverterFloat.write(value.`presencePenalty`, buf)
-            FfiConverterUInt.write(value.`penaltyLastN`, buf)
             FfiConverterBoolean.write(value.`compat`, buf)
             FfiConverterOptionalULong.write(value.`seed`, buf)
             FfiConverterSequenceString.write(value.`stopStrings`, buf)
             FfiConverterBoolean.write(value.`stopAtEos`, buf)
             FfiConverterSequenceTypeLogitBias.write(value.`logitBias`, buf)
             FfiConverterBoolean.write(value.`contextShift`, buf)
+            FfiConverterUInt.write(value.`penaltyLastN`, buf)
     }
 }
 
@@ -3017,7 +3036,8 @@ enum class StopReason {
      */
     STOP_STRING,
     /**
-     * The token sink returned `false`.
+     * The token sink returned `false` (unless the same piece completed a stop
+     * string: then `StopString`).
      */
     CALLBACK,
     /**
