@@ -272,10 +272,10 @@ static void test_penalty_window_and_stop_precedence(const chaya_model *model) {
     /* "a" wins unless penalized; then "b" does: a penalized token comes back
        as soon as it leaves the penalty window. */
     uint32_t ids[] = {single_token(model, "a"), single_token(model, "b")};
-    float values[] = {100.0f, 60.0f};
+    float values[] = {200.0f, 150.0f};
     chaya_options opts = chaya_options_default();
     opts.max_tokens = 6;
-    opts.presence_penalty = 50.0f;
+    opts.presence_penalty = 100.0f;
     const char *expected[] = {"abaaaa", "ababab"};
     for (uint32_t last_n = 0; last_n < 2; last_n++) {
         opts.penalty_last_n = last_n;
@@ -283,8 +283,8 @@ static void test_penalty_window_and_stop_precedence(const chaya_model *model) {
         chaya_summary summary;
         biased(model, opts, ids, values, 2, &text, &summary);
         CHECK(text.data && strcmp(text.data, expected[last_n]) == 0,
-              "penalty_last_n %u: \"%s\", expected \"%s\"", last_n, text.data,
-              expected[last_n]);
+              "penalty_last_n %u: \"%s\", expected \"%s\"", last_n,
+              text.data ? text.data : "(none)", expected[last_n]);
         chaya_summary_free(&summary);
         buffer_free(&text);
     }
@@ -301,7 +301,7 @@ static void test_penalty_window_and_stop_precedence(const chaya_model *model) {
     chaya_summary summary;
     biased(model, opts, &ab, &bias, 1, &text, &summary);
     CHECK(text.calls == 1 && strcmp(text.data, "a") == 0, "%zu calls, text \"%s\"", text.calls,
-          text.data);
+          text.data ? text.data : "(none)");
     CHECK(summary.stop_reason == CHAYA_STOP_STOP_STRING, "stop reason %d",
           (int)summary.stop_reason);
     chaya_summary_free(&summary);

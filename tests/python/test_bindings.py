@@ -200,11 +200,11 @@ def main():
         # as soon as it leaves the penalty window.
         a, b = model.encode("a"), model.encode("b")
         assert len(a) == len(b) == 1, (a, b)
-        biases = [chaya.LogitBias(token_id=a[0], bias=100.0), chaya.LogitBias(token_id=b[0], bias=60.0)]
+        biases = [chaya.LogitBias(token_id=a[0], bias=200.0), chaya.LogitBias(token_id=b[0], bias=150.0)]
         texts = []
         for last_n in (0, 1):
             options = seeded(chaya, max_tokens=6, temperature=0.0, repetition_penalty=1.0,
-                             presence_penalty=50.0, penalty_last_n=last_n, logit_bias=biases)
+                             presence_penalty=100.0, penalty_last_n=last_n, logit_bias=biases)
             texts.append(model.new_session().generate("x", options, Collect()).text)
         assert texts == ["abaaaa", "ababab"], texts
 
