@@ -83,6 +83,7 @@ fn block_scores<const FUSED: bool>(
 /// Whether `rows` rows of `width` values, `stride` apart, lie within `len`
 /// values, computed without overflow: the intrinsic kernels read unchecked
 /// once this holds (a wrapped product would let a huge `stride` pass).
+#[cfg(any(target_arch = "x86_64", test))]
 fn rows_fit(len: usize, rows: usize, stride: usize, width: usize) -> bool {
     rows.saturating_sub(1)
         .checked_mul(stride)
