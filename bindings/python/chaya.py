@@ -552,7 +552,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_session_cancel() != 51312:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_chaya_uniffi_checksum_method_session_generate() != 55390:
+    if lib.uniffi_chaya_uniffi_checksum_method_session_generate() != 2034:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_session_reset() != 33235:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -1813,9 +1813,10 @@ class SessionProtocol(typing.Protocol):
 
         A character cut in the middle by `max_tokens`, a cancel or a full
         window is held back (neither streamed nor in the transcript) and
-        finished by the next call if its prompt is empty; a non-empty prompt
-        drops it. A call that fails in the library leaves the transcript as it
-        was, so it can be retried.
+        finished by the next call if its prompt is empty (after a full window,
+        a call with `context_shift` on); a non-empty prompt drops it. A call
+        that fails in the library leaves the transcript as it was, so it can be
+        retried.
 """
         raise NotImplementedError
     def reset(self, ) -> None:
@@ -1887,9 +1888,10 @@ class Session(SessionProtocol):
 
         A character cut in the middle by `max_tokens`, a cancel or a full
         window is held back (neither streamed nor in the transcript) and
-        finished by the next call if its prompt is empty; a non-empty prompt
-        drops it. A call that fails in the library leaves the transcript as it
-        was, so it can be retried.
+        finished by the next call if its prompt is empty (after a full window,
+        a call with `context_shift` on); a non-empty prompt drops it. A call
+        that fails in the library leaves the transcript as it was, so it can be
+        retried.
 """
         
         _UniffiFfiConverterString.check_lower(prompt)

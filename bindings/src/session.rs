@@ -137,9 +137,10 @@ impl Session {
     ///
     /// A character cut in the middle by `max_tokens`, a cancel or a full
     /// window is held back (neither streamed nor in the transcript) and
-    /// finished by the next call if its prompt is empty; a non-empty prompt
-    /// drops it. A call that fails in the library leaves the transcript as it
-    /// was, so it can be retried.
+    /// finished by the next call if its prompt is empty (after a full window,
+    /// a call with `context_shift` on); a non-empty prompt drops it. A call
+    /// that fails in the library leaves the transcript as it was, so it can be
+    /// retried.
     pub fn generate(
         &self,
         prompt: String,

@@ -929,9 +929,10 @@ public protocol SessionProtocol: AnyObject, Sendable {
      *
      * A character cut in the middle by `max_tokens`, a cancel or a full
      * window is held back (neither streamed nor in the transcript) and
-     * finished by the next call if its prompt is empty; a non-empty prompt
-     * drops it. A call that fails in the library leaves the transcript as it
-     * was, so it can be retried.
+     * finished by the next call if its prompt is empty (after a full window,
+     * a call with `context_shift` on); a non-empty prompt drops it. A call
+     * that fails in the library leaves the transcript as it was, so it can be
+     * retried.
      */
     func generate(prompt: String, options: GenerateOptions, sink: TokenSink) throws  -> GenerateSummary
     
@@ -1028,9 +1029,10 @@ open func cancel()  {try! rustCall() {
      *
      * A character cut in the middle by `max_tokens`, a cancel or a full
      * window is held back (neither streamed nor in the transcript) and
-     * finished by the next call if its prompt is empty; a non-empty prompt
-     * drops it. A call that fails in the library leaves the transcript as it
-     * was, so it can be retried.
+     * finished by the next call if its prompt is empty (after a full window,
+     * a call with `context_shift` on); a non-empty prompt drops it. A call
+     * that fails in the library leaves the transcript as it was, so it can be
+     * retried.
      */
 open func generate(prompt: String, options: GenerateOptions, sink: TokenSink)throws  -> GenerateSummary  {
     return try  FfiConverterTypeGenerateSummary_lift(try rustCallWithError(FfiConverterTypeChayaError_lift) {
@@ -2423,7 +2425,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_chaya_uniffi_checksum_method_session_cancel() != 51312) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_chaya_uniffi_checksum_method_session_generate() != 55390) {
+    if (uniffi_chaya_uniffi_checksum_method_session_generate() != 2034) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_chaya_uniffi_checksum_method_session_reset() != 33235) {

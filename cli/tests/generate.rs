@@ -50,13 +50,13 @@ fn negative_values_are_values_not_flags() {
 #[test]
 fn penalty_last_n_sets_the_window_of_the_penalties() {
     // GPT-2 ids 64 and 65 are "a" and "b": "a" wins unless penalized, then
-    // "b" does; "a" comes back as soon as it leaves the penalty window.
+    // "b" does; either comes back as soon as it leaves the penalty window.
     let text = |extra: &[&str]| {
         let base = [
             "-p",
             "x",
             "-n",
-            "6",
+            "70",
             "--temperature",
             "0",
             "--repeat-penalty",
@@ -72,11 +72,18 @@ fn penalty_last_n_sets_the_window_of_the_penalties() {
         assert!(out.status.success(), "{}", stderr(&out));
         String::from_utf8(out.stdout).unwrap()
     };
-    assert_eq!(text(&["--penalty-last-n", "0"]), "abaaaa\n");
-    assert_eq!(text(&["--penalty-last-n", "1"]), "ababab\n");
-    // The default window (64) holds all six tokens, as 0 does (the C and
-    // Python tests check the default's value).
-    assert_eq!(text(&[]), "abaaaa\n");
+    let a_then_b_again = format!("ab{}baaa\n", "a".repeat(64));
+    assert_eq!(
+        text(&["--penalty-last-n", "0"]),
+        format!("ab{}\n", "a".repeat(68))
+    );
+    assert_eq!(
+        text(&["--penalty-last-n", "1"]),
+        format!("{}\n", "ab".repeat(35))
+    );
+    assert_eq!(text(&["--penalty-last-n", "64"]), a_then_b_again);
+    // The default window is 64 tokens: "b" leaves it after 64 tokens.
+    assert_eq!(text(&[]), a_then_b_again);
     let out = chaya(&args(&generate(&["-p", "x", "--penalty-last-n", "-1"])));
     assert!(!out.status.success());
     assert!(

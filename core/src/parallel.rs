@@ -32,6 +32,15 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use tract_linalg::multithread::Executor;
 
+/// The smallest matrix-vector product (in multiply-adds) tract splits over
+/// the pool. An f32 model decodes through tract's GEMV, and at tract's
+/// default (2^21) only its head (50257 × 192) was split: every matrix of its
+/// body (640 × 640 to 2560 × 640) ran on one thread. At 2^18 all of them are:
+/// f32 decode 53-56 → 80-99 tok/s on a 2-core Xeon, 2 threads (`chaya
+/// bench`, alternating runs). int8 models do not use tract's GEMV.
+#[cfg(feature = "tract-threads")]
+const GEMV_THREADING_MACS: usize = 1 << 18;
+
 thread_local! {
     /// The team of the forward pass this thread runs, if any (null inside a
     /// parallel loop's task: nested loops run serially).
@@ -58,10 +67,21 @@ impl ComputePool {
 
     /// The executor tract's own ops use inside a plan: this pool when tract is
     /// built multithreaded (feature `tract-threads`), else the calling thread.
+    /// With a pool, it also lowers tract's process-wide threshold for
+    /// splitting a matrix-vector product to [`GEMV_THREADING_MACS`] (never
+    /// raising it).
     pub fn tract_executor(&self) -> Executor {
         match &self.0 {
             #[cfg(feature = "tract-threads")]
-            Some(pool) => Executor::MultiThread(pool.clone()),
+            Some(pool) => {
+                use tract_linalg::multithread::{
+                    current_threading_mac_threshold, set_threading_mac_threshold,
+                };
+                set_threading_mac_threshold(
+                    current_threading_mac_threshold().min(GEMV_THREADING_MACS),
+                );
+                Executor::MultiThread(pool.clone())
+            }
             _ => Executor::SingleThread,
         }
     }
@@ -416,6 +436,14 @@ impl<T> SharedSlice<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(feature = "tract-threads")]
+    fn a_pool_lets_tract_split_every_gemv_of_the_f32_body() {
+        let _ = ComputePool::new(2).unwrap().tract_executor();
+        // The smallest: the attention output, 640 × 640.
+        assert!(tract_linalg::multithread::current_threading_mac_threshold() <= 640 * 640);
+    }
 
     #[test]
     fn every_index_runs_once_on_every_thread_count() {

@@ -891,12 +891,6 @@ mod x86 {
         _mm256_dpbusd_avx_epi32(acc, w, x)
     }
 
-    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-    #[inline]
-    fn dot_avx512_vnni(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
-        _mm256_dpbusd_epi32(acc, w, x)
-    }
-
     #[target_feature(enable = "avx2")]
     #[inline]
     fn dot_avx2(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
@@ -911,13 +905,79 @@ mod x86 {
         dot_avx_vnni,
         true
     );
-    tile!(
-        avx512_vnni_tile,
-        "avx2,fma,avx512vnni,avx512vl",
-        offset_weights,
-        dot_avx512_vnni,
-        true
-    );
+    /// The decode tile on 512-bit vectors: a load takes two blocks of a
+    /// weight row, so a pair of blocks costs 8 loads, 8 `vpdpbusd` and one
+    /// reduction (8 vectors to one), where [`tile!`] spends twice the loads
+    /// and dots and two reductions. The fold is [`tile!`]'s: block `b`'s exact
+    /// sums, then block `b + 1`'s, each converted and multiplied-added in
+    /// order. An odd last block is read with the upper half masked off.
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vnni")]
+    fn avx512_vnni_tile(w: &[&[i8]; 8], x: Q8Row, ahead: &[i8]) -> [f32; 8] {
+        let full = tile_shape(w, x);
+        let flip = _mm512_set1_epi8(-128);
+        let mut acc = _mm256_setzero_ps();
+        for b in (0..full).step_by(2) {
+            prefetch_ahead(ahead, b);
+            let pair = b + 1 < full;
+            let mask: __mmask16 = if pair { 0xffff } else { 0x00ff };
+            // SAFETY: the unmasked lanes lie in blocks b and (if `pair`)
+            // b + 1 < full, within x.values and every weight row.
+            let xv =
+                unsafe { _mm512_maskz_loadu_epi32(mask, x.values.as_ptr().add(b * BLOCK).cast()) };
+            let mut dots = [_mm512_setzero_si512(); 8];
+            for (dot, row) in dots.iter_mut().zip(w) {
+                // SAFETY: as above.
+                let raw =
+                    unsafe { _mm512_maskz_loadu_epi32(mask, row.as_ptr().add(b * BLOCK).cast()) };
+                *dot = _mm512_dpbusd_epi32(*dot, _mm512_xor_si512(raw, flip), xv);
+            }
+            let d = reduce8x2(dots);
+            let first =
+                _mm256_add_epi32(_mm512_castsi512_si256(d), _mm256_set1_epi32(x.offsets[b]));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(first), _mm256_set1_ps(x.scales[b]), acc);
+            if pair {
+                let second = _mm256_add_epi32(
+                    _mm512_extracti64x4_epi64::<1>(d),
+                    _mm256_set1_epi32(x.offsets[b + 1]),
+                );
+                acc = _mm256_fmadd_ps(
+                    _mm256_cvtepi32_ps(second),
+                    _mm256_set1_ps(x.scales[b + 1]),
+                    acc,
+                );
+            }
+        }
+        let mut sums = [0.0f32; 8];
+        // SAFETY: `sums` holds eight f32.
+        unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), acc) };
+        with_tail(sums, w, x, full)
+    }
+
+    /// Lanes `0..8` of the result are the sums of the lower halves (lanes
+    /// `0..8`) of `v[0]`..`v[7]`, lanes `8..16` those of their upper halves.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn reduce8x2(v: [__m512i; 8]) -> __m512i {
+        let low = chunk_sums4(v[0], v[1], v[2], v[3]);
+        let high = chunk_sums4(v[4], v[5], v[6], v[7]);
+        // Chunks 0 + 1 are the lower halves, 2 + 3 the upper ones:
+        // [low 0+1, low 2+3, high 0+1, high 2+3], then low and high interleaved.
+        let sums = _mm512_add_epi32(
+            _mm512_shuffle_i32x4::<0x88>(low, high),
+            _mm512_shuffle_i32x4::<0xdd>(low, high),
+        );
+        _mm512_shuffle_i32x4::<0xd8>(sums, sums)
+    }
+
+    /// Per 128-bit chunk: [Σ a, Σ b, Σ c, Σ d] of that chunk's four lanes.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn chunk_sums4(a: __m512i, b: __m512i, c: __m512i, d: __m512i) -> __m512i {
+        // Per chunk: [a0 + a2, b0 + b2, a1 + a3, b1 + b3], and the same of c, d.
+        let ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+        let cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+        _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd))
+    }
     tile!(avx2_tile, "avx2,fma", keep, dot_avx2, false);
 
     // SAFETY (all): each is only selected after detecting its features.
@@ -1413,8 +1473,10 @@ mod tests {
 
     #[test]
     fn every_kernel_gives_exactly_the_block_fold() {
-        // 8: only a tail; 64: full blocks; 70 and 200: full blocks and a tail.
-        for cols in [8, 64, 70, 200] {
+        // 8: only a tail; 64: full blocks; 70 and 200: full blocks and a
+        // tail; 96 and 230: an odd number of full blocks (the 512-bit tile's
+        // masked last block), without and with a tail.
+        for cols in [8, 64, 70, 96, 200, 230] {
             // 10 activation rows: whole groups of 4 and of 8, and partial ones.
             let xq = Q8Rows::quantize(&values(10 * cols, 0.37), cols);
             let w: Vec<Vec<i8>> = (0..PANEL_ROWS).map(|j| weights(cols, 7 + 2 * j)).collect();

@@ -897,6 +897,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")]
     fn block_kernels_refuse_strides_that_overflow() {
         // 3 · stride wraps to 2 in 64 bits: a plain product passes the check
         // (and panics on its own overflow only where overflow checks are on).

@@ -302,8 +302,7 @@ typedef struct chaya_options {
     /**
      * The penalties look at the last penalty_last_n tokens of the context; 0
      * means every token since the session's last reset (llama.cpp's
-     * repeat_last_n, except that there 0 turns the penalties off). Added
-     * last: the fields before it keep their offsets.
+     * repeat_last_n, except that there 0 turns the penalties off).
      */
     uint32_t penalty_last_n;
 } chaya_options;
@@ -321,8 +320,9 @@ typedef struct chaya_options {
  * The callback runs on the thread that called chaya_generate. It may call
  * chaya_cancel and any function on the model, but any other call on the same
  * session fails with CHAYA_ERR_BUSY (chaya_session_free is undefined
- * behaviour). It must not unwind (C++ exceptions, longjmp) through the
- * library.
+ * behaviour). It must not unwind through the library: a C++ exception or a
+ * longjmp leaving it is undefined behaviour, a Rust callback that panics
+ * aborts the process.
  */
 typedef bool (*chaya_token_callback)(const char *utf8, size_t len, void *user_data);
 
@@ -577,10 +577,11 @@ struct chaya_options chaya_options_compat(void);
  * after a cancel. A character cut in the middle by max_tokens, a cancel or a
  * full window is held back (neither passed on nor in the transcript) and
  * finished by the next call if its prompt is empty; a non-empty prompt drops
- * it. A call that fails in the library leaves the session's conversation as
- * it was (without this prompt), so it can be retried; a callback that panics
- * stops the generation as if it returned false (what it received stays in
- * the conversation) and the call returns CHAYA_ERR_PANIC.
+ * it. After a full window that call needs context_shift on (with it off the
+ * conversation, longer than the window, is CHAYA_ERR_INVALID_INPUT). A call
+ * that fails leaves the
+ * session's conversation as it was (without this prompt), so it can be
+ * retried.
  *
  * # Safety
  * `session` is NULL or a live session; `prompt` is NULL or NUL-terminated;

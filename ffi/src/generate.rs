@@ -2,13 +2,10 @@
 
 use crate::options::chaya_options;
 use crate::session::chaya_session;
-use crate::status::{
-    chaya_status, guard, guard_or, handle, panic_message, utf8, with_live, Failure,
-};
+use crate::status::{chaya_status, guard, guard_or, handle, utf8, with_live};
 use crate::strings::{chaya_string_free, to_owned_c_string};
 use chaya_core::{GenerateSummary, StopReason};
 use std::ffi::{c_char, c_void};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 /// Receives generated text as it is produced.
@@ -23,8 +20,9 @@ use std::time::Instant;
 /// The callback runs on the thread that called chaya_generate. It may call
 /// chaya_cancel and any function on the model, but any other call on the same
 /// session fails with CHAYA_ERR_BUSY (chaya_session_free is undefined
-/// behaviour). It must not unwind (C++ exceptions, longjmp) through the
-/// library.
+/// behaviour). It must not unwind through the library: a C++ exception or a
+/// longjmp leaving it is undefined behaviour, a Rust callback that panics
+/// aborts the process.
 pub type chaya_token_callback =
     Option<unsafe extern "C" fn(utf8: *const c_char, len: usize, user_data: *mut c_void) -> bool>;
 
@@ -158,10 +156,11 @@ impl chaya_summary {
 /// after a cancel. A character cut in the middle by max_tokens, a cancel or a
 /// full window is held back (neither passed on nor in the transcript) and
 /// finished by the next call if its prompt is empty; a non-empty prompt drops
-/// it. A call that fails in the library leaves the session's conversation as
-/// it was (without this prompt), so it can be retried; a callback that panics
-/// stops the generation as if it returned false (what it received stays in
-/// the conversation) and the call returns CHAYA_ERR_PANIC.
+/// it. After a full window that call needs context_shift on (with it off the
+/// conversation, longer than the window, is CHAYA_ERR_INVALID_INPUT). A call
+/// that fails leaves the
+/// session's conversation as it was (without this prompt), so it can be
+/// retried.
 ///
 /// # Safety
 /// `session` is NULL or a live session; `prompt` is NULL or NUL-terminated;
@@ -194,25 +193,12 @@ pub unsafe extern "C" fn chaya_generate(
             None => Default::default(),
         };
         let mut session = handle.lock()?;
-        let mut callback_panic = None;
-        let summary = session.generate(prompt, &options, |piece| {
-            let Some(on_token) = on_token else {
-                return true;
-            };
-            // SAFETY: `on_token` is a valid callback (caller); `piece` outlives the call.
-            let call = || unsafe { on_token(piece.as_ptr().cast(), piece.len(), user_data) };
-            // Only a Rust callback declared "C-unwind" could unwind here; stop then.
-            catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|payload| {
-                callback_panic = Some(panic_message(&*payload));
-                false
-            })
+        let summary = session.generate(prompt, &options, |piece| match on_token {
+            // SAFETY: `on_token` is a valid callback (caller); `piece` outlives the
+            // call. An `extern "C"` callback cannot unwind into this frame.
+            Some(on_token) => unsafe { on_token(piece.as_ptr().cast(), piece.len(), user_data) },
+            None => true,
         })?;
-        if let Some(message) = callback_panic {
-            return Err(Failure::new(
-                chaya_status::CHAYA_ERR_PANIC,
-                format!("the token callback panicked: {message}"),
-            ));
-        }
         if !out_summary.is_null() {
             // SAFETY: non-NULL and writable (caller); it holds the empty summary.
             unsafe { out_summary.write(chaya_summary::from_core(&summary, start)) };

@@ -66,8 +66,7 @@ pub struct chaya_options {
     pub context_shift: bool,
     /// The penalties look at the last penalty_last_n tokens of the context; 0
     /// means every token since the session's last reset (llama.cpp's
-    /// repeat_last_n, except that there 0 turns the penalties off). Added
-    /// last: the fields before it keep their offsets.
+    /// repeat_last_n, except that there 0 turns the penalties off).
     pub penalty_last_n: u32,
 }
 

@@ -959,7 +959,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_chaya_uniffi_checksum_method_session_cancel() and 0xFFFF) != 51312) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_chaya_uniffi_checksum_method_session_generate() and 0xFFFF) != 55390) {
+    if ((lib.uniffi_chaya_uniffi_checksum_method_session_generate() and 0xFFFF) != 2034) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_chaya_uniffi_checksum_method_session_reset() and 0xFFFF) != 33235) {
@@ -1933,9 +1933,10 @@ public interface SessionInterface {
      *
      * A character cut in the middle by `max_tokens`, a cancel or a full
      * window is held back (neither streamed nor in the transcript) and
-     * finished by the next call if its prompt is empty; a non-empty prompt
-     * drops it. A call that fails in the library leaves the transcript as it
-     * was, so it can be retried.
+     * finished by the next call if its prompt is empty (after a full window,
+     * a call with `context_shift` on); a non-empty prompt drops it. A call
+     * that fails in the library leaves the transcript as it was, so it can be
+     * retried.
      */
     fun `generate`(`prompt`: kotlin.String, `options`: GenerateOptions, `sink`: TokenSink): GenerateSummary
     
@@ -2087,9 +2088,10 @@ open class Session: Disposable, AutoCloseable, SessionInterface
      *
      * A character cut in the middle by `max_tokens`, a cancel or a full
      * window is held back (neither streamed nor in the transcript) and
-     * finished by the next call if its prompt is empty; a non-empty prompt
-     * drops it. A call that fails in the library leaves the transcript as it
-     * was, so it can be retried.
+     * finished by the next call if its prompt is empty (after a full window,
+     * a call with `context_shift` on); a non-empty prompt drops it. A call
+     * that fails in the library leaves the transcript as it was, so it can be
+     * retried.
      */
     @Throws(ChayaException::class)override fun `generate`(`prompt`: kotlin.String, `options`: GenerateOptions, `sink`: TokenSink): GenerateSummary {
             return FfiConverterTypeGenerateSummary.lift(
