@@ -17,6 +17,9 @@
 //! - `tract-threads` (default): tract's own ops (norms, elementwise, float
 //!   matmuls) run on the model's threads too; without it they run on one of
 //!   them, while the int8 matmuls and attention use all threads either way.
+//!   With it, loading a model with several threads lowers tract-linalg's
+//!   process-wide threshold for threading a matrix-vector product
+//!   ([`LoadOptions::threads`]).
 //! - `any-tokenizer` (default): tokenizers other than GPT-2-style byte-level
 //!   BPE, through the `tokenizers` deserializer; without it such a file is an
 //!   [`Error::Tokenizer`].

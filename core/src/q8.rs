@@ -906,7 +906,7 @@ mod x86 {
         true
     );
     /// The decode tile on 512-bit vectors: a load takes two blocks of a
-    /// weight row, so a pair of blocks costs 8 loads, 8 `vpdpbusd` and one
+    /// weight row, so a pair of blocks costs 8 weight loads, 8 `vpdpbusd` and one
     /// reduction (8 vectors to one), where [`tile!`] spends twice the loads
     /// and dots and two reductions. The fold is [`tile!`]'s: block `b`'s exact
     /// sums, then block `b + 1`'s, each converted and multiplied-added in
@@ -1009,10 +1009,7 @@ mod x86 {
         // EVEX first where both exist: 32 vector registers, and 512-bit
         // `vpdpbusd` for the panels (measured here at the 256-bit one's
         // instruction rate: twice the multiply-adds).
-        if is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512vnni")
-            && is_x86_feature_detected!("avx512vl")
-        {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni") {
             all.push(&AVX512_VNNI);
         }
         if is_x86_feature_detected!("avxvnni") {

@@ -579,9 +579,8 @@ struct chaya_options chaya_options_compat(void);
  * finished by the next call if its prompt is empty; a non-empty prompt drops
  * it. After a full window that call needs context_shift on (with it off the
  * conversation, longer than the window, is CHAYA_ERR_INVALID_INPUT). A call
- * that fails leaves the
- * session's conversation as it was (without this prompt), so it can be
- * retried.
+ * that fails leaves the session's conversation as it was (without this
+ * prompt), so it can be retried; after CHAYA_ERR_PANIC the session is reset.
  *
  * # Safety
  * `session` is NULL or a live session; `prompt` is NULL or NUL-terminated;
