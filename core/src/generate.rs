@@ -5,7 +5,7 @@ use crate::sampler::{Sampler, SamplerChain};
 use crate::session::Session;
 use crate::stop_strings::{StopCheck, StopStrings};
 use crate::utf8_stream::Utf8Stream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -271,29 +271,33 @@ pub struct GenerateSummary {
 /// tokens of a prompt: 256 by default).
 #[derive(Clone, Debug, Default)]
 pub struct CancelHandle {
-    running: Arc<AtomicBool>,
-    cancelled: Arc<AtomicBool>,
+    /// [`IDLE`], [`RUNNING`] or [`CANCELLED`]: one atomic, so a cancel racing
+    /// with the end of a generation can never land on the next one.
+    state: Arc<AtomicU8>,
 }
+
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+const CANCELLED: u8 = 2;
 
 impl CancelHandle {
     /// Cancels the generation in progress; does nothing when none is running.
     pub fn cancel(&self) {
-        if self.running.load(Ordering::SeqCst) {
-            self.cancelled.store(true, Ordering::SeqCst);
-        }
+        let _ = self
+            .state
+            .compare_exchange(RUNNING, CANCELLED, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     pub(crate) fn start(&self) {
-        self.cancelled.store(false, Ordering::SeqCst);
-        self.running.store(true, Ordering::SeqCst);
+        self.state.store(RUNNING, Ordering::SeqCst);
     }
 
     pub(crate) fn finish(&self) {
-        self.running.store(false, Ordering::SeqCst);
+        self.state.store(IDLE, Ordering::SeqCst);
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
+        self.state.load(Ordering::SeqCst) == CANCELLED
     }
 }
 
@@ -328,8 +332,15 @@ impl Session {
         let prompt_tokens = model.tokenizer().encode(prompt)?.len();
         let conversation = format!("{}{prompt}", self.transcript());
         let mut context = model.tokenizer().encode(&conversation)?;
-        if context.is_empty() {
-            context.push(config.eos_token_id);
+        // A conversation begun with an empty prompt starts from end-of-text,
+        // in this call and in every later one, so the cache stays reusable.
+        let opens_with_eos = if self.transcript().is_empty() {
+            context.is_empty()
+        } else {
+            self.opens_with_eos()
+        };
+        if opens_with_eos {
+            context.insert(0, config.eos_token_id);
         }
         // A character the last call left unfinished is continued by an empty
         // prompt (a prompt's text would make it invalid: dropped).
@@ -376,6 +387,7 @@ impl Session {
         // On an error below, the transcript is put back as it was before the call.
         let kept = self.transcript().len();
         self.set_transcript(conversation);
+        self.set_opens_with_eos(opens_with_eos);
 
         for i in 0..options.max_tokens {
             if cancel.is_cancelled() {
@@ -497,6 +509,20 @@ fn clock_seed() -> u64 {
 mod tests {
     use super::*;
     use crate::sampler::Sampler;
+
+    #[test]
+    fn a_cancel_reaches_only_the_generation_running_when_it_is_made() {
+        let handle = CancelHandle::default();
+        handle.cancel();
+        handle.start();
+        assert!(!handle.is_cancelled(), "a cancel while idle is dropped");
+        handle.cancel();
+        assert!(handle.is_cancelled());
+        handle.finish();
+        handle.cancel();
+        handle.start();
+        assert!(!handle.is_cancelled(), "a cancel after the end is dropped");
+    }
 
     /// Draws of `chain` on fixed pseudo-random logits over a context.
     fn draws(mut chain: SamplerChain) -> Vec<u32> {

@@ -37,9 +37,9 @@ impl GraphBuilder<'_> {
     }
 
     /// A tensor stored in a float type, as a tract tensor.
-    fn weight(&self, name: &str) -> Result<Tensor> {
+    fn weight(&self, name: &str) -> Result<Arc<Tensor>> {
         match self.stored(name)? {
-            Weight::Dense(t) => Ok(Tensor::from_shape(&t.shape, &t.values)?),
+            Weight::Dense(t) => Ok(t.clone()),
             Weight::Int8(_) => Err(Error::InvalidModel(format!(
                 "tensor `{name}` must be stored as a float type, not int8"
             ))),
@@ -110,7 +110,9 @@ impl GraphBuilder<'_> {
         let normed = self.model.wire_node(format!("{name}.rms"), op, &[x])?[0];
         let scale = self.weight(name)?;
         let len = scale.len();
-        let scale = self.model.add_const(name, scale.into_shape(&[1, len])?)?;
+        let scale = self
+            .model
+            .add_const(name, (*scale).clone().into_shape(&[1, len])?)?;
         Ok(self.model.wire_node(
             format!("{name}.mul"),
             tract_core::ops::math::mul(),

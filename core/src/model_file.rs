@@ -17,6 +17,7 @@ use safetensors::Dtype;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tract_core::prelude::Tensor;
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "chaya-v1";
@@ -48,20 +49,12 @@ impl StoredTensor {
     }
 }
 
-/// A weight matrix or vector decoded to f32, row-major.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DenseTensor {
-    /// Shape, outermost first.
-    pub shape: Vec<usize>,
-    /// Values, row-major.
-    pub values: Vec<f32>,
-}
-
 /// A tensor as the runtime keeps it: f32, or int8 read in place.
 #[derive(Clone, Debug)]
 pub enum Weight {
-    /// Stored as f32, f16 or bf16; decoded to f32.
-    Dense(DenseTensor),
+    /// Stored as f32, f16 or bf16; decoded to an f32 tract tensor, which the
+    /// graph takes as a constant without copying it.
+    Dense(Arc<Tensor>),
     /// Stored as int8 with per-row scales; kept as int8.
     Int8(Arc<QuantMatrix>),
 }
@@ -70,7 +63,7 @@ impl Weight {
     /// Shape, outermost first.
     pub fn shape(&self) -> Vec<usize> {
         match self {
-            Weight::Dense(t) => t.shape.clone(),
+            Weight::Dense(t) => t.shape().to_vec(),
             Weight::Int8(m) => vec![m.rows(), m.cols()],
         }
     }
@@ -251,7 +244,9 @@ impl ModelFile {
                     invalid(format!("tensor `{name}` has unsupported type {dtype:?}"))
                 })?;
                 let values = finite(&name, values)?;
-                Weight::Dense(DenseTensor { shape, values })
+                let tensor = Tensor::from_shape(&shape, &values)
+                    .map_err(|e| invalid(format!("tensor `{name}`: {e}")))?;
+                Weight::Dense(Arc::new(tensor))
             };
             dtypes.insert(name.clone(), dtype);
             tensors.insert(name, weight);

@@ -47,6 +47,9 @@ pub struct Session {
     /// middle of (not in the transcript): a continuation with an empty
     /// prompt finishes it.
     unfinished: Vec<u8>,
+    /// Whether the conversation began with an empty prompt, which the model
+    /// reads as one end-of-text token (kept in front of the later contexts).
+    opens_with_eos: bool,
     cancel: CancelHandle,
 }
 
@@ -83,6 +86,7 @@ impl Session {
             window_start: 0,
             transcript: String::new(),
             unfinished: Vec::new(),
+            opens_with_eos: false,
             cancel: CancelHandle::default(),
         })
     }
@@ -132,6 +136,14 @@ impl Session {
 
     pub(crate) fn set_unfinished(&mut self, bytes: &[u8]) {
         self.unfinished = bytes.to_vec();
+    }
+
+    pub(crate) fn opens_with_eos(&self) -> bool {
+        self.opens_with_eos
+    }
+
+    pub(crate) fn set_opens_with_eos(&mut self, opens_with_eos: bool) {
+        self.opens_with_eos = opens_with_eos;
     }
 
     pub(crate) fn truncate_transcript(&mut self, len: usize) {

@@ -184,7 +184,7 @@ impl ByteLevelBpeJson<'_> {
             let vocab: tokenizers::models::bpe::Vocab =
                 serde_json::from_str(self.model.vocab.get()).map_err(|e| malformed("vocab", &e))?;
             let by_id = vocab.iter().map(|(t, &id)| (t.as_str(), id));
-            let (pieces, special) = pieces_of(by_id, &self.added_tokens)?;
+            let (pieces, special) = pieces_of(by_id, Spelling::ByteLevel, &self.added_tokens)?;
             let MergesJson(merges) = merges
                 .join()
                 .map_err(|_| malformed("merges", &"the parser panicked"))?
@@ -212,6 +212,18 @@ impl ByteLevelBpeJson<'_> {
             })
             .collect();
         inner.add_tokens(&added);
+        // `add_tokens` numbers a token missing from the vocabulary itself (the
+        // next free id); `pieces` decodes by the document's ids: they must agree.
+        for token in &self.added_tokens {
+            let given = inner.token_to_id(&token.content);
+            if given != Some(token.id) {
+                return Err(Error::Tokenizer(format!(
+                    "added token `{}` has id {} in tokenizer.json but would encode as {given:?} \
+                     (added tokens outside the vocabulary must follow it in id order)",
+                    token.content, token.id
+                )));
+            }
+        }
         Ok(Tokenizer {
             inner,
             pieces,
@@ -242,16 +254,56 @@ impl Pieces {
     }
 }
 
-/// The bytes of every id (byte-level pieces decoded; added tokens as their
-/// text) and the special tokens, from `(token, id)` pairs.
+/// How a vocabulary writes a token's bytes as text.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Spelling {
+    /// GPT-2's byte-level alphabet: one character per byte.
+    ByteLevel,
+    /// SentencePiece's: UTF-8 with `▁` for a space and `<0xNN>` for a byte
+    /// (byte fallback); other vocabularies' tokens read as their text.
+    #[cfg(feature = "any-tokenizer")]
+    Text,
+    /// The text itself (added tokens).
+    Verbatim,
+}
+
+impl Spelling {
+    /// Appends the bytes `token` spells to `out`.
+    fn decode(self, token: &str, byte_of_char: &[Option<u8>], out: &mut Vec<u8>) {
+        match self {
+            Spelling::ByteLevel => out.extend(token.chars().map(|c| {
+                byte_of_char
+                    .get(c as usize)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(b'?')
+            })),
+            #[cfg(feature = "any-tokenizer")]
+            Spelling::Text => match fallback_byte(token) {
+                Some(byte) => out.push(byte),
+                None => out.extend_from_slice(token.replace('\u{2581}', " ").as_bytes()),
+            },
+            Spelling::Verbatim => out.extend_from_slice(token.as_bytes()),
+        }
+    }
+}
+
+/// The byte a SentencePiece byte-fallback token such as `<0x0A>` stands for.
+#[cfg(feature = "any-tokenizer")]
+fn fallback_byte(token: &str) -> Option<u8> {
+    let hex = token.strip_prefix("<0x")?.strip_suffix('>')?;
+    (hex.len() == 2).then(|| u8::from_str_radix(hex, 16).ok())?
+}
+
+/// The bytes of every id (vocabulary tokens as `spelling` says; added tokens
+/// as their text) and the special tokens, from `(token, id)` pairs.
 fn pieces_of<'a>(
     vocab: impl Iterator<Item = (&'a str, u32)>,
+    spelling: Spelling,
     added: &'a [AddedTokenJson],
 ) -> Result<(Pieces, Vec<(String, u32)>)> {
-    /// A token's text, and whether it is byte-level encoded (else taken as is).
-    type Text<'a> = Option<(&'a str, bool)>;
-    let mut by_id: Vec<Text<'a>> = Vec::new();
-    let mut place = |id: u32, text: &'a str, byte_level: bool| {
+    let mut by_id: Vec<Option<(&'a str, Spelling)>> = Vec::new();
+    let mut place = |id: u32, text: &'a str, spelling: Spelling| {
         if id >= 1 << 24 {
             return Err(Error::Tokenizer(format!(
                 "token id {id} is implausibly large"
@@ -261,14 +313,14 @@ fn pieces_of<'a>(
         if by_id.len() <= id {
             by_id.resize(id + 1, None);
         }
-        by_id[id] = Some((text, byte_level));
+        by_id[id] = Some((text, spelling));
         Ok(())
     };
     for (token, id) in vocab {
-        place(id, token, true)?;
+        place(id, token, spelling)?;
     }
     for token in added {
-        place(token.id, &token.content, false)?;
+        place(token.id, &token.content, Spelling::Verbatim)?;
     }
     let byte_of_char = byte_level_alphabet();
     let mut pieces = Pieces {
@@ -276,16 +328,8 @@ fn pieces_of<'a>(
         ends: Vec::with_capacity(by_id.len()),
     };
     for text in by_id {
-        match text {
-            Some((text, true)) => pieces.bytes.extend(text.chars().map(|c| {
-                byte_of_char
-                    .get(c as usize)
-                    .copied()
-                    .flatten()
-                    .unwrap_or(b'?')
-            })),
-            Some((text, false)) => pieces.bytes.extend_from_slice(text.as_bytes()),
-            None => {}
+        if let Some((text, spelling)) = text {
+            spelling.decode(text, &byte_of_char, &mut pieces.bytes);
         }
         let end = u32::try_from(pieces.bytes.len())
             .map_err(|_| Error::Tokenizer("the vocabulary exceeds 4 GB".into()))?;
@@ -360,6 +404,15 @@ impl Tokenizer {
         };
         let mut document: serde_json::Value =
             serde_json::from_str(json).map_err(|e| unparsable(&e))?;
+        let spelling = match &document["decoder"] {
+            serde_json::Value::Null => &document["pre_tokenizer"],
+            decoder => decoder,
+        };
+        let spelling = if mentions_byte_level(spelling) {
+            Spelling::ByteLevel
+        } else {
+            Spelling::Text
+        };
         // Ids are decoded from `pieces`, never by the `tokenizers` decoder, whose
         // deserializer panics on malformed input (found by fuzzing): drop it.
         // Truncation and padding would cut or pad every encoded conversation:
@@ -389,7 +442,8 @@ impl Tokenizer {
             })
             .collect();
         let vocab = inner.get_vocab(false);
-        let (pieces, special) = pieces_of(vocab.iter().map(|(t, &id)| (t.as_str(), id)), &added)?;
+        let by_id = vocab.iter().map(|(t, &id)| (t.as_str(), id));
+        let (pieces, special) = pieces_of(by_id, spelling, &added)?;
         Ok(Tokenizer {
             inner,
             pieces,
@@ -445,6 +499,18 @@ impl Tokenizer {
 
 /// GPT-2's reversible map from the printable characters used in its vocabulary
 /// back to the bytes they stand for, indexed by code point (all below 324).
+/// Whether a decoder or pre-tokenizer is `ByteLevel` or a sequence holding one.
+#[cfg(feature = "any-tokenizer")]
+fn mentions_byte_level(component: &serde_json::Value) -> bool {
+    let parts = ["decoders", "pretokenizers"].map(|key| component[key].as_array());
+    component["type"] == "ByteLevel"
+        || parts
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(mentions_byte_level)
+}
+
 fn byte_level_alphabet() -> Vec<Option<u8>> {
     let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
     let mut table = vec![None; 324];
@@ -554,6 +620,54 @@ mod tests {
             assert!(matches!(err, Error::Tokenizer(_)), "{err}");
             assert!(err.to_string().contains("`any-tokenizer`"), "{err}");
         }
+    }
+
+    #[test]
+    #[cfg(feature = "any-tokenizer")]
+    fn tokens_of_other_vocabularies_decode_to_their_text() {
+        let json = r#"{"added_tokens": [], "normalizer": null,
+            "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+            "model": {"type": "WordLevel", "unk_token": "[UNK]", "vocab": {"[UNK]": 0,
+                      "h\u00e9llo": 1, "\u2581the": 2, "\u0100": 3, "<0x0A>": 4}}}"#;
+        let tok = Tokenizer::from_json(json).unwrap();
+        let decoded: Vec<&[u8]> = (0..5).map(|id| tok.token_bytes(id).unwrap()).collect();
+        assert_eq!(
+            decoded,
+            [
+                &b"[UNK]"[..],
+                "héllo".as_bytes(),
+                b" the",
+                "Ā".as_bytes(),
+                b"\n"
+            ]
+        );
+
+        // A byte-level decoder inside a sequence is still byte-level.
+        let mut doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../assets/tokenizer.json")).unwrap();
+        doc["decoder"] = serde_json::json!({"type": "Sequence", "decoders": [doc["decoder"]]});
+        let generic = Tokenizer::from_json_generic(&doc.to_string()).unwrap();
+        assert_eq!(generic.pieces, gpt2().pieces);
+    }
+
+    #[test]
+    fn added_tokens_numbered_out_of_order_are_refused() {
+        let mut doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../assets/tokenizer.json")).unwrap();
+        let token = |content: &str, id: u32| {
+            serde_json::json!({"id": id, "content": content, "single_word": false,
+                "lstrip": false, "rstrip": false, "normalized": false, "special": true})
+        };
+        let added = doc["added_tokens"].as_array_mut().unwrap();
+        added.extend([token("<A>", 50257), token("<B>", 50258)]);
+        let tok = Tokenizer::from_json(&doc.to_string()).unwrap();
+        assert_eq!(tok.encode("<B><A>").unwrap(), [50258, 50257]);
+        assert_eq!(tok.token_bytes(50258).unwrap(), b"<B>");
+
+        let added = doc["added_tokens"].as_array_mut().unwrap();
+        added.swap(1, 2);
+        let err = Tokenizer::from_json(&doc.to_string()).unwrap_err();
+        assert!(err.to_string().contains("`<B>` has id 50258"), "{err}");
     }
 
     #[test]

@@ -545,6 +545,22 @@ fn follow_up_reuses_the_cache_and_matches_a_fresh_session() {
 }
 
 #[test]
+fn a_conversation_begun_with_an_empty_prompt_keeps_its_end_of_text_token() {
+    let model = tiny_model(1);
+    let mut session = model.session().unwrap();
+    let (first, _) = run(&mut session, "", &greedy(10));
+    assert_eq!(session.tokens()[0], model.config().eos_token_id);
+    let (second, _) = run(&mut session, "", &greedy(10));
+    assert!(
+        second.reused_tokens > first.tokens.len() / 2,
+        "the continuation reuses the cache: {second:?}"
+    );
+    assert_eq!(session.tokens()[0], model.config().eos_token_id);
+    let (whole, _) = run(&mut model.session().unwrap(), "", &greedy(20));
+    assert_eq!(format!("{}{}", first.text, second.text), whole.text);
+}
+
+#[test]
 fn concurrent_sessions_on_one_model_match_running_alone() {
     let model = tiny_model(1);
     let jobs: Vec<(String, GenerateOptions)> = (0..4)

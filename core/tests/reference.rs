@@ -4,12 +4,14 @@
 mod common;
 
 use chaya::import::{convert, ConvertOptions, WeightType};
-use chaya::model_file::{DenseTensor, ModelFile, Weight};
+use chaya::model_file::{ModelFile, Weight};
 use chaya::session::DEFAULT_PREFILL_CHUNK;
 use chaya::{Config, GenerateOptions, LoadOptions, Logits, Model, Session};
 use common::repo_path;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tract_core::prelude::Tensor;
 
 fn golden(name: &str) -> Value {
     let text = std::fs::read_to_string(repo_path(&format!("tests/fixtures/{name}"))).unwrap();
@@ -397,8 +399,9 @@ fn hash_model(config: Config) -> Model {
         .into_iter()
         .map(|(name, shape)| {
             let n = shape.iter().product();
-            let values = (0..n).map(|i| hash_weight(&name, &shape, i)).collect();
-            (name, Weight::Dense(DenseTensor { shape, values }))
+            let values: Vec<f32> = (0..n).map(|i| hash_weight(&name, &shape, i)).collect();
+            let tensor = Tensor::from_shape(&shape, &values).unwrap();
+            (name, Weight::Dense(Arc::new(tensor)))
         })
         .collect();
     let file = ModelFile {

@@ -138,6 +138,43 @@ fun main(args: Array<String>) {
         }
     }
 
+    tests["a collector may reset or continue its own session"] = {
+        model.newSession().use { session ->
+            // More pieces than a channel's default buffer (64): a generation that waited for
+            // the collector would never end, and the reset waiting for it would never run.
+            var pieces = 0
+            withTimeout(60_000) {
+                session.generate("Hi", seeded(maxTokens = 300u)).collect {
+                    if (pieces++ == 0) session.reset()
+                }
+            }
+            check(pieces > 64) { "$pieces pieces" }
+            check(session.session.transcript().isEmpty()) { "reset left ${session.session.transcript()}" }
+            var inner = emptyList<String>()
+            withTimeout(60_000) {
+                session.generate("Once", seeded(maxTokens = 4u)).collect {
+                    if (inner.isEmpty()) inner = session.generate(" more", seeded(maxTokens = 4u)).toList()
+                }
+            }
+            check(session.session.transcript().endsWith(" more" + inner.joinToString(""))) {
+                session.session.transcript()
+            }
+        }
+    }
+
+    tests["closing a session twice, or while it generates, does not throw"] = {
+        coroutineScope {
+            val session = model.newSession()
+            val got = AtomicInteger()
+            val job = launch { session.generate("Once", endless).collect { got.incrementAndGet() } }
+            withTimeout(60_000) { while (got.get() == 0) yield() }
+            session.close()
+            session.close()
+            withTimeout(60_000) { job.join() }
+            expect<IllegalStateException> { session.generate("Again").toList() }
+        }
+    }
+
     tests["a missing file throws ChayaException.Io from load"] = {
         val error = expect<ChayaException.Io> { ChayaModel.load("models/no-such-model.safetensors") }
         check(error.message!!.contains("no-such-model")) { "message ${error.message}" }

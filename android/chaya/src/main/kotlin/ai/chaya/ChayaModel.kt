@@ -6,9 +6,11 @@ package ai.chaya
 import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.NonCancellable
+import kotlinx.coroutines.channels.Channel
 import kotlinx.coroutines.channels.ProducerScope
 import kotlinx.coroutines.channels.trySendBlocking
 import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.buffer
 import kotlinx.coroutines.flow.channelFlow
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.sync.Mutex
@@ -19,6 +21,7 @@ import uniffi.chaya.LoadOptions
 import uniffi.chaya.Model
 import uniffi.chaya.Session
 import uniffi.chaya.TokenSink
+import java.util.concurrent.atomic.AtomicBoolean
 
 /** Load options for phones: one compute thread per performance core (see [performanceCores]). */
 fun phoneLoadOptions(): LoadOptions = LoadOptions(threads = performanceCores().toUInt())
@@ -44,14 +47,14 @@ class ChayaModel private constructor(
      */
     fun generate(prompt: String, options: GenerateOptions = GenerateOptions()): Flow<String> =
         channelFlow {
-            withContext(dispatcher) { model.newSession() }.use { session ->
+            createOn(dispatcher) { model.newSession() }.use { session ->
                 produce(session, prompt, options, dispatcher)
             }
-        }
+        }.buffer(Channel.UNLIMITED)
 
     /** Opens a conversation whose context carries over from one `generate` to the next. */
     suspend fun newSession(): ChayaSession =
-        withContext(dispatcher) { ChayaSession(model.newSession(), dispatcher) }
+        ChayaSession(createOn(dispatcher) { model.newSession() }, dispatcher)
 
     /**
      * Frees the native model once no session or call uses it. Running generations go on until
@@ -69,24 +72,29 @@ class ChayaModel private constructor(
             path: String,
             options: LoadOptions? = null,
             dispatcher: CoroutineDispatcher = Dispatchers.IO,
-        ): ChayaModel = withContext(dispatcher) {
-            ChayaModel(Model.fromPath(path, options ?: phoneLoadOptions()), dispatcher)
-        }
+        ): ChayaModel = ChayaModel(
+            createOn(dispatcher) { Model.fromPath(path, options ?: phoneLoadOptions()) },
+            dispatcher,
+        )
 
         /** Loads a model file held in memory, e.g. an asset's bytes (they are copied into native memory). */
         suspend fun load(
             bytes: ByteArray,
             options: LoadOptions? = null,
             dispatcher: CoroutineDispatcher = Dispatchers.IO,
-        ): ChayaModel = withContext(dispatcher) {
-            ChayaModel(Model.fromBytes(bytes, options ?: phoneLoadOptions()), dispatcher)
-        }
+        ): ChayaModel = ChayaModel(
+            createOn(dispatcher) { Model.fromBytes(bytes, options ?: phoneLoadOptions()) },
+            dispatcher,
+        )
     }
 }
 
 /**
  * One conversation over a [ChayaModel]. Its generations run one at a time, in the order their
- * flows are collected: a second collection waits for the first instead of failing.
+ * flows are collected: a second collection waits for the first instead of failing. A collector
+ * may call [reset] or [generate] on its own session: they run once the current generation has
+ * ended (the flow buffers its text, so the generation never waits for the collector). Using a
+ * closed session throws [IllegalStateException].
  */
 class ChayaSession internal constructor(
     /** The binding object (transcript…). */
@@ -94,18 +102,25 @@ class ChayaSession internal constructor(
     private val dispatcher: CoroutineDispatcher,
 ) : AutoCloseable {
     private val turn = Mutex()
+    private val closed = AtomicBoolean(false)
 
     /** Appends [prompt] to the conversation and streams the reply, like [ChayaModel.generate]. */
     fun generate(prompt: String, options: GenerateOptions = GenerateOptions()): Flow<String> =
         channelFlow { turn.withLock { produce(session, prompt, options, dispatcher) } }
+            .buffer(Channel.UNLIMITED)
 
     /** Forgets the conversation, after any running generation. */
     suspend fun reset() = turn.withLock { withContext(dispatcher) { session.reset() } }
 
-    /** Cancels any running generation, then frees the native session once no call uses it. */
+    /**
+     * Cancels any running generation, then frees the native session once no call uses it.
+     * Closing again does nothing.
+     */
     override fun close() {
-        session.cancel()
-        session.close()
+        if (closed.compareAndSet(false, true)) {
+            session.cancel()
+            session.close()
+        }
     }
 }
 
@@ -120,8 +135,9 @@ private suspend fun ProducerScope<String>.produce(
     dispatcher: CoroutineDispatcher,
 ) {
     val sink = object : TokenSink {
-        // Waits while the collector is behind; false (stop) once it is gone. This also stops a
-        // generation whose cancel() came before it had started, when cancel() does nothing.
+        // Never waits (the flow's buffer is unbounded); false (stop) once the collector is gone.
+        // This also stops a generation whose cancel() came before it had started, when cancel()
+        // does nothing.
         override fun onToken(text: String): Boolean = trySendBlocking(text).isSuccess
     }
     val generation = launch(dispatcher) { session.generate(prompt, options, sink) }
@@ -129,8 +145,27 @@ private suspend fun ProducerScope<String>.produce(
         generation.join()
     } finally {
         if (!generation.isCompleted) {
-            session.cancel()
+            try {
+                session.cancel()
+            } catch (closed: IllegalStateException) {
+                // Closed meanwhile: its close() cancelled the generation.
+            }
             withContext(NonCancellable) { generation.join() }
         }
+    }
+}
+
+/**
+ * Runs [create] on [dispatcher] and returns what it made; closes it instead if the caller was
+ * cancelled meanwhile (withContext then throws its result away, which would leave the native
+ * object to the garbage collector).
+ */
+private suspend fun <T : AutoCloseable> createOn(dispatcher: CoroutineDispatcher, create: () -> T): T {
+    var made: T? = null
+    try {
+        withContext(dispatcher) { made = create() }
+        return made!!.also { made = null }
+    } finally {
+        made?.close()
     }
 }
