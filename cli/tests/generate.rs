@@ -139,3 +139,33 @@ fn interactive_json_gives_a_line_per_prompt_and_skips_lines_that_are_not_utf8() 
         .iter()
         .all(|r| r["tokens"].as_array().unwrap().len() == 4));
 }
+
+#[test]
+fn interactive_reports_a_refused_turn_and_goes_on() {
+    // Without context shift the long second line cannot fit the window.
+    let options = generate(&["-n", "2", "--json", "--no-context-shift"]);
+    let long = "word ".repeat(1000);
+    let input = format!("Hi\n{long}\nThere\n");
+    let out = chaya_with_input(&args(&options), input.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exceeds the context window"),
+        "{}",
+        stderr(&out)
+    );
+    let replies = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(replies.lines().count(), 2, "{replies}");
+}
+
+#[test]
+fn invalid_options_are_refused_before_the_first_prompt() {
+    let options = generate(&["--stop", ""]);
+    let out = chaya_with_input(&args(&options), b"");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("stop"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("Interactive mode"),
+        "{}",
+        stderr(&out)
+    );
+}

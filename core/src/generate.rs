@@ -45,10 +45,12 @@ pub struct GenerateOptions {
     /// Seed of the random draw; `None` picks one from the clock.
     pub seed: Option<u64>,
     /// Generation stops before any of these strings; they are never emitted.
+    /// At most 64, each of 1 to 1024 bytes.
     pub stop_strings: Vec<String>,
     /// Stop at the end-of-text token.
     pub stop_at_eos: bool,
-    /// Added to the logits of chosen token ids (`f32::NEG_INFINITY` bans).
+    /// Added to the logits of chosen token ids: finite biases, or
+    /// `f32::NEG_INFINITY` to ban a token.
     pub logit_bias: Vec<(u32, f32)>,
     /// When the context window is full, keep going by re-prefilling its last
     /// three quarters; `false` stops with [`StopReason::Context`] instead (and
@@ -438,6 +440,21 @@ impl Session {
             // Text held back as a possible stop-string start is real output.
             let rest = stops.finish();
             self.emit(&rest, &mut summary, &mut on_text);
+        } else {
+            // The dropped text's tokens are cached: cut the cache back to what
+            // the transcript encodes to, so the next call continues this window
+            // (a disagreeing cache tail would make a shifted window start over).
+            let transcript = model
+                .tokenizer()
+                .encode(self.transcript())
+                .map(|mut tokens| {
+                    if opens_with_eos {
+                        tokens.insert(0, config.eos_token_id);
+                    }
+                    tokens
+                });
+            let transcript = self.rolled_back(kept, transcript)?;
+            self.keep_agreeing(&transcript);
         }
         // Bytes of a character cut off by a limit are kept for the next call
         // rather than shown as U+FFFD; the model ending its text abandons them.

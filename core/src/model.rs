@@ -56,14 +56,15 @@ fn in_token_range(name: &'static str, value: usize) -> Result<usize> {
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
-    /// Compute threads of the model, shared by its sessions; 0 picks the
-    /// number of available cores. With more than one (and the default
+    /// Compute threads of the model, shared by its sessions, at most 256; 0
+    /// picks the number of available cores. With more than one (and the default
     /// `tract-threads` feature), loading lowers tract-linalg's process-wide
     /// threshold for splitting a matrix-vector product over threads to 2^18
     /// multiply-adds, so that an f32 model's decode uses them all; a program
     /// that also runs its own tract models shares that setting.
     pub threads: usize,
-    /// Attention window (KV cache capacity); `None` keeps the file's value.
+    /// Attention window (KV cache capacity), in 1..=65536; `None` keeps the
+    /// file's value.
     pub context_length: Option<usize>,
     /// Most prompt tokens one forward pass computes, in 1..=65536; `None`
     /// uses [`DEFAULT_PREFILL_CHUNK`]. Smaller chunks lower a long prompt's

@@ -70,6 +70,9 @@ impl SamplerChain {
     }
 
     /// Picks the next token from `logits`, given the `context` tokens so far.
+    ///
+    /// # Panics
+    /// If `logits` is empty (a model's never are: one per vocabulary token).
     pub fn sample(&mut self, logits: &[f32], context: &[u32]) -> u32 {
         if self.greedy && self.steps.is_empty() {
             return plain_greedy(logits);

@@ -154,6 +154,20 @@ impl Session {
         self.transcript.push_str(text);
     }
 
+    /// Forgets the cached tokens after the first that disagree with the
+    /// window of `context`: after text generated and fed was dropped (a stop
+    /// string), the cache then holds only what the conversation re-encodes to.
+    pub(crate) fn keep_agreeing(&mut self, context: &[u32]) {
+        let window = context.get(self.window_start..).unwrap_or_default();
+        let agreeing = self
+            .tokens
+            .iter()
+            .zip(window)
+            .take_while(|(a, b)| a == b)
+            .count();
+        self.tokens.truncate(agreeing);
+    }
+
     /// Whether `context` fits the window without a shift.
     pub(crate) fn fits(&self, context: &[u32]) -> bool {
         context.len() - self.kept_window_start(context) <= self.model.config().context_length
@@ -268,7 +282,13 @@ impl Session {
             Logits::All => ids.len(),
             Logits::Last => 1,
         };
-        let mut out = Vec::with_capacity(rows * self.model.config().vocab_size);
+        let len = rows.saturating_mul(self.model.config().vocab_size);
+        let mut out = Vec::new();
+        out.try_reserve_exact(len).map_err(|_| {
+            Error::InvalidInput(format!(
+                "the logits of {rows} positions ({len} values) do not fit in memory"
+            ))
+        })?;
         for (i, chunk) in chunks.enumerate() {
             let hidden = self.run_body(chunk)?;
             match logits {

@@ -18,7 +18,8 @@ pub enum StopCheck {
 }
 
 impl StopStrings {
-    /// A matcher for `stops` (empty strings are ignored).
+    /// A matcher for `stops` (empty strings are ignored here;
+    /// [`GenerateOptions::validate`](crate::GenerateOptions::validate) refuses them).
     pub fn new(stops: &[String]) -> StopStrings {
         StopStrings {
             stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),

@@ -406,6 +406,47 @@ fn a_prompt_longer_than_the_context_keeps_its_last_three_quarters() {
 }
 
 #[test]
+fn a_stop_string_in_a_shifted_window_leaves_a_cache_the_next_call_continues() {
+    let model = tiny_model_with_context(64);
+    let prompt = "one two three four five six seven eight nine ten ".repeat(8);
+    let free = run(&mut model.session().unwrap(), &prompt, &greedy(12)).0;
+    // A stop string made of three generated ASCII tokens after the third.
+    let pieces: Vec<&[u8]> = free
+        .tokens
+        .iter()
+        .map(|&t| model.tokenizer().token_bytes(t).unwrap())
+        .collect();
+    let k = (3..pieces.len() - 2)
+        .find(|&k| {
+            pieces[k..k + 3]
+                .iter()
+                .all(|p| !p.is_empty() && p.is_ascii())
+        })
+        .expect("three ASCII tokens in a row");
+    let stop = String::from_utf8(pieces[k..k + 3].concat()).unwrap();
+    let stopping = GenerateOptions {
+        stop_strings: vec![stop],
+        ..greedy(12)
+    };
+    for context_shift in [true, false] {
+        let mut session = model.session().unwrap();
+        let first = run(&mut session, &prompt, &stopping).0;
+        assert_eq!(first.stop_reason, StopReason::StopString);
+        assert_eq!(
+            first.context_shifts, 1,
+            "the prompt alone overflows the window"
+        );
+        let next_options = GenerateOptions {
+            context_shift,
+            ..greedy(2)
+        };
+        let next = run(&mut session, " next please", &next_options).0;
+        assert_eq!(next.context_shifts, 0, "{next:?}");
+        assert!(next.prefill_tokens <= next.prompt_tokens + 2, "{next:?}");
+    }
+}
+
+#[test]
 fn a_shifted_conversation_that_re_encodes_shorter_is_read_whole() {
     // 200 generated "a" tokens re-encode as far fewer merged ones: the next
     // call must see the whole conversation again, which now fits the window.

@@ -515,9 +515,11 @@ enum chaya_status chaya_session_new(const struct chaya_model *model, struct chay
 /**
  * Frees a session. NULL is a no-op.
  *
- * Must not be called while a generation runs on the session (including from
- * its token callback): that is undefined behaviour. chaya_cancel may race
- * with it safely. Freeing a session twice is detected and ignored
+ * A session a call is running on (a generation, even when this is called
+ * from inside its own token callback) is not freed: the session stays live
+ * and chaya_last_error() says so; free it once the call has returned. A free
+ * racing with a call that starts on another thread is still undefined
+ * behaviour. chaya_cancel may race with it safely. Freeing a session twice is detected and ignored
  * (chaya_last_error() says so), and any call on it afterwards, chaya_cancel
  * included, gives CHAYA_ERR_INVALID_HANDLE — as long as its memory has not
  * been reused for a new handle, so treat both as bugs to fix, not as an API.

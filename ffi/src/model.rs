@@ -180,7 +180,9 @@ pub unsafe extern "C" fn chaya_model_load_from_memory(
 #[no_mangle]
 pub unsafe extern "C" fn chaya_model_free(model: *mut chaya_model) {
     // SAFETY: NULL or returned by `register`, unused elsewhere (caller).
-    guard_or((), || unsafe { unregister_and_free(model, "model") })
+    guard_or((), || unsafe {
+        unregister_and_free(model, "model", |_| false)
+    })
 }
 
 /// Number of token ids in the model's vocabulary (token ids are

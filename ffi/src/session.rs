@@ -29,6 +29,11 @@ pub struct chaya_session {
 }
 
 impl chaya_session {
+    /// Whether a call holds the session (a generation running, for instance).
+    fn is_busy(&self) -> bool {
+        matches!(self.session.try_lock(), Err(TryLockError::WouldBlock))
+    }
+
     /// Takes the session for one call, or fails with CHAYA_ERR_BUSY.
     ///
     /// A session whose previous call panicked is reset: its cache may be
@@ -81,9 +86,11 @@ pub unsafe extern "C" fn chaya_session_new(
 
 /// Frees a session. NULL is a no-op.
 ///
-/// Must not be called while a generation runs on the session (including from
-/// its token callback): that is undefined behaviour. chaya_cancel may race
-/// with it safely. Freeing a session twice is detected and ignored
+/// A session a call is running on (a generation, even when this is called
+/// from inside its own token callback) is not freed: the session stays live
+/// and chaya_last_error() says so; free it once the call has returned. A free
+/// racing with a call that starts on another thread is still undefined
+/// behaviour. chaya_cancel may race with it safely. Freeing a session twice is detected and ignored
 /// (chaya_last_error() says so), and any call on it afterwards, chaya_cancel
 /// included, gives CHAYA_ERR_INVALID_HANDLE — as long as its memory has not
 /// been reused for a new handle, so treat both as bugs to fix, not as an API.
@@ -94,7 +101,9 @@ pub unsafe extern "C" fn chaya_session_new(
 #[no_mangle]
 pub unsafe extern "C" fn chaya_session_free(session: *mut chaya_session) {
     // SAFETY: NULL or returned by `register`, not in use (caller).
-    guard_or((), || unsafe { unregister_and_free(session, "session") })
+    guard_or((), || unsafe {
+        unregister_and_free(session, "session", chaya_session::is_busy)
+    })
 }
 
 /// Forgets the conversation: the next chaya_generate starts from an empty

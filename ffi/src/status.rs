@@ -183,25 +183,40 @@ pub fn register<T: 'static>(handle: T) -> *mut T {
 }
 
 /// Frees a live handle; records an error and leaves `ptr` alone when it is not
-/// one (double free). NULL is a no-op.
+/// one (double free) or when `in_use` says a call still runs on it (a free
+/// from inside that call's callback). NULL is a no-op.
 ///
 /// # Safety
 /// `ptr` is NULL or was returned by [`register`]; no other thread uses it.
-pub unsafe fn unregister_and_free<T: 'static>(ptr: *mut T, name: &str) {
+pub unsafe fn unregister_and_free<T: 'static>(
+    ptr: *mut T,
+    name: &str,
+    in_use: impl FnOnce(&T) -> bool,
+) {
     if ptr.is_null() {
         return;
     }
-    let was_live = live_handles()
-        .as_mut()
-        .is_some_and(|live| live.remove(&(ptr as usize, TypeId::of::<T>())));
-    if was_live {
-        // SAFETY: boxed by `register` and, being live until now, freed only here.
-        drop(unsafe { Box::from_raw(ptr) });
-    } else {
+    let key = (ptr as usize, TypeId::of::<T>());
+    let mut live = live_handles();
+    if !live.as_ref().is_some_and(|live| live.contains(&key)) {
+        drop(live);
         set_last_error(&format!(
             "`{name}` is not a live handle (freed twice?): ignored"
         ));
+        return;
     }
+    // SAFETY: live, so not freed; read under the lock that frees take.
+    if in_use(unsafe { &*ptr }) {
+        drop(live);
+        set_last_error(&format!(
+            "`{name}` is in use by a running call (freed from its callback?): not freed"
+        ));
+        return;
+    }
+    live.as_mut().map(|live| live.remove(&key));
+    drop(live);
+    // SAFETY: boxed by `register` and, being live until now, freed only here.
+    drop(unsafe { Box::from_raw(ptr) });
 }
 
 /// Runs `f` on a live handle, holding the live-handle lock so that a

@@ -50,6 +50,10 @@ typedef struct {
     size_t stop_after;
     /* Call chaya_cancel on this session at the first call, when set. */
     const chaya_session *cancel_at_first;
+    /* Try to free this session at the first call, when set; whether the free
+     * was refused as the session being in use. */
+    chaya_session *free_at_first;
+    bool free_refused;
 } buffer;
 
 static void buffer_free(buffer *b) {
@@ -70,6 +74,10 @@ static bool collect(const char *utf8, size_t len, void *user_data) {
     b->calls++;
     if (b->cancel_at_first && b->calls == 1) {
         CHECK_STATUS(chaya_cancel(b->cancel_at_first), CHAYA_OK);
+    }
+    if (b->free_at_first && b->calls == 1) {
+        chaya_session_free(b->free_at_first);
+        b->free_refused = strstr(chaya_last_error(), "in use") != NULL;
     }
     return b->stop_after == 0 || b->calls < b->stop_after;
 }
@@ -565,6 +573,16 @@ static void test_misuse(const char *model_path) {
     CHECK(summary.generated_tokens < 1000, "%zu tokens", summary.generated_tokens);
     chaya_summary_free(&summary);
     buffer_free(&cancel_now);
+
+    /* Freeing the session from its own callback is refused; it goes on. */
+    buffer free_now = {0};
+    free_now.free_at_first = session;
+    opts = seeded(8, 3);
+    CHECK_STATUS(chaya_generate(session, PROMPT, &opts, collect, &free_now, &summary), CHAYA_OK);
+    CHECK(free_now.free_refused, "free from the callback: %s", chaya_last_error());
+    CHECK(summary.generated_tokens == 8, "%zu tokens", summary.generated_tokens);
+    chaya_summary_free(&summary);
+    buffer_free(&free_now);
 
     /* Long enough to overflow the 64-token context: the window slides. */
     opts = seeded(80, 3);

@@ -113,6 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = args.load.load(&args.model)?;
     let mut session = model.session()?;
     let options = args.options();
+    options.validate(model.config().vocab_size)?;
     let prompt = match (&args.prompt, &args.file) {
         (Some(p), _) => p.clone(),
         (None, Some(f)) => super::read_text(f)?,
@@ -193,7 +194,8 @@ fn summary_json(s: &GenerateSummary) -> serde_json::Value {
 }
 
 /// A prompt loop keeping the conversation in the session's cache. Each line
-/// starts on a line of its own in the conversation.
+/// starts on a line of its own in the conversation; a turn that fails is
+/// reported and the loop goes on.
 fn interactive(session: &mut Session, options: &GenerateOptions, json: bool) -> anyhow::Result<()> {
     eprintln!(
         "Interactive mode: type a prompt and press Enter; /reset clears the context, Ctrl-D quits."
@@ -220,6 +222,12 @@ fn interactive(session: &mut Session, options: &GenerateOptions, json: bool) -> 
         } else {
             "\n"
         };
-        respond(session, &format!("{separator}{line}\n"), options, json)?;
+        // A turn the runtime refuses (e.g. a conversation past a full window
+        // without context shift) leaves the session as it was: say why and go
+        // on. Failing to write the reply still ends the loop.
+        match respond(session, &format!("{separator}{line}\n"), options, json) {
+            Err(e) if e.is::<chaya::Error>() => eprintln!("error: {e}"),
+            result => result?,
+        }
     }
 }
