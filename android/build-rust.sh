@@ -50,15 +50,35 @@ CARGO_TARGET_AARCH64_LINUX_ANDROID_RUSTFLAGS=$PAGE_FLAG \
     build --profile mobile --no-default-features -p chaya-uniffi
 ls -l "$HERE"/chaya/src/main/jniLibs/*/libchaya_uniffi.so
 
-# Every LOAD segment of a 64-bit library aligned to at least 16 KB.
-readelf=$(command -v llvm-readelf || command -v readelf ||
-    ls "${ANDROID_NDK_HOME:-/nonexistent}"/toolchains/llvm/prebuilt/*/bin/llvm-readelf 2>/dev/null | head -1) || true
+# Every LOAD segment of a 64-bit library aligned to at least 16 KB, read by
+# readelf on PATH, else by the NDK's llvm-readelf: ANDROID_NDK_HOME's,
+# ANDROID_NDK_ROOT's, or any NDK in the SDK (ANDROID_HOME, ANDROID_SDK_ROOT,
+# Android Studio's default locations).
+readelf=$(command -v llvm-readelf || command -v readelf || true)
+if [[ -z $readelf ]]; then
+    ndks=()
+    for ndk in "${ANDROID_NDK_HOME:-}" "${ANDROID_NDK_ROOT:-}"; do
+        if [[ -n $ndk ]]; then ndks+=("$ndk"); fi
+    done
+    for sdk in "${ANDROID_HOME:-}" "${ANDROID_SDK_ROOT:-}" "${HOME:-}/Library/Android/sdk" "${HOME:-}/Android/Sdk"; do
+        if [[ -n $sdk ]]; then ndks+=("$sdk"/ndk/*); fi
+    done
+    for ndk in ${ndks[@]+"${ndks[@]}"}; do
+        for candidate in "$ndk"/toolchains/llvm/prebuilt/*/bin/llvm-readelf; do
+            if [[ -x $candidate ]]; then
+                readelf=$candidate
+                break 2
+            fi
+        done
+    done
+fi
 for abi in "${ABIS[@]}"; do
     [[ $abi == arm64-v8a || $abi == x86_64 ]] || continue
     lib=$HERE/chaya/src/main/jniLibs/$abi/libchaya_uniffi.so
     if [[ -z $readelf ]]; then
-        echo "warning: no readelf found; $lib's 16 KB page alignment is unchecked" >&2
-        continue
+        echo "error: no readelf to check $lib's 16 KB page alignment: put llvm-readelf or readelf on PATH," \
+            "or set ANDROID_NDK_HOME (or ANDROID_HOME) to find the NDK's llvm-readelf" >&2
+        exit 1
     fi
     for align in $("$readelf" -lW "$lib" | awk '$1 == "LOAD" { print $NF }'); do
         if ((align < 16384)); then

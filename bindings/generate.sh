@@ -23,8 +23,9 @@ profile_flag=()
 # The whole workspace with all features, as the tests build it: one feature
 # set, so no step rebuilds the dependencies (the `cli` feature adds the binary).
 cargo build --workspace --all-features "${profile_flag[@]}"
-LIB=target/$PROFILE/libchaya_uniffi.so
-BINDGEN=target/$PROFILE/uniffi-bindgen
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+LIB=$TARGET_DIR/$PROFILE/libchaya_uniffi.so
+BINDGEN=$TARGET_DIR/$PROFILE/uniffi-bindgen
 
 OUT=bindings
 if ((CHECK)); then

@@ -52,6 +52,14 @@ ndk() { cargo ndk --platform "$API_LEVEL" -t arm64-v8a "$@"; }
 ndk build --release -p chaya-cli
 kernels=$(ndk bench -p chaya --bench kernels --no-run --message-format=json |
     sed -n 's/.*"name":"kernels".*"executable":"\([^"]*\)".*/\1/p')
+# cargo-ndk 4 and later keep cargo's JSON to themselves (they print its
+# messages rendered): then the newest kernels-HASH executable the build left.
+if [[ -z $kernels ]]; then
+    for file in "$TARGET_DIR/$TARGET/release/deps"/kernels-*; do
+        [[ -f $file && -x $file && ${file##*/} != *.* ]] || continue
+        [[ -n $kernels && ! $file -nt $kernels ]] || kernels=$file
+    done
+fi
 [[ -n $kernels ]] || { echo "could not find the kernel benchmark's executable" >&2; exit 1; }
 
 adb shell "mkdir -p $DIR"

@@ -4,26 +4,32 @@
 #   bash scripts/demo.sh ["prompt"] [more `chaya generate` flags...]
 #
 # Uses the trained CHAYA-v1 weights when ../shared/models/ has them (converted
-# once to int8 into models/, not committed); otherwise the repository's own
-# tiny RANDOM-weight model, whose text is random tokens by design.
-# CHAYA_CHECKPOINTS and CHAYA_CONVERTED override those two directories.
+# to int8 into models/, not committed, once and again whenever the checkpoint
+# is newer); otherwise the repository's own tiny RANDOM-weight model, whose
+# text is random tokens by design. CHAYA_CHECKPOINTS and CHAYA_CONVERTED
+# override those two directories (relative ones are taken from the directory
+# the script is run from).
 set -euo pipefail
+from_here() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+checkpoints=../shared/models
+converted=models
+[ -z "${CHAYA_CHECKPOINTS:-}" ] || checkpoints=$(from_here "$CHAYA_CHECKPOINTS")
+[ -z "${CHAYA_CONVERTED:-}" ] || converted=$(from_here "$CHAYA_CONVERTED")
 cd "$(dirname "$0")/.."
 
 prompt="${1:-Once upon a time}"
 shift || true
-checkpoints="${CHAYA_CHECKPOINTS:-../shared/models}"
-converted="${CHAYA_CONVERTED:-models}"
 cargo build --release -p chaya-cli
-chaya=target/release/chaya
+chaya=${CARGO_TARGET_DIR:-target}/release/chaya
 
 model=models/chaya-tiny-random.safetensors
 for name in CHAYA_62M_Phase2_Final CHAYA_62M_Phase1_Final; do
-  if [ -f "$checkpoints/$name.pt" ]; then
+  ckpt="$checkpoints/$name.pt"
+  if [ -f "$ckpt" ]; then
     model="$converted/$name-int8.safetensors"
-    if [ ! -f "$model" ]; then
+    if [ ! -f "$model" ] || [ "$ckpt" -nt "$model" ]; then
       mkdir -p "$converted"
-      "$chaya" convert "$checkpoints/$name.pt" -o "$model"
+      "$chaya" convert "$ckpt" -o "$model"
     fi
     break
   fi

@@ -39,7 +39,7 @@ if [ ${#found[@]} -eq 0 ] || [ ${#texts[@]} -eq 0 ]; then
 fi
 
 cargo build --release -p chaya-cli
-chaya=target/release/chaya
+chaya=${CARGO_TARGET_DIR:-target}/release/chaya
 mkdir -p "$out"
 # The first max_bytes of the files, cut at a character boundary; files that
 # are not UTF-8 are left out, with a note.

@@ -33,5 +33,5 @@ bash tests/readme_example.sh kotlin > "$BUILD/ReadmeExample.kt"
 phase_done
 
 phase "run"
-java -Djna.library.path="$ROOT/target/$PROFILE" -cp "$BUILD/test.jar:$JNA" MainKt "$MODEL"
+java -Djna.library.path="$TARGET_DIR/$PROFILE" -cp "$BUILD/test.jar:$JNA" MainKt "$MODEL"
 phase_done

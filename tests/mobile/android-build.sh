@@ -5,7 +5,8 @@
 # passes it in CARGO_TARGET_<triple>_RUSTFLAGS. Checks the Rust targets and
 # cargo-ndk arguments the script uses, the libraries it leaves per ABI, its
 # 16 KB page-alignment check (passing, and failing when the flag is not
-# honoured) and its error for an unknown ABI.
+# honoured; with no readelf on PATH, by the NDK's llvm-readelf found in the
+# SDK, and failing without one) and its error for an unknown ABI.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -65,6 +66,31 @@ grep -q "x86_64/libchaya_uniffi.so: a LOAD segment aligned to 0x1000 bytes, not 
     fail "the alignment failure does not name the library"
 # 32-bit ABIs are not held to 16 KB pages.
 IGNORE_FLAGS=1 build armeabi-v7a || fail "armeabi-v7a alone failed"
+
+# No readelf on PATH (cargo and every other command of /usr/bin and /bin
+# are), and no NDK (HOME moved, for Android Studio's default SDK): the check
+# fails instead of being skipped; with an NDK in ANDROID_HOME, its
+# llvm-readelf (the host's, here) does the check.
+mkdir "$work/tools"
+for tool in "$(command -v cargo)" /usr/bin/* /bin/*; do
+    case ${tool##*/} in *readelf*) ;; *) [[ -e $work/tools/${tool##*/} ]] || ln -s "$tool" "$work/tools/" ;; esac
+done
+host_readelf=$(command -v llvm-readelf || command -v readelf)
+no_readelf() {
+    env -u ANDROID_NDK_HOME -u ANDROID_NDK_ROOT -u ANDROID_SDK_ROOT HOME="$work" PATH="$work/bin:$work/tools" \
+        RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" \
+        "$@" bash "$work/android/build-rust.sh" x86_64 >"$work/log" 2>&1
+}
+no_readelf env -u ANDROID_HOME && fail "no readelf, and the alignment check passed"
+grep -q "error: no readelf to check .*x86_64/libchaya_uniffi.so's 16 KB page alignment" "$work/log" ||
+    fail "the missing readelf is not named"
+ndk_bin=$work/sdk/ndk/27.0.12077973/toolchains/llvm/prebuilt/linux-x86_64/bin
+mkdir -p "$ndk_bin"
+ln -s "$host_readelf" "$ndk_bin/llvm-readelf"
+no_readelf env ANDROID_HOME="$work/sdk" || fail "the NDK's llvm-readelf in ANDROID_HOME was not used"
+no_readelf env ANDROID_HOME="$work/sdk" IGNORE_FLAGS=1 && fail "a 4 KB-aligned library passed the NDK's llvm-readelf"
+grep -q "x86_64/libchaya_uniffi.so: a LOAD segment aligned to 0x1000 bytes" "$work/log" ||
+    fail "the NDK's llvm-readelf did not check the library"
 
 build mips && fail "an unknown ABI was accepted"
 grep -q "unknown ABI mips" "$work/log" || fail "the unknown ABI is not named"

@@ -21,9 +21,11 @@ CLANG_VERSION=14
 # Oldest Android API level supported (android/build-rust.sh, the module's minSdk).
 API_LEVEL=24
 
+# .ci/run installs them; here as well when missing (sudo unless root, as there).
+sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 if ! command -v "clang-$CLANG_VERSION" >/dev/null || ! command -v "llvm-ar-$CLANG_VERSION" >/dev/null; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    sudo_if_needed apt-get update -qq
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "clang-$CLANG_VERSION" "llvm-$CLANG_VERSION"
 fi
 

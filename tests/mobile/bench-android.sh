@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs scripts/bench-android.sh against stand-ins for cargo-ndk, rustup and
 # adb, as there is no NDK or device here: cargo-ndk builds for the host (so
-# rustup has no target to add); adb keeps
+# rustup has no target to add) and, like cargo-ndk 4, keeps cargo's JSON
+# messages to itself (the script finds the benchmark's file); adb keeps
 # /data/local/tmp in a temporary directory and runs the device's commands
 # there with the host's binaries, on a fake sysfs of 4 + 2 + 1 cores (1.8,
 # 2.4 and 3.0 GHz). Checks what the script itself decides and uses: the CLI
@@ -24,22 +25,40 @@ for cpu in 0 1 2 3 4 5 6; do
     echo $khz >"$work/sys/cpu$cpu/cpufreq/cpuinfo_max_freq"
 done
 
+# The host build's target directory: CARGO_TARGET_DIR (relative to the
+# repository, where the script runs cargo) or the repository's target/.
+host_target=${CARGO_TARGET_DIR:-target}
+[[ $host_target == /* ]] || host_target=$ROOT/$host_target
+
 cat >"$work/bin/cargo-ndk" <<SH
 #!/usr/bin/env bash
 # cargo ndk [--platform N] [-t ABI]... COMMAND ARGS: COMMAND ARGS for the host,
-# in the repository's own target directory; a built chaya is copied to where
-# the NDK build would leave it (CARGO_TARGET_DIR/aarch64-linux-android/release).
+# in $host_target; what the NDK build would leave in
+# CARGO_TARGET_DIR/aarch64-linux-android/release is copied there: a built
+# chaya, or a benchmark's executable (in deps/, beside an older stale one that
+# fails when run). As cargo-ndk 4 does, cargo's JSON messages on stdout are
+# not passed on.
 set -euo pipefail
 shift
 args=()
 while [[ \$# -gt 0 ]]; do
     case \$1 in --platform | -t) shift 2 ;; *) args+=("\$1"); shift ;; esac
 done
-env -u CARGO_TARGET_DIR cargo "\${args[@]}"
-if [[ \${args[0]} == build ]]; then
-    mkdir -p "\$CARGO_TARGET_DIR/aarch64-linux-android/release"
-    cp "$ROOT/target/release/chaya" "\$CARGO_TARGET_DIR/aarch64-linux-android/release/"
-fi
+CARGO_TARGET_DIR="$host_target" cargo "\${args[@]}" >"$work/cargo-stdout"
+grep -v '^{' "$work/cargo-stdout" || true
+out=\$CARGO_TARGET_DIR/aarch64-linux-android/release
+mkdir -p "\$out/deps"
+case \${args[0]} in
+    build) cp "$host_target/release/chaya" "\$out/" ;;
+    bench)
+        printf '#!/bin/sh\nexit 1\n' >"\$out/deps/kernels-0123456789abcdef"
+        chmod +x "\$out/deps/kernels-0123456789abcdef"
+        touch -d 2000-01-01 "\$out/deps/kernels-0123456789abcdef"
+        for exe in \$(sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' "$work/cargo-stdout"); do
+            cp "\$exe" "\$out/deps/"
+            [[ ! -f \$exe.d ]] || cp "\$exe.d" "\$out/deps/"
+        done ;;
+esac
 SH
 
 cat >"$work/bin/rustup" <<'SH'

@@ -34,5 +34,5 @@ echo "== kotlinc (bindings + wrapper + tests)"
     bindings/kotlin/uniffi/chaya/chaya.kt "$WRAPPER"/*.kt tests/mobile/kotlin/android/*.kt \
     tests/kotlin/TestRunner.kt tests/mobile/kotlin/WrapperTest.kt
 echo "== run"
-java -Djna.library.path="$ROOT/target/$PROFILE" -cp "$BUILD/test.jar:$JNA:$COROUTINES" \
+java -Djna.library.path="$TARGET_DIR/$PROFILE" -cp "$BUILD/test.jar:$JNA:$COROUTINES" \
     ai.chaya.WrapperTestKt "$MODEL"

@@ -26,7 +26,7 @@ rm -rf "${CHROOT:?}$WORK/lib" "$CHROOT$WORK/package/Sources" "$CHROOT$WORK/packa
 mkdir -p "$CHROOT$WORK/lib" "$CHROOT$WORK/package"
 cp -rL ios/Package.swift ios/Sources ios/Tests "$CHROOT$WORK/package/"
 # Without debug info: the debug build's is hundreds of megabytes.
-objcopy --strip-debug "target/$PROFILE/libchaya_uniffi.so" "$CHROOT$WORK/lib/libchaya_uniffi.so"
+objcopy --strip-debug "$TARGET_DIR/$PROFILE/libchaya_uniffi.so" "$CHROOT$WORK/lib/libchaya_uniffi.so"
 
 LINK=(-Xlinker -L"$WORK/lib" -Xlinker -rpath -Xlinker "$WORK/lib")
 echo "== swift build"

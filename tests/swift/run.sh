@@ -50,7 +50,7 @@ mkdir -p "$CHROOT$WORK"
 cp "$ROOT"/bindings/swift/* "$ROOT/tests/swift/main.swift" "$CHROOT$WORK/"
 cp "$MODEL" "$CHROOT$WORK/"
 # Without debug info: the debug build's is hundreds of megabytes.
-objcopy --strip-debug "$ROOT/target/$PROFILE/libchaya_uniffi.so" "$CHROOT$WORK/libchaya_uniffi.so"
+objcopy --strip-debug "$TARGET_DIR/$PROFILE/libchaya_uniffi.so" "$CHROOT$WORK/libchaya_uniffi.so"
 swift_chroot sh -c "
     cd $WORK &&
     swiftc -module-name ChayaTest \
