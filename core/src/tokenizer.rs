@@ -497,8 +497,6 @@ impl Tokenizer {
     }
 }
 
-/// GPT-2's reversible map from the printable characters used in its vocabulary
-/// back to the bytes they stand for, indexed by code point (all below 324).
 /// Whether a decoder or pre-tokenizer is `ByteLevel` or a sequence holding one.
 #[cfg(feature = "any-tokenizer")]
 fn mentions_byte_level(component: &serde_json::Value) -> bool {
@@ -511,6 +509,8 @@ fn mentions_byte_level(component: &serde_json::Value) -> bool {
             .any(mentions_byte_level)
 }
 
+/// GPT-2's reversible map from the printable characters used in its vocabulary
+/// back to the bytes they stand for, indexed by code point (all below 324).
 fn byte_level_alphabet() -> Vec<Option<u8>> {
     let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
     let mut table = vec![None; 324];

@@ -319,8 +319,8 @@ typedef struct chaya_options {
  *
  * The callback runs on the thread that called chaya_generate. It may call
  * chaya_cancel and any function on the model, but any other call on the same
- * session fails with CHAYA_ERR_BUSY (chaya_session_free is undefined
- * behaviour). It must not unwind through the library: a C++ exception or a
+ * session fails with CHAYA_ERR_BUSY (chaya_session_free is refused and
+ * leaves the session live). It must not unwind through the library: a C++ exception or a
  * longjmp leaving it is undefined behaviour, a Rust callback that panics
  * aborts the process.
  */

@@ -3,12 +3,12 @@
 #   KOTLINC     the kotlinc-jvm command
 #   KOTLIN_LIB  the compiler's lib/ (it bundles kotlinx-coroutines-core-jvm.jar)
 #   JNA         JNA's jar (Debian libjna-java)
-# The compiler is kotlinc-jvm on PATH, else npm's kotlin-compiler at version
-# $KOTLIN_VERSION: the global one, or the one in $CHAYA_KOTLIN_HOME (default
-# /var/cache/chaya/kotlin), installed there when neither is that version.
+# The compiler is the first kotlinc-jvm of version $KOTLIN_VERSION among the
+# one on PATH, npm's global kotlin-compiler and the one in $CHAYA_KOTLIN_HOME
+# (default ~/.cache/chaya/kotlin), installed there when none is.
 
 KOTLIN_VERSION=2.4.20
-KOTLIN_HOME=${CHAYA_KOTLIN_HOME:-/var/cache/chaya/kotlin}
+KOTLIN_HOME=${CHAYA_KOTLIN_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/chaya/kotlin}
 JNA=/usr/share/java/jna.jar
 
 kotlin_apt_updated=0
@@ -19,17 +19,17 @@ kotlin_apt_install() {
 command -v javac >/dev/null || kotlin_apt_install default-jdk-headless
 [[ -f $JNA ]] || kotlin_apt_install libjna-java
 
-# The version of the npm package kotlin-compiler in directory $1 (none if absent).
-kotlin_npm_version() { sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$1/package.json" 2>/dev/null | head -1; }
-KOTLINC=$(command -v kotlinc-jvm || true)
-if [[ -z $KOTLINC ]]; then
-    for kotlin_dir in "$(npm root -g 2>/dev/null)/kotlin-compiler" "$KOTLIN_HOME/node_modules/kotlin-compiler"; do
-        if [[ -x $kotlin_dir/bin/kotlinc-jvm && $(kotlin_npm_version "$kotlin_dir") == "$KOTLIN_VERSION" ]]; then
-            KOTLINC=$kotlin_dir/bin/kotlinc-jvm
-            break
-        fi
-    done
-fi
+# The version kotlinc-jvm $1 reports ("info: kotlinc-jvm 2.4.20 (JRE ...)").
+kotlinc_version() { "$1" -version 2>&1 | sed -n 's/.*kotlinc-jvm \([0-9][0-9.]*\).*/\1/p' | head -1; }
+KOTLINC=
+for kotlin_candidate in "$(command -v kotlinc-jvm || true)" \
+    "$(npm root -g 2>/dev/null)/kotlin-compiler/bin/kotlinc-jvm" \
+    "$KOTLIN_HOME/node_modules/kotlin-compiler/bin/kotlinc-jvm"; do
+    if [[ -x $kotlin_candidate && $(kotlinc_version "$kotlin_candidate") == "$KOTLIN_VERSION" ]]; then
+        KOTLINC=$kotlin_candidate
+        break
+    fi
+done
 if [[ -z $KOTLINC ]]; then
     mkdir -p "$KOTLIN_HOME"
     npm install --prefix "$KOTLIN_HOME" --no-audit --no-fund "kotlin-compiler@$KOTLIN_VERSION"

@@ -49,7 +49,8 @@ def main():
         sys.exit("these tests are assert statements: run them without -O / PYTHONOPTIMIZE")
     parser = argparse.ArgumentParser()
     parser.add_argument("model", nargs="?", default="models/chaya-tiny-random.safetensors")
-    parser.add_argument("--lib", default=f"target/{os.environ.get('PROFILE', 'debug')}/libchaya_uniffi.so")
+    target = os.environ.get("CARGO_TARGET_DIR", "target")  # relative to ROOT, where cargo ran
+    parser.add_argument("--lib", default=f"{target}/{os.environ.get('PROFILE', 'debug')}/libchaya_uniffi.so")
     args = parser.parse_args()
     model_path = os.path.join(ROOT, args.model)
     chaya = import_chaya(os.path.join(ROOT, args.lib))
