@@ -333,17 +333,14 @@ impl Session {
 
         let prompt_tokens = model.tokenizer().encode(prompt)?.len();
         let conversation = format!("{}{prompt}", self.transcript());
-        let mut context = model.tokenizer().encode(&conversation)?;
         // A conversation begun with an empty prompt starts from end-of-text,
         // in this call and in every later one, so the cache stays reusable.
         let opens_with_eos = if self.transcript().is_empty() {
-            context.is_empty()
+            prompt_tokens == 0
         } else {
             self.opens_with_eos()
         };
-        if opens_with_eos {
-            context.insert(0, config.eos_token_id);
-        }
+        let mut context = self.conversation_tokens(&conversation, opens_with_eos)?;
         // A character the last call left unfinished is continued by an empty
         // prompt (a prompt's text would make it invalid: dropped).
         let mut unfinished = self.unfinished().to_vec();
@@ -444,15 +441,7 @@ impl Session {
             // The dropped text's tokens are cached: cut the cache back to what
             // the transcript encodes to, so the next call continues this window
             // (a disagreeing cache tail would make a shifted window start over).
-            let transcript = model
-                .tokenizer()
-                .encode(self.transcript())
-                .map(|mut tokens| {
-                    if opens_with_eos {
-                        tokens.insert(0, config.eos_token_id);
-                    }
-                    tokens
-                });
+            let transcript = self.conversation_tokens(self.transcript(), opens_with_eos);
             let transcript = self.rolled_back(kept, transcript)?;
             self.keep_agreeing(&transcript);
         }
@@ -476,6 +465,17 @@ impl Session {
             summary.reused_tokens
         );
         Ok(summary)
+    }
+
+    /// The tokens of `conversation`, behind the end-of-text token a
+    /// conversation begun with an empty prompt opens with.
+    fn conversation_tokens(&self, conversation: &str, opens_with_eos: bool) -> Result<Vec<u32>> {
+        let model = self.model();
+        let mut tokens = model.tokenizer().encode(conversation)?;
+        if opens_with_eos {
+            tokens.insert(0, model.config().eos_token_id);
+        }
+        Ok(tokens)
     }
 
     /// `result`, after cutting the transcript back to its first `kept` bytes

@@ -159,13 +159,16 @@ impl Session {
     /// string), the cache then holds only what the conversation re-encodes to.
     pub(crate) fn keep_agreeing(&mut self, context: &[u32]) {
         let window = context.get(self.window_start..).unwrap_or_default();
-        let agreeing = self
-            .tokens
+        self.tokens.truncate(self.cached_agreeing(window));
+    }
+
+    /// How many cached tokens, from position 0, agree with `window`.
+    fn cached_agreeing(&self, window: &[u32]) -> usize {
+        self.tokens
             .iter()
             .zip(window)
             .take_while(|(a, b)| a == b)
-            .count();
-        self.tokens.truncate(agreeing);
+            .count()
     }
 
     /// Whether `context` fits the window without a shift.
@@ -184,12 +187,7 @@ impl Session {
         if context.len() <= self.model.config().context_length || start >= context.len() {
             return 0;
         }
-        let agreeing = self
-            .tokens
-            .iter()
-            .zip(&context[start..])
-            .take_while(|(a, b)| a == b)
-            .count();
+        let agreeing = self.cached_agreeing(&context[start..]);
         if agreeing + 1 >= self.tokens.len() {
             start
         } else {
@@ -219,11 +217,7 @@ impl Session {
         }
         let window = &context[start..];
         let shared = if start == self.window_start {
-            self.tokens
-                .iter()
-                .zip(window)
-                .take_while(|(a, b)| a == b)
-                .count()
+            self.cached_agreeing(window)
         } else {
             0
         };
