@@ -299,6 +299,105 @@ mod x86 {
         }
         Group { values, scales }
     }
+
+    /// The tile layout checked without AMX: `tileloadd`, `tdpbssd` and
+    /// `tilestored` in software, as the Intel SDM defines them, on
+    /// [`CONFIG`]'s shapes and the strides [`multiply`] passes.
+    #[cfg(test)]
+    mod emulated {
+        use super::*;
+        use crate::q8::Q8Rows;
+
+        /// A tile as `tileloadd` fills it: `rows` rows of `bytes` bytes, row
+        /// `r` read at `memory[r * stride..]`.
+        fn load(memory: &[i8], stride: usize, tile: usize) -> Vec<Vec<i8>> {
+            let (rows, bytes) = (
+                CONFIG.rows[tile] as usize,
+                CONFIG.bytes_per_row[tile] as usize,
+            );
+            (0..rows)
+                .map(|r| memory[r * stride..][..bytes].to_vec())
+                .collect()
+        }
+
+        /// `tdpbssd c, a, b` on a zeroed `c`: `c[m][n] = Σ_k Σ_i a[m][4k+i] ·
+        /// b[k][4n+i]` for `m` below `a`'s rows, `n` below `c`'s bytes / 4 and
+        /// `k` below `a`'s bytes / 4.
+        fn dot_product(c: usize, a: &[Vec<i8>], b: &[Vec<i8>]) -> Vec<Vec<i32>> {
+            let columns = CONFIG.bytes_per_row[c] as usize / 4;
+            a.iter()
+                .map(|a| {
+                    (0..columns)
+                        .map(|n| {
+                            (0..a.len() / 4)
+                                .flat_map(|k| (0..4).map(move |i| (k, i)))
+                                .map(|(k, i)| a[4 * k + i] as i32 * b[k][4 * n + i] as i32)
+                                .sum()
+                        })
+                        .collect()
+                })
+                .collect()
+        }
+
+        #[test]
+        fn the_tile_shapes_fit_together() {
+            for (c, a, b) in [(0, 1, 2), (3, 4, 5)] {
+                // tdpbssd's constraints (SDM): rows(c) = rows(a),
+                // bytes(a) = 4 · rows(b), bytes(c) = bytes(b).
+                assert_eq!(CONFIG.rows[c], CONFIG.rows[a]);
+                assert_eq!(CONFIG.bytes_per_row[a], 4 * CONFIG.rows[b] as u16);
+                assert_eq!(CONFIG.bytes_per_row[c], CONFIG.bytes_per_row[b]);
+                // One block of 16 weight rows by 16 activation rows of i32.
+                assert_eq!(CONFIG.rows[c] as usize, TILE);
+                assert_eq!(CONFIG.bytes_per_row[a] as usize, BLOCK);
+                assert_eq!(CONFIG.bytes_per_row[c] as usize, TILE * 4);
+            }
+            // Tiles 6 and 7 unused: a palette-1 configuration must zero them.
+            assert!(CONFIG.rows[6..].iter().all(|&r| r == 0));
+            assert!(CONFIG.bytes_per_row[6..].iter().all(|&b| b == 0));
+        }
+
+        #[test]
+        fn a_packed_group_multiplies_to_the_exact_block_dots() {
+            if !is_x86_feature_detected!("avx2") {
+                eprintln!("AVX2 not available here: nothing to test");
+                return;
+            }
+            let (rows, cols) = (13, 3 * BLOCK);
+            let x: Vec<f32> = (0..rows * cols)
+                .map(|i| (i as f32 * 0.37).cos() * 3.0)
+                .collect();
+            let w: Vec<i8> = (0..TILE * cols)
+                .map(|i| ((i * 53 + 11) % 255) as i32 - 127)
+                .map(|v| v as i8)
+                .collect();
+            // SAFETY: AVX2 is present.
+            let group = unsafe { quantize_group(&x, cols) };
+            let xq = Q8Rows::quantize(&x, cols);
+            for b in 0..cols / BLOCK {
+                // As `multiply` addresses block `b` for tiles 1 and 2.
+                let a = load(&w[b * BLOCK..], cols, 1);
+                let packed = load(&group.values[b * TILE_BYTES..], TILE * 4, 2);
+                let dots = dot_product(0, &a, &packed);
+                for (d, dots) in dots.iter().enumerate() {
+                    for (e, &dot) in dots.iter().enumerate() {
+                        let want: i32 = if e < rows {
+                            let q = &xq.row(e).values[b * BLOCK..][..BLOCK];
+                            let w = &w[d * cols + b * BLOCK..][..BLOCK];
+                            q.iter().zip(w).map(|(&q, &w)| q as i32 * w as i32).sum()
+                        } else {
+                            0
+                        };
+                        assert_eq!(dot, want, "block {b}, weight row {d}, activation row {e}");
+                    }
+                }
+                for e in 0..TILE {
+                    let want = if e < rows { xq.row(e).scales[b] } else { 0.0 };
+                    assert_eq!(group.scales[b * TILE + e], want, "block {b}, row {e}");
+                }
+            }
+        }
+    }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
