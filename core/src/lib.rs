@@ -23,7 +23,8 @@
 //! - `any-tokenizer` (default): tokenizers other than GPT-2-style byte-level
 //!   BPE, through the `tokenizers` deserializer; without it such a file is an
 //!   [`Error::Tokenizer`].
-//! - `convert`: import of the published PyTorch checkpoints (`import`).
+//! - `convert`: import of the published PyTorch checkpoints (`import`,
+//!   reading torch zips with `pytorch`).
 //!
 //! The mobile libraries leave out the default features (1.6 and 0.4 MB of
 //! code; README, "Mobile").
@@ -43,6 +44,8 @@ pub mod int8;
 pub mod model;
 pub mod model_file;
 pub mod parallel;
+#[cfg(feature = "convert")]
+mod pytorch;
 pub mod q8;
 pub mod quant;
 pub mod rope;

@@ -20,6 +20,12 @@ pub struct ChayaRope {
     sin: Vec<f32>,
 }
 
+/// Frequency `j` (of `head_dim / 2`) of heads of width `head_dim`:
+/// `1 / base^(2j / head_dim)`, the checkpoints' `inv_freq[j]`.
+pub fn inv_freq(base: f32, head_dim: usize, j: usize) -> f64 {
+    1.0 / f64::from(base).powf(2.0 * j as f64 / head_dim as f64)
+}
+
 impl ChayaRope {
     /// Tables for heads of width `head_dim` (even) and positions below `max_positions`.
     pub fn new(head_dim: usize, base: f32, max_positions: usize) -> ChayaRope {
@@ -28,9 +34,7 @@ impl ChayaRope {
         let mut sin = Vec::with_capacity(max_positions * head_dim);
         for p in 0..max_positions {
             for i in 0..head_dim {
-                let j = (i % half) as f64;
-                let inv_freq = 1.0 / (base as f64).powf(2.0 * j / head_dim as f64);
-                let angle = p as f64 * inv_freq;
+                let angle = p as f64 * inv_freq(base, head_dim, i % half);
                 cos.push(angle.cos() as f32);
                 sin.push(angle.sin() as f32);
             }

@@ -515,6 +515,7 @@ fn bad_checkpoints_are_rejected_with_a_clear_message() {
         ("bad_nan.pt", "layers.0.attn.out.weight"),
         ("not_a_checkpoint.pt", "not_a_checkpoint.pt"),
         ("truncated.pt", "truncated.pt"),
+        ("bad_short_storage.pt", "truncated or corrupt"),
         (
             "micro_ok.pt",
             "vocabulary has 64 tokens but the tokenizer 50257",
@@ -540,6 +541,41 @@ fn bad_checkpoints_are_rejected_with_a_clear_message() {
         err.contains("unknown") || err.contains("unexpected"),
         "{err}"
     );
+}
+
+/// A micro fixture read as `convert` reads it (micro vocabularies do not
+/// match the tokenizer, so `convert` itself stops later).
+fn read_micro(fixture: &str) -> chaya::Result<chaya::import::Checkpoint> {
+    let path = repo_path(&format!("tests/fixtures/{fixture}"));
+    chaya::import::read_checkpoint(&path, &ConvertOptions::default(), |_, _| {})
+}
+
+#[test]
+fn views_prefixes_and_a_21_byte_file_stem_read_as_the_plain_checkpoint() {
+    // Column slices, transposed strides, strided norms, a parameter saved
+    // with a Python attribute, `_orig_mod.` keys, saved as
+    // `micro_views_and_names.pt` (a stem that defeated the zip reader).
+    let plain = read_micro("micro_ok.pt").unwrap();
+    let odd = read_micro("micro_views_and_names.pt").unwrap();
+    assert_eq!(odd.config, plain.config);
+    assert_eq!(odd.tensors, plain.tensors);
+}
+
+#[test]
+fn checkpoints_the_converter_cannot_read_say_what_to_do() {
+    let cases = [
+        ("micro_legacy.pt", "legacy format"),
+        ("micro_protocol4.pt", "protocol 4"),
+        ("micro_rope_base.pt", "inv_freq`[1]"),
+        ("micro_nested.pt", r#"its keys: ["epoch", "state_dict"]"#),
+    ];
+    for (fixture, needle) in cases {
+        let err = read_micro(fixture).unwrap_err().to_string();
+        assert!(
+            err.contains(needle),
+            "{fixture}: `{err}` should mention `{needle}`"
+        );
+    }
 }
 
 #[test]

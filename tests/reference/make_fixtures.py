@@ -229,6 +229,51 @@ def dump(name, obj):
         f.write("\n")
 
 
+def stored_oddly(sd):
+    """The same values as `sd` in the layouts torch.save keeps for views: every
+    matrix a column slice of a wider tensor (non-contiguous), the embedding
+    with transposed strides, the norms every other element of a longer vector,
+    one matrix a Parameter with a Python attribute (saved with its state),
+    every key behind torch.compile's `_orig_mod.` prefix."""
+    out = {}
+    for name, t in sd.items():
+        if name == "token_embedding.weight":
+            t = t.t().contiguous().t()
+        elif t.dim() == 2:
+            t = torch.cat([t, torch.zeros_like(t)], 1)[:, : t.shape[1]]
+        elif name.endswith(".scale"):
+            t = torch.stack([t, torch.zeros_like(t)], 1)[:, 0]
+        if name == "layers.0.ffn.w1.weight":
+            t = torch.nn.Parameter(t.clone(), requires_grad=False)
+            t.no_weight_decay = True
+        out["_orig_mod." + name] = t
+    return out
+
+
+def save_variants(msd):
+    """Checkpoints real training scripts write (micro config, msd's weights)."""
+    # A file stem of 21 bytes gives the first zip directory entry the length
+    # of torch's zip64 end records, which fooled the zip reader's guess of
+    # where the archive starts.
+    torch.save(wrap(stored_oddly(msd), MICRO), path("micro_views_and_names.pt"))
+    torch.save(wrap(msd, MICRO), path("micro_legacy.pt"), _use_new_zipfile_serialization=False)
+    torch.save(wrap(msd, MICRO), path("micro_protocol4.pt"), pickle_protocol=4)
+    hd = MICRO["d_model"] // MICRO["num_heads"]
+    base = 1.0 / (500000 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+    torch.save(wrap({k: base if "inv_freq" in k else v for k, v in msd.items()}, MICRO),
+               path("micro_rope_base.pt"))
+    torch.save({"state_dict": msd, "epoch": 3}, path("micro_nested.pt"))
+    # micro_ok.pt with the storage of its largest tensor cut in half: the
+    # archive is whole, the tensor reads past its storage.
+    with zipfile.ZipFile(path("micro_ok.pt")) as src, \
+            zipfile.ZipFile(path("bad_short_storage.pt"), "w") as dst:
+        largest = max((i for i in src.infolist() if "/data/" in i.filename),
+                      key=lambda i: i.file_size)
+        for info in src.infolist():
+            data = src.read(info)
+            dst.writestr(info, data[: len(data) // 2] if info is largest else data)
+
+
 def main():
     os.makedirs(FIX, exist_ok=True)
     torch.set_num_threads(2)
@@ -288,6 +333,7 @@ def main():
         data = f.read()
     with open(path("truncated.pt"), "wb") as f:
         f.write(data[: len(data) // 2])
+    save_variants(msd)
 
     for name in sorted(os.listdir(FIX)):
         print(f"{os.path.getsize(path(name)):>9}  {name}")
