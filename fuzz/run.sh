@@ -20,7 +20,9 @@ cargo +nightly fuzz build 2>&1 | tail -1 || exit 1
 mkdir -p logs
 # The .pt importer starts from the small committed checkpoint fixtures.
 mkdir -p corpus/pt_import
-for f in micro_ok bad_missing_key bad_nan bad_shape bad_unknown_key not_a_checkpoint truncated; do
+for f in micro_ok bad_missing_key bad_nan bad_shape bad_unknown_key not_a_checkpoint truncated \
+    bad_short_storage micro_views_and_names micro_module_state micro_legacy micro_protocol4 micro_rope_base \
+    micro_nested; do
     cp -n ../tests/fixtures/$f.pt corpus/pt_import/ 2>/dev/null || true
 done
 

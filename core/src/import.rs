@@ -1,8 +1,9 @@
 //! Conversion of the published PyTorch checkpoints into a CHAYA model file.
 //!
 //! Reads torch zip/pickle files (the wrapping dict with `model_state_dict` and
-//! config ints, or a bare state dict; keys with or without `module.`; f32, f16
-//! or bf16) and plain safetensors state dicts. Every key, shape and value is
+//! config ints, or a bare state dict; keys with or without `module.` and
+//! `_orig_mod.`; f32, f16, bf16 or f64, views included) and plain
+//! safetensors state dicts. Every key, shape and value is
 //! validated against the configuration the tensors imply.
 
 use crate::config::Config;
@@ -88,14 +89,15 @@ pub fn read_checkpoint(
         (tensors, HashMap::new())
     };
     let mut unwrapped = HashMap::new();
+    let mut stored_as = HashMap::new();
     for (name, tensor) in raw {
         let key = unwrapped_name(&name).to_string();
-        if unwrapped.insert(key.clone(), tensor).is_some() {
+        if let Some(first) = stored_as.insert(key.clone(), name.clone()) {
             return Err(bad(format!(
-                "tensor `{key}` appears twice (with and without a `module.` or \
-                 `_orig_mod.` prefix)"
+                "tensor `{key}` appears twice, as `{first}` and as `{name}`"
             )));
         }
+        unwrapped.insert(key, tensor);
     }
     let raw: HashMap<String, (Vec<usize>, Vec<f32>)> = unwrapped;
     let config = infer_config(&raw, &wrapper, options).map_err(&bad)?;
@@ -115,7 +117,8 @@ pub fn read_checkpoint(
             }
             if let Some(i) = (0..values.len()).find(|&i| {
                 let want = crate::rope::inv_freq(config.rope_base, config.head_dim(), i);
-                (f64::from(values[i]) - want).abs() > INV_FREQ_TOLERANCE * want
+                !values[i].is_finite()
+                    || (f64::from(values[i]) - want).abs() > INV_FREQ_TOLERANCE * want
             }) {
                 return Err(bad(format!(
                     "`{name}`[{i}] is {} where CHAYA's RoPE (base {}) has {}: this runtime \

@@ -559,6 +559,10 @@ fn views_prefixes_and_a_21_byte_file_stem_read_as_the_plain_checkpoint() {
     let odd = read_micro("micro_views_and_names.pt").unwrap();
     assert_eq!(odd.config, plain.config);
     assert_eq!(odd.tensors, plain.tensors);
+    // `torch.save(model.state_dict())`: an OrderedDict with `_metadata`, and
+    // integer and boolean buffers, which cannot be weights.
+    let module = read_micro("micro_module_state.pt").unwrap();
+    assert_eq!(module.tensors, plain.tensors);
 }
 
 #[test]
@@ -567,7 +571,10 @@ fn checkpoints_the_converter_cannot_read_say_what_to_do() {
         ("micro_legacy.pt", "legacy format"),
         ("micro_protocol4.pt", "protocol 4"),
         ("micro_rope_base.pt", "inv_freq`[1]"),
-        ("micro_nested.pt", r#"its keys: ["epoch", "state_dict"]"#),
+        (
+            "micro_nested.pt",
+            r#"save that dict on its own (`torch.save(checkpoint["state_dict"]"#,
+        ),
     ];
     for (fixture, needle) in cases {
         let err = read_micro(fixture).unwrap_err().to_string();

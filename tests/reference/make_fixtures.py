@@ -250,12 +250,33 @@ def stored_oddly(sd):
     return out
 
 
+def as_module(sd):
+    """An nn.Module whose state_dict() is `sd` (inv_freq as buffers), plus a
+    boolean and an integer buffer, as models keep masks and counters."""
+    root = torch.nn.Module()
+    for name, t in list(sd.items()) + [("layers.0.attn.mask", torch.ones(4, 4).bool()),
+                                       ("layers.0.attn.steps", torch.tensor(7))]:
+        *path, leaf = name.split(".")
+        module = root
+        for part in path:
+            if not hasattr(module, part):
+                module.add_module(part, torch.nn.Module())
+            module = getattr(module, part)
+        if t.is_floating_point() and "inv_freq" not in name:
+            module.register_parameter(leaf, torch.nn.Parameter(t.clone()))
+        else:
+            module.register_buffer(leaf, t.clone())
+    return root
+
+
 def save_variants(msd):
     """Checkpoints real training scripts write (micro config, msd's weights)."""
     # A file stem of 21 bytes gives the first zip directory entry the length
     # of torch's zip64 end records, which fooled the zip reader's guess of
     # where the archive starts.
     torch.save(wrap(stored_oddly(msd), MICRO), path("micro_views_and_names.pt"))
+    # (The legacy format names storages by object address: the one file here
+    # whose bytes differ from run to run.)
     torch.save(wrap(msd, MICRO), path("micro_legacy.pt"), _use_new_zipfile_serialization=False)
     torch.save(wrap(msd, MICRO), path("micro_protocol4.pt"), pickle_protocol=4)
     hd = MICRO["d_model"] // MICRO["num_heads"]
@@ -263,6 +284,9 @@ def save_variants(msd):
     torch.save(wrap({k: base if "inv_freq" in k else v for k, v in msd.items()}, MICRO),
                path("micro_rope_base.pt"))
     torch.save({"state_dict": msd, "epoch": 3}, path("micro_nested.pt"))
+    # What `torch.save(model.state_dict(), path)` writes: an OrderedDict
+    # with `_metadata`, non-float buffers included.
+    torch.save(as_module(msd).state_dict(), path("micro_module_state.pt"))
     # micro_ok.pt with the storage of its largest tensor cut in half: the
     # archive is whole, the tensor reads past its storage.
     with zipfile.ZipFile(path("micro_ok.pt")) as src, \
