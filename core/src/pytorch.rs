@@ -51,8 +51,12 @@ pub fn read(
         .ok_or("a zip archive without data.pkl: not a PyTorch checkpoint")?;
     // Storages are `<archive>/data/<key>`, beside `<archive>/data.pkl`.
     let dir = pickle.strip_suffix(".pkl").expect("ends with .pkl");
-    if let Some(order) = names.iter().find(|n| n.ends_with("byteorder")) {
-        let order = read_entry(&mut zip, order, 16)?;
+    let byteorder = format!(
+        "{}byteorder",
+        pickle.strip_suffix("data.pkl").expect("found so")
+    );
+    if names.contains(&byteorder) {
+        let order = read_entry(&mut zip, &byteorder, 16)?;
         if order != b"little" {
             return Err(format!(
                 "tensors stored {} endian: only little-endian checkpoints are read",
@@ -116,7 +120,7 @@ fn read_entry(zip: &mut Archive, name: &str, limit: u64) -> Result<Vec<u8>, Stri
     let entry = zip.by_name(name).map_err(|e| format!("{name}: {e}"))?;
     let mut bytes = Vec::new();
     entry
-        .take(limit + 1)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| format!("{name}: {e}"))?;
     if bytes.len() as u64 > limit {
@@ -152,18 +156,6 @@ fn state_dict(root: Object) -> Result<(Entries, HashMap<String, i64>), String> {
         .iter()
         .any(|(key, _)| matches!(key, Object::Unicode(k) if k == STATE_DICT_KEY));
     if !wrapped {
-        // Tensors one level down: a training script's own wrapping dict.
-        let nested = entries.iter().find_map(|(key, value)| match (key, value) {
-            (Object::Unicode(key), Object::Dict(inner)) if inner.iter().any(is_tensor) => Some(key),
-            _ => None,
-        });
-        if let Some(key) = nested {
-            return Err(format!(
-                "its tensors are under `{key}` (keys: {}): {EXPECTED}; save that dict \
-                 on its own (`torch.save(checkpoint[\"{key}\"], path)`)",
-                keys_of(&entries)
-            ));
-        }
         return Ok((entries, HashMap::new()));
     }
     let (mut state_dict, mut ints) = (None, HashMap::new());
@@ -177,12 +169,31 @@ fn state_dict(root: Object) -> Result<(Entries, HashMap<String, i64>), String> {
         }
     }
     let state_dict = state_dict.ok_or(format!("`{STATE_DICT_KEY}` is not a dict"))?;
+    if state_dict.is_empty() {
+        // candle's unpickler stores an object in its memo as it is when
+        // first seen: a dict saved twice comes back empty the second time.
+        return Err(format!(
+            "`{STATE_DICT_KEY}` is empty (or the same dict is also saved under another \
+             key, which this converter cannot read: save it once)"
+        ));
+    }
     Ok((state_dict, ints))
 }
 
-/// Whether a dict entry's value is rebuilt by a call, as tensors are.
+/// Whether a dict entry's value is a tensor or a parameter.
 fn is_tensor((_, value): &(Object, Object)) -> bool {
-    matches!(value, Object::Reduce { .. })
+    match value {
+        Object::Reduce { callable, .. } => rebuilds_tensor(callable),
+        _ => false,
+    }
+}
+
+/// Whether `callable` is one of torch's functions that rebuild a tensor or
+/// a parameter (`torch._utils._rebuild_tensor_v2`, ...).
+fn rebuilds_tensor(callable: &Object) -> bool {
+    matches!(callable, Object::Class { module_name, class_name }
+        if matches!(module_name.as_str(), "torch._utils" | "torch._tensor")
+            && class_name.starts_with("_rebuild"))
 }
 
 /// Up to 8 of a dict's string keys, sorted, for an error message.
@@ -200,15 +211,19 @@ fn keys_of(entries: &Entries) -> String {
 }
 
 /// The floating-point tensors of a state dict whose storages are under
-/// `dir`. Entries that are not tensors (an integer, say) are left out, and
-/// tensors of other types with a warning.
+/// `dir` (at least one). Entries that are not tensors (an integer, say) are
+/// left out, and tensors of other types with a warning.
 fn stored_tensors(state_dict: Entries, dir: &str) -> Result<Vec<StoredTensor>, String> {
-    if !state_dict.iter().any(is_tensor) {
-        return Err(format!(
-            "the state dict holds no tensors (keys: {}): {EXPECTED}",
-            keys_of(&state_dict)
-        ));
-    }
+    let keys = keys_of(&state_dict);
+    // Where tensors are one level down: a training script's own wrapping dict.
+    let nested = state_dict
+        .iter()
+        .find_map(|(key, value)| match (key, value) {
+            (Object::Unicode(key), Object::Dict(inner)) if inner.iter().any(is_tensor) => {
+                Some(key.clone())
+            }
+            _ => None,
+        });
     let mut stored = Vec::new();
     for (name, value) in state_dict {
         let Object::Unicode(name) = name else {
@@ -222,7 +237,16 @@ fn stored_tensors(state_dict: Entries, dir: &str) -> Result<Vec<StoredTensor>, S
             Entry::NotTensor => {}
         }
     }
-    Ok(stored)
+    match nested {
+        _ if !stored.is_empty() => Ok(stored),
+        Some(key) => Err(format!(
+            "its tensors are under `{key}` (keys: {keys}): {EXPECTED}; save that dict on \
+             its own (`torch.save(checkpoint[\"{key}\"], path)`)"
+        )),
+        None => Err(format!(
+            "the state dict holds no floating-point tensors (keys: {keys}): {EXPECTED}"
+        )),
+    }
 }
 
 /// What a state-dict value is.
@@ -241,6 +265,9 @@ fn tensor_entry(value: Object, dir: &str) -> Result<Entry, String> {
     let Object::Reduce { callable, args } = value else {
         return Ok(Entry::NotTensor);
     };
+    if !rebuilds_tensor(&callable) {
+        return Ok(Entry::NotTensor);
+    }
     let Object::Class {
         module_name,
         class_name,
@@ -248,11 +275,6 @@ fn tensor_entry(value: Object, dir: &str) -> Result<Entry, String> {
     else {
         return Ok(Entry::NotTensor);
     };
-    let rebuilds_tensor = matches!(module_name.as_str(), "torch._utils" | "torch._tensor")
-        && class_name.starts_with("_rebuild");
-    if !rebuilds_tensor {
-        return Ok(Entry::NotTensor);
-    }
     let Object::Tuple(mut args) = *args else {
         return Err(format!("`{class_name}` without an argument tuple"));
     };
@@ -325,16 +347,35 @@ fn count(value: Object, what: &str) -> Result<usize, String> {
     let n = match value {
         Object::Int(n) => i64::from(n),
         Object::Long(n) => n,
-        other => return Err(format!("{what} is {other:?}, not an integer")),
+        other => return Err(format!("{what} is {}, not an integer", kind(&other))),
     };
     usize::try_from(n).map_err(|_| format!("{what} {n} is out of range"))
+}
+
+/// What kind of value a pickled object is, for error messages (the object
+/// itself may be huge).
+fn kind(value: &Object) -> &'static str {
+    match value {
+        Object::Class { .. } => "a class",
+        Object::Int(_) | Object::Long(_) => "an integer",
+        Object::Float(_) => "a float",
+        Object::Unicode(_) => "a string",
+        Object::Bool(_) => "a boolean",
+        Object::None => "None",
+        Object::Tuple(_) => "a tuple",
+        Object::List(_) => "a list",
+        Object::Mark => "a mark",
+        Object::Dict(_) => "a dict",
+        Object::Reduce { .. } | Object::Build { .. } => "an object",
+        Object::PersistentLoad(_) => "a persistent id",
+    }
 }
 
 /// A tuple of non-negative integers of the pickle.
 fn counts(value: Object, what: &str) -> Result<Vec<usize>, String> {
     match value {
         Object::Tuple(values) => values.into_iter().map(|v| count(v, what)).collect(),
-        other => Err(format!("{what} is {other:?}, not a tuple")),
+        other => Err(format!("{what} is {}, not a tuple", kind(&other))),
     }
 }
 
@@ -431,7 +472,7 @@ impl StoredTensor {
         values
             .try_reserve_exact(count)
             .map_err(|_| format!("{count} values do not fit in memory"))?;
-        if *strides == row_major_strides(dims) {
+        if count == 0 || *strides == row_major_strides(dims) {
             values.extend((self.offset..self.offset + count).map(value));
             return Ok(values);
         }
@@ -452,7 +493,8 @@ impl StoredTensor {
     }
 }
 
-/// The strides of a contiguous row-major tensor of shape `dims`.
+/// The strides of a contiguous row-major tensor of shape `dims` (a shape
+/// whose element count fits in `usize` and is not 0).
 fn row_major_strides(dims: &[usize]) -> Vec<usize> {
     let mut strides = vec![1; dims.len()];
     for axis in (0..dims.len().saturating_sub(1)).rev() {
@@ -473,46 +515,56 @@ pub(crate) fn candle_message(error: candle_core::Error) -> String {
 /// Deepest nesting of pickled objects accepted (CHAYA's is under 10).
 const MAX_PICKLE_DEPTH: u32 = 256;
 
-/// Most objects a pickle may make candle build, counting the copy candle makes
-/// at every memo read (CHAYA's builds a few thousand).
-const MAX_PICKLE_OBJECTS: u64 = 1 << 24;
+/// Bytes counted for each object candle's unpickler makes.
+const OBJECT_BYTES: u64 = 64;
 
-/// The nesting depth and object count of a pickled object.
-#[derive(Clone, Copy, Default)]
+/// Most memory, as counted here, a pickle may make candle's unpickler spend,
+/// copies included (CHAYA's: about a megabyte; a dict of 30k tensors:
+/// ~60 MB). candle's own use runs a few times higher.
+const MAX_PICKLE_MEMORY: u64 = 1 << 28;
+
+/// A value on the modelled unpickler's stack: its nesting depth, the bytes
+/// it holds, and whether it is a MARK (which candle keeps on the stack too).
+#[derive(Clone, Copy)]
 struct Shape {
     depth: u32,
-    objects: u64,
+    bytes: u64,
+    mark: bool,
 }
 
 impl Shape {
-    /// A scalar, a string or an empty container.
-    const LEAF: Shape = Shape {
-        depth: 0,
-        objects: 1,
-    };
+    /// A scalar, an empty container, or a string of `len` bytes.
+    fn leaf(len: usize) -> Shape {
+        Shape {
+            depth: 0,
+            bytes: OBJECT_BYTES.saturating_add(len as u64),
+            mark: false,
+        }
+    }
 
-    /// An object holding `items`.
+    /// A new object holding `items`.
     fn holding(items: &[Shape]) -> Shape {
-        Shape::LEAF.with(items)
+        Shape::leaf(0).with(items)
     }
 
     /// This object with `items` added to it.
     fn with(self, items: &[Shape]) -> Shape {
         items.iter().fold(self, |shape, item| Shape {
-            depth: shape.depth.max(item.depth + 1),
-            objects: shape.objects.saturating_add(item.objects),
+            depth: shape.depth.max(item.depth.saturating_add(1)),
+            bytes: shape.bytes.saturating_add(item.bytes),
+            mark: false,
         })
     }
 }
 
-/// Runs the opcodes candle's unpickler knows as it would, keeping only each
-/// object's [`Shape`], and refuses what would abort the process there: a
-/// length field running past the pickle (candle allocates what it says),
-/// objects nested deeper than [`MAX_PICKLE_DEPTH`] (building and dropping
-/// them recurses) and more than [`MAX_PICKLE_OBJECTS`] objects (a memo read
-/// copies an object, so a few reads can double it again and again). Stops at
-/// `STOP`, at an opcode candle rejects and at a malformed stack: candle
-/// reports those.
+/// Runs the opcodes candle's unpickler knows with their stack effects, on
+/// each value's [`Shape`] only, and refuses what would abort the process
+/// there: a length running past the pickle (candle allocates what it says),
+/// a `LONG1` over 8 bytes (its shift overflows), objects nested deeper than
+/// [`MAX_PICKLE_DEPTH`] (building and dropping them recurses), more than
+/// [`MAX_PICKLE_MEMORY`] spent (candle copies an object at every memo write
+/// and read, so a few reads can double it again and again), and anything
+/// candle would reject.
 fn check_pickle(bytes: &[u8]) -> Result<(), String> {
     let mut at = 0usize;
     let take = |at: &mut usize, n: usize| -> Result<&[u8], String> {
@@ -529,18 +581,37 @@ fn check_pickle(bytes: &[u8]) -> Result<(), String> {
         }
     };
     let index = |b: &[u8]| b.iter().rev().fold(0u32, |n, &b| n << 8 | u32::from(b));
-    let (mut stack, mut marks) = (Vec::<Shape>::new(), Vec::<usize>::new());
+    let mut stack = Vec::<Shape>::new();
     let mut memo = HashMap::<u32, Shape>::new();
-    let mut objects = 0u64;
+    let mut spent = 0u64;
     while at < bytes.len() {
-        let op = bytes[at];
+        let (op, start) = (bytes[at], at);
         at += 1;
-        // What the opcode leaves on top of the stack, if anything new.
-        let pushed = match op {
+        let malformed = |what: &str| format!("{what} at byte {start}");
+        let pop = |stack: &mut Vec<Shape>, n: usize| match stack.len().checked_sub(n) {
+            Some(first) => Ok(stack.split_off(first)),
+            None => Err(malformed("stack underflow")),
+        };
+        let pop_to_mark = |stack: &mut Vec<Shape>| match stack.iter().rposition(|s| s.mark) {
+            Some(mark) => {
+                let items = stack.split_off(mark + 1);
+                stack.pop();
+                Ok(items)
+            }
+            None => Err(malformed("no MARK")),
+        };
+        let leaf = |len: usize| {
+            let shape = Shape::leaf(len);
+            (Some(shape), shape.bytes)
+        };
+        let holding = |items: &[Shape]| (Some(Shape::holding(items)), OBJECT_BYTES);
+        // The value the opcode leaves on top of the stack, if any, and the
+        // bytes candle allocates for it.
+        let (pushed, allocated) = match op {
             b'.' => return Ok(()),
             0x80 => {
                 take(&mut at, 1)?;
-                None
+                (None, 0)
             }
             b'K' | b'M' | b'J' | b'G' => {
                 let width = match op {
@@ -550,92 +621,81 @@ fn check_pickle(bytes: &[u8]) -> Result<(), String> {
                     _ => 8,
                 };
                 take(&mut at, width)?;
-                Some(Shape::LEAF)
+                leaf(0)
             }
             b'X' => {
-                let len = index(take(&mut at, 4)?);
-                take(&mut at, len as usize)?;
-                Some(Shape::LEAF)
+                let len = index(take(&mut at, 4)?) as usize;
+                take(&mut at, len)?;
+                leaf(len)
             }
             0x8a => {
-                let len = take(&mut at, 1)?[0];
-                take(&mut at, usize::from(len))?;
-                Some(Shape::LEAF)
+                let len = usize::from(take(&mut at, 1)?[0]);
+                if len > 8 {
+                    return Err(malformed(&format!("LONG1 of {len} bytes")));
+                }
+                take(&mut at, len)?;
+                leaf(0)
             }
             b'c' => {
+                let name_start = at;
                 for _ in 0..2 {
                     let line = bytes[at..].iter().position(|&b| b == b'\n');
-                    at += line.ok_or("unterminated GLOBAL name")? + 1;
+                    at += line.ok_or_else(|| malformed("unterminated GLOBAL name"))? + 1;
                 }
-                Some(Shape::LEAF)
+                leaf(at - name_start)
             }
-            b'N' | 0x88 | 0x89 | b')' | b']' | b'}' => Some(Shape::LEAF),
+            b'N' | 0x88 | 0x89 | b')' | b']' | b'}' | b'd' => leaf(0),
             b'(' => {
-                marks.push(stack.len());
-                None
+                let mark = Shape {
+                    mark: true,
+                    ..Shape::leaf(0)
+                };
+                (Some(mark), mark.bytes)
             }
-            b't' | b'd' | b'e' | b'u' => {
-                let Some(mark) = marks.pop().filter(|&m| m <= stack.len()) else {
-                    return Ok(());
-                };
-                let items = stack.split_off(mark);
-                if matches!(op, b't' | b'd') {
-                    Some(Shape::holding(&items))
-                } else {
-                    let Some(top) = stack.pop() else {
-                        return Ok(());
-                    };
-                    Some(top.with(&items))
-                }
+            b't' => holding(&pop_to_mark(&mut stack)?),
+            b'e' | b'u' => {
+                let items = pop_to_mark(&mut stack)?;
+                let top = pop(&mut stack, 1)?[0];
+                (Some(top.with(&items)), 0)
             }
-            0x85..=0x87 | b'R' | 0x81 | b'Q' | b'a' | b's' | b'b' => {
-                let (n, into_top) = match op {
-                    0x85..=0x87 => (usize::from(op - 0x84), false),
-                    b'R' | 0x81 => (2, false),
-                    b'Q' => (1, false),
-                    b'a' | b'b' => (1, true),
-                    _ => (2, true),
-                };
-                let Some(first) = stack.len().checked_sub(n + usize::from(into_top)) else {
-                    return Ok(());
-                };
-                let items = stack.split_off(first + usize::from(into_top));
-                if into_top {
-                    let top = stack.pop().expect("counted above");
-                    Some(top.with(&items))
-                } else {
-                    Some(Shape::holding(&items))
-                }
+            0x85..=0x87 => holding(&pop(&mut stack, usize::from(op - 0x84))?),
+            b'R' | 0x81 | b'b' => holding(&pop(&mut stack, 2)?),
+            b'Q' => holding(&pop(&mut stack, 1)?),
+            b'a' | b's' => {
+                let items = pop(&mut stack, if op == b'a' { 1 } else { 2 })?;
+                let top = pop(&mut stack, 1)?[0];
+                (Some(top.with(&items)), 0)
             }
             b'q' | b'r' => {
                 let key = index(take(&mut at, if op == b'q' { 1 } else { 4 })?);
-                let Some(&top) = stack.last() else {
-                    return Ok(());
-                };
+                let top = *stack
+                    .last()
+                    .ok_or_else(|| malformed("memo write of nothing"))?;
+                // candle stores a copy.
                 memo.insert(key, top);
-                None
+                (None, top.bytes)
             }
             b'h' | b'j' => {
                 let key = index(take(&mut at, if op == b'h' { 1 } else { 4 })?);
-                let Some(&copy) = memo.get(&key) else {
-                    return Ok(());
-                };
-                objects = objects.saturating_add(copy.objects);
-                Some(copy)
+                let copy = *memo
+                    .get(&key)
+                    .ok_or_else(|| malformed("memo read of nothing"))?;
+                // candle pushes a copy.
+                (Some(copy), copy.bytes)
             }
-            _ => return Ok(()),
+            _ => return Err(malformed(&format!("unknown opcode {op:#04x}"))),
         };
+        spent = spent.saturating_add(allocated);
+        if spent > MAX_PICKLE_MEMORY {
+            return Err(malformed(&format!(
+                "objects of more than {MAX_PICKLE_MEMORY} bytes"
+            )));
+        }
         if let Some(shape) = pushed {
-            objects = objects.saturating_add(1);
             if shape.depth > MAX_PICKLE_DEPTH {
-                return Err(format!(
-                    "objects nested more than {MAX_PICKLE_DEPTH} deep (byte {at})"
-                ));
-            }
-            if objects > MAX_PICKLE_OBJECTS {
-                return Err(format!(
-                    "builds more than {MAX_PICKLE_OBJECTS} objects (byte {at})"
-                ));
+                return Err(malformed(&format!(
+                    "objects nested more than {MAX_PICKLE_DEPTH} deep"
+                )));
             }
             stack.push(shape);
         }
@@ -655,36 +715,71 @@ mod tests {
         let err = check_pickle(b"\x80\x02X\xf4\xff\xff\xffab.").unwrap_err();
         assert!(err.contains("needs 4294967284 bytes"), "{err}");
         assert!(check_pickle(b"\x8a\x08\x01").is_err(), "LONG1 past the end");
+        let err = check_pickle(b"\x8a\x09\x01\x01\x01\x01\x01\x01\x01\x01\x01.").unwrap_err();
+        assert!(err.contains("LONG1 of 9 bytes"), "{err}");
         assert!(check_pickle(b"cmodule").is_err(), "unterminated GLOBAL");
-        // Opcodes candle rejects end the walk: candle reports them.
-        assert!(check_pickle(b"\xffX\xff\xff\xff\xff").is_ok());
+        let err = check_pickle(b"\xffX\xff\xff\xff\xff").unwrap_err();
+        assert!(err.contains("unknown opcode 0xff"), "{err}");
+        assert!(check_pickle(b"t.").unwrap_err().contains("no MARK"));
+        assert!(check_pickle(b"NR.").unwrap_err().contains("underflow"));
+    }
+
+    /// `prefix`, then `op` 300 times over one value, then STOP.
+    fn nested(prefix: &[u8], op: &[u8]) -> Vec<u8> {
+        let mut pickle = prefix.to_vec();
+        for _ in 0..300 {
+            pickle.extend(op);
+        }
+        pickle.push(b'.');
+        pickle
     }
 
     #[test]
-    fn deep_or_exploding_pickles_are_refused() {
-        // 300 nested one-element tuples.
-        let mut deep = b"\x80\x02K\x01".to_vec();
-        deep.extend([0x85; 300]);
-        deep.push(b'.');
-        let err = check_pickle(&deep).unwrap_err();
-        assert!(err.contains("nested more than 256"), "{err}");
+    fn deep_pickles_are_refused_however_they_nest() {
+        let cases: [(&[u8], &[u8]); 5] = [
+            (b"\x80\x02K\x01", b"\x85"),  // TUPLE1 around TUPLE1 ...
+            (b"\x80\x02dN", b"\x85"),     // after DICT (an empty dict in candle)
+            (b"\x80\x02(", b"\x85"),      // a MARK is a value on candle's stack
+            (b"\x80\x02(q\x00", b"\x85"), // and can be memoised
+            (b"\x80\x02N", b"Nb"),        // BUILD makes a new object each time
+        ];
+        for (prefix, op) in cases {
+            let err = check_pickle(&nested(prefix, op)).unwrap_err();
+            assert!(
+                err.contains("nested more than 256"),
+                "{prefix:?} {op:?}: {err}"
+            );
+        }
         let mut shallow = b"\x80\x02K\x01".to_vec();
         shallow.extend([0x85; 200]);
         shallow.push(b'.');
         assert!(check_pickle(&shallow).is_ok());
+    }
+
+    #[test]
+    fn pickles_that_copy_themselves_past_the_limit_are_refused() {
         // A list, then lists of two copies of the last one, 30 times: 2^30
-        // objects from a pickle of 200 bytes.
+        // objects from a pickle of 275 bytes.
         let mut doubling = b"\x80\x02]q\x00".to_vec();
         for i in 0..30u8 {
             doubling.extend([b']', b'(', b'h', i, b'h', i, b'e', b'q', i + 1]);
         }
         doubling.push(b'.');
         let err = check_pickle(&doubling).unwrap_err();
-        assert!(err.contains("more than 16777216 objects"), "{err}");
+        assert!(err.contains("more than 268435456 bytes"), "{err}");
         assert!(
-            check_pickle(&doubling[..2 + 3 + 9 * 20]).is_ok(),
-            "2^20 objects"
+            check_pickle(&doubling[..5 + 9 * 16]).is_ok(),
+            "2^16 objects"
         );
+        // A 1 MiB string read from the memo 300 times.
+        let mut copies = b"\x80\x02X\x00\x00\x10\x00".to_vec();
+        copies.extend(vec![b'a'; 1 << 20]);
+        copies.extend(b"q\x00");
+        for _ in 0..300 {
+            copies.extend(b"h\x00");
+        }
+        let err = check_pickle(&copies).unwrap_err();
+        assert!(err.contains("more than 268435456 bytes"), "{err}");
     }
 
     #[test]
