@@ -115,18 +115,22 @@ pub fn read_checkpoint(
                     config.head_dim() / 2
                 )));
             }
-            if let Some(i) = (0..values.len()).find(|&i| {
-                let want = crate::rope::inv_freq(config.rope_base, config.head_dim(), i);
-                !values[i].is_finite()
-                    || (f64::from(values[i]) - want).abs() > INV_FREQ_TOLERANCE * want
-            }) {
+            let wanted = (0..values.len())
+                .map(|i| crate::rope::inv_freq(config.rope_base, config.head_dim(), i));
+            if let Some((i, (value, want))) =
+                values
+                    .iter()
+                    .zip(wanted)
+                    .enumerate()
+                    .find(|(_, (v, want))| {
+                        !v.is_finite() || (f64::from(**v) - want).abs() > INV_FREQ_TOLERANCE * want
+                    })
+            {
                 return Err(bad(format!(
-                    "`{name}`[{i}] is {} where CHAYA's RoPE (base {}) has {}: this runtime \
-                     computes RoPE from its base, so a model trained with other \
+                    "`{name}`[{i}] is {value} where CHAYA's RoPE (base {}) has {want}: this \
+                     runtime computes RoPE from its base, so a model trained with other \
                      frequencies would run wrong",
-                    values[i],
-                    config.rope_base,
-                    crate::rope::inv_freq(config.rope_base, config.head_dim(), i)
+                    config.rope_base
                 )));
             }
             continue;
