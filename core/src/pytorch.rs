@@ -80,16 +80,9 @@ pub fn read(
             .as_ref()
             .is_none_or(|(name, _)| *name != tensor.storage)
         {
-            let limit = zip
-                .by_name(&tensor.storage)
-                .map(|entry| entry.size())
-                .map_err(|e| {
-                    format!("tensor `{}`: storage {}: {e}", tensor.name, tensor.storage)
-                })?;
-            storage = Some((
-                &tensor.storage,
-                read_entry(&mut zip, &tensor.storage, limit)?,
-            ));
+            let bytes = read_entry(&mut zip, &tensor.storage, u64::MAX)
+                .map_err(|e| format!("tensor `{}`: storage {e}", tensor.name))?;
+            storage = Some((&tensor.storage, bytes));
         }
         let bytes = &storage.as_ref().expect("read above").1;
         let values = tensor
@@ -115,9 +108,11 @@ fn open(path: &Path) -> Result<Archive, String> {
         .map_err(|e| format!("not a readable zip archive ({e})"))
 }
 
-/// The bytes of the entry `name`, refused beyond `limit` bytes.
+/// The bytes of the entry `name`, refused beyond `limit` bytes or the size
+/// its directory entry declares.
 fn read_entry(zip: &mut Archive, name: &str, limit: u64) -> Result<Vec<u8>, String> {
     let entry = zip.by_name(name).map_err(|e| format!("{name}: {e}"))?;
+    let limit = limit.min(entry.size());
     let mut bytes = Vec::new();
     entry
         .take(limit.saturating_add(1))
