@@ -111,6 +111,7 @@ private func stream(
                 guard running.start(session) else {
                     return continuation.finish()
                 }
+                defer { running.finish() }
                 _ = try session.generate(prompt: prompt, options: options, sink: StreamSink(continuation))
                 continuation.finish()
             } catch {
@@ -150,6 +151,14 @@ private final class RunningSession: @unchecked Sendable {
         defer { lock.unlock() }
         self.session = session
         return !cancelled
+    }
+
+    /// Forgets the session once its generation has returned, before the queue can start the
+    /// session's next one: a cancellation arriving late must not reach that one.
+    func finish() {
+        lock.lock()
+        defer { lock.unlock() }
+        session = nil
     }
 
     /// Cancels the running generation, or the one about to start.
