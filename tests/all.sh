@@ -16,6 +16,8 @@ timed() { local t=$SECONDS; "$@"; echo "    ($(( SECONDS - t )) s)"; }
 
 step "format";  timed cargo fmt --all --check
 step "clippy";  timed cargo clippy --workspace --all-targets --all-features -- -D warnings
+# Broken or private intra-doc links fail here, as clippy's warnings do.
+step "docs";    timed env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 step "rust tests"; timed cargo test --workspace --all-features
 # Under `cargo test` criterion runs each benchmark once, in the test build and
 # untimed, so the benchmark cannot rot; built as the step above (the same

@@ -68,7 +68,7 @@ impl ComputePool {
     /// The executor tract's own ops use inside a plan: this pool when tract is
     /// built multithreaded (feature `tract-threads`), else the calling thread.
     /// With a pool, it also lowers tract's process-wide threshold for
-    /// splitting a matrix-vector product to [`GEMV_THREADING_MACS`] (never
+    /// splitting a matrix-vector product to `GEMV_THREADING_MACS` (never
     /// raising it).
     pub fn tract_executor(&self) -> Executor {
         match &self.0 {
