@@ -530,6 +530,12 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_func_greedy_generate_options() != 27088:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_chaya_uniffi_checksum_method_canceltoken_cancel() != 35932:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_chaya_uniffi_checksum_method_canceltoken_is_cancelled() != 20261:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_chaya_uniffi_checksum_constructor_canceltoken_new() != 38713:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_model_context_length() != 31365:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_model_decode() != 39487:
@@ -552,7 +558,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_session_cancel() != 51312:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_chaya_uniffi_checksum_method_session_generate() != 2034:
+    if lib.uniffi_chaya_uniffi_checksum_method_session_generate() != 60022:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_session_reset() != 33235:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -598,6 +604,15 @@ _UniffiLib.uniffi_chaya_uniffi_checksum_func_default_generate_options.restype = 
 _UniffiLib.uniffi_chaya_uniffi_checksum_func_greedy_generate_options.argtypes = (
 )
 _UniffiLib.uniffi_chaya_uniffi_checksum_func_greedy_generate_options.restype = ctypes.c_uint16
+_UniffiLib.uniffi_chaya_uniffi_checksum_method_canceltoken_cancel.argtypes = (
+)
+_UniffiLib.uniffi_chaya_uniffi_checksum_method_canceltoken_cancel.restype = ctypes.c_uint16
+_UniffiLib.uniffi_chaya_uniffi_checksum_method_canceltoken_is_cancelled.argtypes = (
+)
+_UniffiLib.uniffi_chaya_uniffi_checksum_method_canceltoken_is_cancelled.restype = ctypes.c_uint16
+_UniffiLib.uniffi_chaya_uniffi_checksum_constructor_canceltoken_new.argtypes = (
+)
+_UniffiLib.uniffi_chaya_uniffi_checksum_constructor_canceltoken_new.restype = ctypes.c_uint16
 _UniffiLib.uniffi_chaya_uniffi_checksum_method_model_context_length.argtypes = (
 )
 _UniffiLib.uniffi_chaya_uniffi_checksum_method_model_context_length.restype = ctypes.c_uint16
@@ -655,6 +670,20 @@ _UniffiLib.uniffi_chaya_uniffi_fn_func_greedy_generate_options.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_chaya_uniffi_fn_func_greedy_generate_options.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_chaya_uniffi_fn_method_canceltoken_cancel.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_chaya_uniffi_fn_method_canceltoken_cancel.restype = None
+_UniffiLib.uniffi_chaya_uniffi_fn_method_canceltoken_is_cancelled.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_chaya_uniffi_fn_method_canceltoken_is_cancelled.restype = ctypes.c_int8
+_UniffiLib.uniffi_chaya_uniffi_fn_constructor_canceltoken_new.argtypes = (
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_chaya_uniffi_fn_constructor_canceltoken_new.restype = ctypes.c_uint64
 _UniffiLib.uniffi_chaya_uniffi_fn_method_model_context_length.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -719,6 +748,7 @@ _UniffiLib.uniffi_chaya_uniffi_fn_method_session_generate.argtypes = (
     _UniffiRustBuffer,
     _UniffiRustBuffer,
     ctypes.c_uint64,
+    _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_chaya_uniffi_fn_method_session_generate.restype = _UniffiRustBuffer
@@ -738,6 +768,16 @@ _UniffiLib.uniffi_chaya_uniffi_fn_method_tokensink_on_token.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_chaya_uniffi_fn_method_tokensink_on_token.restype = ctypes.c_int8
+_UniffiLib.uniffi_chaya_uniffi_fn_clone_canceltoken.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_chaya_uniffi_fn_clone_canceltoken.restype = ctypes.c_uint64
+_UniffiLib.uniffi_chaya_uniffi_fn_free_canceltoken.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_chaya_uniffi_fn_free_canceltoken.restype = None
 _UniffiLib.uniffi_chaya_uniffi_fn_clone_model.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1637,6 +1677,127 @@ class _UniffiFfiConverterTypeTokenSinkError(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.write(value.reason, buf)
 
 
+class CancelTokenProtocol(typing.Protocol):
+    """
+    Cancels one `Session.generate` call it is passed to, from any thread: once
+    cancelled it stays cancelled, so it also stops a call that has not started
+    yet (before any computation) and never reaches another call.
+"""
+    
+    def cancel(self, ) -> None:
+        """
+        Stops the call this token is passed to within one forward pass, or
+        before it starts.
+"""
+        raise NotImplementedError
+    def is_cancelled(self, ) -> bool:
+        """
+        Whether `cancel` was called.
+"""
+        raise NotImplementedError
+
+class CancelToken(CancelTokenProtocol):
+    """
+    Cancels one `Session.generate` call it is passed to, from any thread: once
+    cancelled it stays cancelled, so it also stops a call that has not started
+    yet (before any computation) and never reaches another call.
+"""
+    
+    _handle: ctypes.c_uint64
+    def __init__(self, ):
+        """
+        A token not cancelled yet.
+"""
+        _uniffi_lowered_args = (
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeCancelToken.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_chaya_uniffi_fn_constructor_canceltoken_new,
+            *_uniffi_lowered_args,
+        )
+        self._handle = _uniffi_ffi_result
+
+    def __del__(self):
+        # In case of partial initialization of instances.
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            _uniffi_rust_call(_UniffiLib.uniffi_chaya_uniffi_fn_free_canceltoken, handle)
+
+    def _uniffi_clone_handle(self):
+        return _uniffi_rust_call(_UniffiLib.uniffi_chaya_uniffi_fn_clone_canceltoken, self._handle)
+
+    # Used by alternative constructors or any methods which return this type.
+    @classmethod
+    def _uniffi_make_instance(cls, handle):
+        # Lightly yucky way to bypass the usual __init__ logic
+        # and just create a new instance with the required handle.
+        inst = cls.__new__(cls)
+        inst._handle = handle
+        return inst
+    def cancel(self, ) -> None:
+        """
+        Stops the call this token is passed to within one forward pass, or
+        before it starts.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_chaya_uniffi_fn_method_canceltoken_cancel,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def is_cancelled(self, ) -> bool:
+        """
+        Whether `cancel` was called.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_chaya_uniffi_fn_method_canceltoken_is_cancelled,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+
+
+
+
+
+class _UniffiFfiConverterTypeCancelToken:
+    @staticmethod
+    def lift(value: int) -> CancelToken:
+        return CancelToken._uniffi_make_instance(value)
+
+    @staticmethod
+    def check_lower(value: CancelToken):
+        if not isinstance(value, CancelToken):
+            raise TypeError("Expected CancelToken instance, {} found".format(type(value).__name__))
+
+    @staticmethod
+    def lower(value: CancelToken) -> ctypes.c_uint64:
+        return value._uniffi_clone_handle()
+
+    @classmethod
+    def read(cls, buf: _UniffiRustBuffer) -> CancelToken:
+        ptr = buf.read_u64()
+        if ptr == 0:
+            raise InternalError("Raw handle value was null")
+        return cls.lift(ptr)
+
+    @classmethod
+    def write(cls, value: CancelToken, buf: _UniffiRustBuffer):
+        buf.write_u64(cls.lower(value))
+
+
 class TokenSink():
     """
     Receives generated text as it is produced, implemented in the foreign language.
@@ -1787,6 +1948,31 @@ class _UniffiFfiConverterTypeTokenSink:
     def write(cls, value: TokenSink, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
+class _UniffiFfiConverterOptionalTypeCancelToken(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeCancelToken.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeCancelToken.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeCancelToken.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 
 class SessionProtocol(typing.Protocol):
     """
@@ -1805,7 +1991,7 @@ class SessionProtocol(typing.Protocol):
         Callable from any thread.
 """
         raise NotImplementedError
-    def generate(self, prompt: str,options: GenerateOptions,sink: TokenSink) -> GenerateSummary:
+    def generate(self, prompt: str,options: GenerateOptions,sink: TokenSink,cancel: typing.Union[object, typing.Optional[CancelToken]] = _DEFAULT) -> GenerateSummary:
         """
         Appends `prompt` to the conversation and generates a continuation,
         streaming each new piece of text to `sink`. Blocks until generation
@@ -1817,6 +2003,11 @@ class SessionProtocol(typing.Protocol):
         a call with `context_shift` on); a non-empty prompt drops it. A call
         that fails in the library leaves the transcript as it was, so it can be
         retried.
+
+        `cancel`, made before the call, stops this call only, also when it is
+        cancelled before the call has started (then nothing is computed and the
+        prompt joins the transcript): what a caller that queues generations
+        needs, where `Session.cancel` could come too early and do nothing.
 """
         raise NotImplementedError
     def reset(self, ) -> None:
@@ -1880,7 +2071,7 @@ class Session(SessionProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
-    def generate(self, prompt: str,options: GenerateOptions,sink: TokenSink) -> GenerateSummary:
+    def generate(self, prompt: str,options: GenerateOptions,sink: TokenSink,cancel: typing.Union[object, typing.Optional[CancelToken]] = _DEFAULT) -> GenerateSummary:
         """
         Appends `prompt` to the conversation and generates a continuation,
         streaming each new piece of text to `sink`. Blocks until generation
@@ -1892,6 +2083,11 @@ class Session(SessionProtocol):
         a call with `context_shift` on); a non-empty prompt drops it. A call
         that fails in the library leaves the transcript as it was, so it can be
         retried.
+
+        `cancel`, made before the call, stops this call only, also when it is
+        cancelled before the call has started (then nothing is computed and the
+        prompt joins the transcript): what a caller that queues generations
+        needs, where `Session.cancel` could come too early and do nothing.
 """
         
         _UniffiFfiConverterString.check_lower(prompt)
@@ -1899,11 +2095,16 @@ class Session(SessionProtocol):
         _UniffiFfiConverterTypeGenerateOptions.check_lower(options)
 
         _UniffiFfiConverterTypeTokenSink.check_lower(sink)
+
+        if cancel is _DEFAULT:
+            cancel = None
+        _UniffiFfiConverterOptionalTypeCancelToken.check_lower(cancel)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
             _UniffiFfiConverterString.lower(prompt),
             _UniffiFfiConverterTypeGenerateOptions.lower(options),
             _UniffiFfiConverterTypeTokenSink.lower(sink),
+            _UniffiFfiConverterOptionalTypeCancelToken.lower(cancel),
         )
         _uniffi_lift_return = _UniffiFfiConverterTypeGenerateSummary.lift
         _uniffi_error_converter = _UniffiFfiConverterTypeChayaError
@@ -2330,6 +2531,8 @@ __all__ = [
     "compat_generate_options",
     "default_generate_options",
     "greedy_generate_options",
+    "CancelToken",
+    "CancelTokenProtocol",
     "TokenSinkImpl",
     "TokenSink",
     "Session",

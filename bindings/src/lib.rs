@@ -32,6 +32,6 @@ pub use options::{
     compat_generate_options, default_generate_options, greedy_generate_options, GenerateOptions,
     LoadOptions, LogitBias,
 };
-pub use session::{GenerateSummary, Session, StopReason, TokenSink};
+pub use session::{CancelToken, GenerateSummary, Session, StopReason, TokenSink};
 
 uniffi::setup_scaffolding!("chaya");

@@ -91,6 +91,32 @@ impl From<chaya::GenerateSummary> for GenerateSummary {
     }
 }
 
+/// Cancels one `Session.generate` call it is passed to, from any thread: once
+/// cancelled it stays cancelled, so it also stops a call that has not started
+/// yet (before any computation) and never reaches another call.
+#[derive(Debug, Default, uniffi::Object)]
+pub struct CancelToken(chaya::CancelToken);
+
+#[uniffi::export]
+impl CancelToken {
+    /// A token not cancelled yet.
+    #[uniffi::constructor]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops the call this token is passed to within one forward pass, or
+    /// before it starts.
+    pub fn cancel(&self) {
+        self.0.cancel();
+    }
+
+    /// Whether `cancel` was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
 /// One conversation over a `Model`: its context (KV cache) carries over
 /// from one `generate` to the next until `reset`.
 ///
@@ -141,16 +167,24 @@ impl Session {
     /// a call with `context_shift` on); a non-empty prompt drops it. A call
     /// that fails in the library leaves the transcript as it was, so it can be
     /// retried.
+    ///
+    /// `cancel`, made before the call, stops this call only, also when it is
+    /// cancelled before the call has started (then nothing is computed and the
+    /// prompt joins the transcript): what a caller that queues generations
+    /// needs, where `Session.cancel` could come too early and do nothing.
+    #[uniffi::method(default(cancel = None))]
     pub fn generate(
         &self,
         prompt: String,
         options: GenerateOptions,
         sink: Arc<dyn TokenSink>,
+        cancel: Option<Arc<CancelToken>>,
     ) -> Result<GenerateSummary, ChayaError> {
         let mut session = self.lock("generate")?;
         mark_thread();
         let mut sink_error = None;
-        let summary = session.generate(&prompt, &options.into(), |text| {
+        let cancel = cancel.map(|token| token.0.clone()).unwrap_or_default();
+        let summary = session.generate_with_cancel(&prompt, &options.into(), &cancel, |text| {
             match sink.on_token(text.to_owned()) {
                 Ok(go_on) => go_on,
                 Err(error) => {

@@ -48,7 +48,7 @@ fn streams_the_summary_text() {
     let summary = model()
         .new_session()
         .unwrap()
-        .generate("Once".into(), options(12), sink.clone())
+        .generate("Once".into(), options(12), sink.clone(), None)
         .unwrap();
     assert_eq!(summary.stop_reason, StopReason::Length);
     assert_eq!(summary.text, sink.0.lock().unwrap().concat());
@@ -67,7 +67,7 @@ fn a_failing_sink_is_a_callback_error() {
     let error = model()
         .new_session()
         .unwrap()
-        .generate("Once".into(), options(12), Arc::new(Fail))
+        .generate("Once".into(), options(12), Arc::new(Fail), None)
         .unwrap_err();
     assert!(matches!(error, ChayaError::Callback { .. }), "{error:?}");
     assert!(error.to_string().contains("full"), "{error}");
@@ -88,7 +88,12 @@ fn a_session_released_during_thread_exit_is_dropped_safely() {
         let session = model.new_session().unwrap();
         HELD.with(|held| *held.borrow_mut() = Some(session.clone()));
         session
-            .generate("Once".into(), options(4), Arc::new(Collect::default()))
+            .generate(
+                "Once".into(),
+                options(4),
+                Arc::new(Collect::default()),
+                None,
+            )
             .unwrap();
     })
     .join()

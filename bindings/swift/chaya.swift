@@ -624,6 +624,168 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 
 
 /**
+ * Cancels one `Session.generate` call it is passed to, from any thread: once
+ * cancelled it stays cancelled, so it also stops a call that has not started
+ * yet (before any computation) and never reaches another call.
+ */
+public protocol CancelTokenProtocol: AnyObject, Sendable {
+    
+    /**
+     * Stops the call this token is passed to within one forward pass, or
+     * before it starts.
+     */
+    func cancel() 
+    
+    /**
+     * Whether `cancel` was called.
+     */
+    func isCancelled()  -> Bool
+    
+}
+/**
+ * Cancels one `Session.generate` call it is passed to, from any thread: once
+ * cancelled it stays cancelled, so it also stops a call that has not started
+ * yet (before any computation) and never reaches another call.
+ */
+open class CancelToken: CancelTokenProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_chaya_uniffi_fn_clone_canceltoken(self.handle, $0) }
+    }
+    /**
+     * A token not cancelled yet.
+     */
+public convenience init() {
+    let handle =
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_chaya_uniffi_fn_constructor_canceltoken_new(uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_chaya_uniffi_fn_free_canceltoken(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Stops the call this token is passed to within one forward pass, or
+     * before it starts.
+     */
+open func cancel()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_chaya_uniffi_fn_method_canceltoken_cancel(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Whether `cancel` was called.
+     */
+open func isCancelled() -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_chaya_uniffi_fn_method_canceltoken_is_cancelled(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCancelToken: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = CancelToken
+
+    public static func lift(_ handle: UInt64) throws -> CancelToken {
+        return CancelToken(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: CancelToken) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CancelToken {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: CancelToken, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCancelToken_lift(_ handle: UInt64) throws -> CancelToken {
+    return try FfiConverterTypeCancelToken.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCancelToken_lower(_ value: CancelToken) -> UInt64 {
+    return FfiConverterTypeCancelToken.lower(value)
+}
+
+
+
+
+
+
+/**
  * A loaded CHAYA model: weights compiled for the CPU, plus the tokenizer.
  * Thread-safe; open one `Session` per conversation.
  */
@@ -933,8 +1095,13 @@ public protocol SessionProtocol: AnyObject, Sendable {
      * a call with `context_shift` on); a non-empty prompt drops it. A call
      * that fails in the library leaves the transcript as it was, so it can be
      * retried.
+     *
+     * `cancel`, made before the call, stops this call only, also when it is
+     * cancelled before the call has started (then nothing is computed and the
+     * prompt joins the transcript): what a caller that queues generations
+     * needs, where `Session.cancel` could come too early and do nothing.
      */
-    func generate(prompt: String, options: GenerateOptions, sink: TokenSink) throws  -> GenerateSummary
+    func generate(prompt: String, options: GenerateOptions, sink: TokenSink, cancel: CancelToken?) throws  -> GenerateSummary
     
     /**
      * Forgets the conversation: the next `generate` starts from an empty context.
@@ -1033,15 +1200,21 @@ open func cancel()  {try! rustCall() {
      * a call with `context_shift` on); a non-empty prompt drops it. A call
      * that fails in the library leaves the transcript as it was, so it can be
      * retried.
+     *
+     * `cancel`, made before the call, stops this call only, also when it is
+     * cancelled before the call has started (then nothing is computed and the
+     * prompt joins the transcript): what a caller that queues generations
+     * needs, where `Session.cancel` could come too early and do nothing.
      */
-open func generate(prompt: String, options: GenerateOptions, sink: TokenSink)throws  -> GenerateSummary  {
+open func generate(prompt: String, options: GenerateOptions, sink: TokenSink, cancel: CancelToken? = nil)throws  -> GenerateSummary  {
     return try  FfiConverterTypeGenerateSummary_lift(try rustCallWithError(FfiConverterTypeChayaError_lift) {
         uniffiCallStatus in
     uniffi_chaya_uniffi_fn_method_session_generate(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(prompt),
         FfiConverterTypeGenerateOptions_lower(options),
-        FfiConverterTypeTokenSink_lower(sink),uniffiCallStatus
+        FfiConverterTypeTokenSink_lower(sink),
+        FfiConverterOptionTypeCancelToken.lower(cancel),uniffiCallStatus
     )
 })
 }
@@ -2272,6 +2445,30 @@ fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeCancelToken: FfiConverterRustBuffer {
+    typealias SwiftType = CancelToken?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeCancelToken.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeCancelToken.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceUInt32: FfiConverterRustBuffer {
     typealias SwiftType = [UInt32]
 
@@ -2422,10 +2619,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_chaya_uniffi_checksum_method_model_vocab_size() != 26195) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_chaya_uniffi_checksum_method_canceltoken_cancel() != 35932) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_chaya_uniffi_checksum_method_canceltoken_is_cancelled() != 20261) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_chaya_uniffi_checksum_method_session_cancel() != 51312) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_chaya_uniffi_checksum_method_session_generate() != 2034) {
+    if (uniffi_chaya_uniffi_checksum_method_session_generate() != 60022) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_chaya_uniffi_checksum_method_session_reset() != 33235) {
@@ -2441,6 +2644,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_chaya_uniffi_checksum_constructor_model_from_path() != 17439) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_chaya_uniffi_checksum_constructor_canceltoken_new() != 38713) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -319,6 +319,32 @@ uint32_t uniffi_chaya_uniffi_fn_method_model_threads(uint64_t ptr, RustCallStatu
 uint32_t uniffi_chaya_uniffi_fn_method_model_vocab_size(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_CLONE_CANCELTOKEN
+#define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_CLONE_CANCELTOKEN
+uint64_t uniffi_chaya_uniffi_fn_clone_canceltoken(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_FREE_CANCELTOKEN
+#define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_FREE_CANCELTOKEN
+void uniffi_chaya_uniffi_fn_free_canceltoken(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_CONSTRUCTOR_CANCELTOKEN_NEW
+#define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_CONSTRUCTOR_CANCELTOKEN_NEW
+uint64_t uniffi_chaya_uniffi_fn_constructor_canceltoken_new(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_CANCELTOKEN_CANCEL
+#define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_CANCELTOKEN_CANCEL
+void uniffi_chaya_uniffi_fn_method_canceltoken_cancel(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_CANCELTOKEN_IS_CANCELLED
+#define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_CANCELTOKEN_IS_CANCELLED
+int8_t uniffi_chaya_uniffi_fn_method_canceltoken_is_cancelled(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_CLONE_SESSION
 #define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_CLONE_SESSION
 uint64_t uniffi_chaya_uniffi_fn_clone_session(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -336,7 +362,7 @@ void uniffi_chaya_uniffi_fn_method_session_cancel(uint64_t ptr, RustCallStatus *
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_SESSION_GENERATE
 #define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_SESSION_GENERATE
-RustBuffer uniffi_chaya_uniffi_fn_method_session_generate(uint64_t ptr, RustBuffer prompt, RustBuffer options, uint64_t sink, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_chaya_uniffi_fn_method_session_generate(uint64_t ptr, RustBuffer prompt, RustBuffer options, uint64_t sink, RustBuffer cancel, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_SESSION_RESET
@@ -713,6 +739,18 @@ uint16_t uniffi_chaya_uniffi_checksum_method_model_vocab_size(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_CANCELTOKEN_CANCEL
+#define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_CANCELTOKEN_CANCEL
+uint16_t uniffi_chaya_uniffi_checksum_method_canceltoken_cancel(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_CANCELTOKEN_IS_CANCELLED
+#define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_CANCELTOKEN_IS_CANCELLED
+uint16_t uniffi_chaya_uniffi_checksum_method_canceltoken_is_cancelled(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_SESSION_CANCEL
 #define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_SESSION_CANCEL
 uint16_t uniffi_chaya_uniffi_checksum_method_session_cancel(void
@@ -752,6 +790,12 @@ uint16_t uniffi_chaya_uniffi_checksum_constructor_model_from_bytes(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_CONSTRUCTOR_MODEL_FROM_PATH
 #define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_CONSTRUCTOR_MODEL_FROM_PATH
 uint16_t uniffi_chaya_uniffi_checksum_constructor_model_from_path(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_CONSTRUCTOR_CANCELTOKEN_NEW
+#define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_CONSTRUCTOR_CANCELTOKEN_NEW
+uint16_t uniffi_chaya_uniffi_checksum_constructor_canceltoken_new(void
     
 );
 #endif

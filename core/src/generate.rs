@@ -5,7 +5,7 @@ use crate::sampler::{Sampler, SamplerChain};
 use crate::session::Session;
 use crate::stop_strings::{StopCheck, StopStrings};
 use crate::utf8_stream::Utf8Stream;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -303,6 +303,27 @@ impl CancelHandle {
     }
 }
 
+/// Cancels one call, made before the call and passed to it
+/// ([`Session::generate_with_cancel`]): once cancelled it stays cancelled, so
+/// a cancel made before the call has started stops it before its first
+/// forward pass, and a cancel made after it has ended reaches nothing else.
+/// For callers that queue generations, where [`CancelHandle::cancel`] cannot
+/// tell whether the one it is meant for has started yet.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// Cancels the call this token is (or will be) passed to, from any thread.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 impl Session {
     /// Continues the conversation with `prompt` and streams generated text to
     /// `on_text` as complete UTF-8 pieces; `on_text` returns `false` to stop.
@@ -321,15 +342,30 @@ impl Session {
         &mut self,
         prompt: &str,
         options: &GenerateOptions,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<GenerateSummary> {
+        self.generate_with_cancel(prompt, options, &CancelToken::default(), on_text)
+    }
+
+    /// [`Session::generate`], also stopped by `cancel` (within one forward
+    /// pass, as by [`CancelHandle::cancel`]; before any when it is cancelled
+    /// already: the prompt joins the transcript, nothing is computed, stop
+    /// reason [`StopReason::Cancelled`]).
+    pub fn generate_with_cancel(
+        &mut self,
+        prompt: &str,
+        options: &GenerateOptions,
+        cancel: &CancelToken,
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<GenerateSummary> {
         let start = Instant::now();
         let model = self.model().clone();
         let config = model.config();
         options.validate(config.vocab_size)?;
-        let cancel = self.cancel_handle();
-        cancel.start();
-        let _running = scopeguard(|| cancel.finish());
+        let handle = self.cancel_handle();
+        handle.start();
+        let _running = scopeguard(|| handle.finish());
+        let cancelled = || handle.is_cancelled() || cancel.is_cancelled();
 
         let prompt_tokens = model.tokenizer().encode(prompt)?.len();
         let conversation = format!("{}{prompt}", self.transcript());
@@ -377,7 +413,7 @@ impl Session {
             decode_tokens_per_second: 0.0,
         };
         let prefill_start = Instant::now();
-        let step = self.sync(&context)?;
+        let step = self.sync(&context, cancel)?;
         (summary.reused_tokens, summary.prefill_tokens) = (step.reused, step.fed);
         summary.context_shifts = usize::from(step.shifted);
         summary.prefill_tokens_per_second = step.fed as f64 / prefill_start.elapsed().as_secs_f64();
@@ -389,7 +425,7 @@ impl Session {
         self.set_opens_with_eos(opens_with_eos);
 
         for i in 0..options.max_tokens {
-            if cancel.is_cancelled() {
+            if cancelled() {
                 summary.stop_reason = StopReason::Cancelled;
                 break;
             }
@@ -419,14 +455,14 @@ impl Session {
                 summary.stop_reason = StopReason::Callback;
                 break;
             }
-            if i + 1 == options.max_tokens || cancel.is_cancelled() {
+            if i + 1 == options.max_tokens || cancelled() {
                 continue;
             }
             if !options.context_shift && !self.fits(&context) {
                 summary.stop_reason = StopReason::Context;
                 break;
             }
-            let step = self.sync(&context);
+            let step = self.sync(&context, cancel);
             let step = self.rolled_back(kept, step)?;
             summary.context_shifts += usize::from(step.shifted);
             logits = step.logits;

@@ -65,7 +65,9 @@ const TINY_MODEL: &str = concat!(
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use generate::{CancelHandle, GenerateOptions, GenerateSummary, StopReason, MIN_TEMPERATURE};
+pub use generate::{
+    CancelHandle, CancelToken, GenerateOptions, GenerateSummary, StopReason, MIN_TEMPERATURE,
+};
 pub use model::{LoadOptions, Model};
 pub use session::{Logits, Session};
 pub use tokenizer::Tokenizer;

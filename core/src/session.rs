@@ -1,7 +1,7 @@
 //! `Session`: one conversation's KV cache over a shared [`Model`].
 
 use crate::error::{Error, Result};
-use crate::generate::CancelHandle;
+use crate::generate::{CancelHandle, CancelToken};
 use crate::model::Model;
 use tract_core::internal::*;
 
@@ -197,14 +197,14 @@ impl Session {
 
     /// Makes the cache hold the most recent window of `context` (all of it when
     /// it fits) and returns the logits of its last token; when the session's
-    /// generation is cancelled, stops after the next
-    /// [`Model::prefill_chunk`] tokens.
+    /// generation or `token` is cancelled, stops before the next
+    /// [`Model::prefill_chunk`] tokens (no logits when it stops before the first).
     ///
     /// Cached positions that agree with the window are kept, so only new tokens
     /// are computed. CHAYA's keys cannot be shifted to new positions (spec), so
     /// when the window would outgrow the context length the session keeps the
     /// last three quarters of the context and re-prefills them from position 0.
-    pub(crate) fn sync(&mut self, context: &[u32]) -> Result<SyncStep> {
+    pub(crate) fn sync(&mut self, context: &[u32], token: &CancelToken) -> Result<SyncStep> {
         let ctx = self.model.config().context_length;
         let mut start = self.kept_window_start(context);
         let shifted = context.len() - start > ctx;
@@ -228,7 +228,7 @@ impl Session {
         // after the pass it arrives in; the cache keeps what was computed.
         let (mut logits, mut fed) = (Vec::new(), 0);
         for chunk in window[reused..].chunks(self.model.prefill_chunk()) {
-            if fed > 0 && self.cancel.is_cancelled() {
+            if self.cancel.is_cancelled() || token.is_cancelled() {
                 break;
             }
             logits = self.feed(chunk, Logits::Last)?;
@@ -329,7 +329,7 @@ mod tests {
     use crate::model::LoadOptions;
 
     #[test]
-    fn a_cancel_ends_a_long_prefill_after_one_chunk_and_the_next_call_resumes() {
+    fn a_cancel_stops_a_prefill_between_chunks_and_the_next_call_resumes() {
         let chunk = 100;
         let options = LoadOptions {
             prefill_chunk: Some(chunk),
@@ -338,18 +338,27 @@ mod tests {
         let model = Model::load(crate::TINY_MODEL, &options).unwrap();
         let mut session = model.session().unwrap();
         let context: Vec<u32> = (0..chunk as u32 + 40).collect();
+        let none = CancelToken::default();
         let cancel = session.cancel_handle();
         cancel.start();
         cancel.cancel();
-        let step = session.sync(&context).unwrap();
-        assert_eq!((step.reused, step.fed), (0, chunk));
-        assert_eq!(step.logits.len(), model.config().vocab_size);
-        assert_eq!(session.tokens(), &context[..chunk]);
+        let step = session.sync(&context, &none).unwrap();
+        assert_eq!((step.reused, step.fed), (0, 0));
+        assert!(step.logits.is_empty());
+        assert!(session.tokens().is_empty());
 
         cancel.start();
-        let resumed = session.sync(&context).unwrap();
+        let first = session.sync(&context[..chunk], &none).unwrap();
+        assert_eq!(first.fed, chunk);
+        let token = CancelToken::default();
+        token.cancel();
+        let stopped = session.sync(&context, &token).unwrap();
+        assert_eq!((stopped.reused, stopped.fed), (chunk, 0));
+        assert_eq!(session.tokens(), &context[..chunk]);
+
+        let resumed = session.sync(&context, &none).unwrap();
         assert_eq!((resumed.reused, resumed.fed), (chunk, 40));
-        let whole = model.session().unwrap().sync(&context).unwrap();
+        let whole = model.session().unwrap().sync(&context, &none).unwrap();
         assert_eq!(whole.fed, context.len());
         let worst = resumed
             .logits

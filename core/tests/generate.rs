@@ -5,7 +5,9 @@ mod common;
 
 use chaya::stop_strings::{StopCheck, StopStrings};
 use chaya::utf8_stream::Utf8Stream;
-use chaya::{Error, GenerateOptions, GenerateSummary, LoadOptions, Model, Session, StopReason};
+use chaya::{
+    CancelToken, Error, GenerateOptions, GenerateSummary, LoadOptions, Model, Session, StopReason,
+};
 use common::tiny_model;
 use std::sync::mpsc;
 
@@ -371,6 +373,68 @@ fn cancel_from_another_thread_stops_within_one_step() {
     // The handle is re-armed: the next generation runs to its end.
     let (summary, _) = run(&mut session, " again", &sampled(2, 5));
     assert_eq!(summary.stop_reason, StopReason::Length);
+}
+
+#[test]
+fn a_token_cancelled_before_the_call_stops_it_before_any_pass_and_the_next_call_computes_the_prompt(
+) {
+    let model = tiny_model(1);
+    let mut session = model.session().unwrap();
+    let token = CancelToken::default();
+    token.cancel();
+    let mut pieces = 0;
+    let summary = session
+        .generate_with_cancel("Hello there", &greedy(8), &token, |_| {
+            pieces += 1;
+            true
+        })
+        .unwrap();
+    assert_eq!(summary.stop_reason, StopReason::Cancelled);
+    assert_eq!(
+        (pieces, summary.tokens.len(), summary.prefill_tokens),
+        (0, 0, 0)
+    );
+    assert_eq!(session.transcript(), "Hello there");
+    assert!(session.tokens().is_empty());
+
+    // The token belongs to that call: the next one runs, and continues the
+    // transcript as one call with the whole prompt would.
+    let (next, _) = run(&mut session, "", &greedy(8));
+    assert_eq!(next.stop_reason, StopReason::Length);
+    let (whole, _) = run(&mut model.session().unwrap(), "Hello there", &greedy(8));
+    assert_eq!(next.tokens, whole.tokens);
+}
+
+#[test]
+fn a_token_cancelled_from_another_thread_stops_its_call_within_one_step() {
+    let model = tiny_model(1);
+    let mut session = model.session().unwrap();
+    let token = CancelToken::default();
+    let canceller = {
+        let token = token.clone();
+        let (to_canceller, requests) = mpsc::channel::<()>();
+        let (to_generator, acks) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            requests.recv().unwrap();
+            token.cancel();
+            to_generator.send(()).unwrap();
+        });
+        (thread, to_canceller, acks)
+    };
+    let mut pieces = 0;
+    let summary = session
+        .generate_with_cancel("Hello", &sampled(2, 100_000), &token, |_| {
+            pieces += 1;
+            if pieces == 5 {
+                canceller.1.send(()).unwrap();
+                canceller.2.recv().unwrap();
+            }
+            true
+        })
+        .unwrap();
+    canceller.0.join().unwrap();
+    assert_eq!(summary.stop_reason, StopReason::Cancelled);
+    assert_eq!(pieces, 5, "no token after the cancel");
 }
 
 #[test]

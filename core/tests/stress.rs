@@ -7,7 +7,7 @@
 
 mod common;
 
-use chaya::{Error, GenerateOptions, StopReason};
+use chaya::{CancelToken, Error, GenerateOptions, StopReason};
 use common::tiny_model;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -99,15 +99,24 @@ fn eight_threads_share_a_model_under_random_load() {
                             .next_u32()
                             .is_multiple_of(4)
                             .then(|| Duration::from_micros(rng.next_u32() as u64 % 3000));
+                        // Half the cancels through the session's handle, half
+                        // through the call's token (which may be cancelled
+                        // before the call starts).
+                        let by_token = rng.next_u32().is_multiple_of(2);
                         let handle = session.cancel_handle();
+                        let token = CancelToken::default();
                         let result = std::thread::scope(|inner| {
                             if let Some(delay) = cancel_after {
+                                let token = token.clone();
                                 inner.spawn(move || {
                                     std::thread::sleep(delay);
-                                    handle.cancel();
+                                    match by_token {
+                                        true => token.cancel(),
+                                        false => handle.cancel(),
+                                    }
                                 });
                             }
-                            session.generate(prompt, &options, |_| true)
+                            session.generate_with_cancel(prompt, &options, &token, |_| true)
                         });
                         match result {
                             Ok(summary) if summary.stop_reason == StopReason::Cancelled => {

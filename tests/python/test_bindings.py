@@ -111,6 +111,37 @@ def main():
         assert summary.stop_reason == chaya.StopReason.CANCELLED, summary.stop_reason
         assert 0 < len(summary.tokens) < 100000
 
+    def test_cancel_token_made_before_the_call():
+        session = model.new_session()
+        token = chaya.CancelToken()
+        token.cancel()
+        assert token.is_cancelled()
+        sink = Collect()
+        summary = session.generate("Hello there", seeded(chaya), sink, token)
+        assert summary.stop_reason == chaya.StopReason.CANCELLED, summary.stop_reason
+        assert (summary.tokens, summary.prefill_tokens, sink.pieces) == ([], 0, [])
+        assert session.transcript() == "Hello there", session.transcript()
+        # The token stops its own call only.
+        after = session.generate("", seeded(chaya), Collect())
+        assert after.stop_reason == chaya.StopReason.LENGTH, after.stop_reason
+        whole = model.new_session().generate("Hello there", seeded(chaya), Collect())
+        assert after.tokens == whole.tokens
+
+    def test_cancel_token_from_another_thread():
+        token = chaya.CancelToken()
+
+        def cancel_at(n):
+            if n == 3:
+                threading.Thread(target=token.cancel).start()
+                while not token.is_cancelled():
+                    time.sleep(0.001)
+            return True
+
+        options = chaya.GenerateOptions(max_tokens=100000, stop_at_eos=False, seed=1)
+        summary = model.new_session().generate("Hello", options, Collect(cancel_at), cancel=token)
+        assert summary.stop_reason == chaya.StopReason.CANCELLED, summary.stop_reason
+        assert len(summary.tokens) == 3, len(summary.tokens)
+
     def test_sink_returning_false_stops():
         summary = model.new_session().generate("Hi", seeded(chaya), Collect(lambda n: n < 3))
         assert summary.stop_reason == chaya.StopReason.CALLBACK

@@ -91,7 +91,8 @@ public final class ChayaSession: Sendable {
 }
 
 /// Runs the session's blocking `generate` on `queue`, yielding each piece of text into the
-/// returned stream. Termination by the consumer cancels the native generation.
+/// returned stream. Termination by the consumer cancels the native generation through a token of
+/// this stream's own: before it starts (nothing is computed) or while it runs, never another one.
 private func stream(
     on queue: DispatchQueue,
     prompt: String,
@@ -99,20 +100,20 @@ private func stream(
     session makeSession: @escaping @Sendable () throws -> Session
 ) -> AsyncThrowingStream<String, Error> {
     AsyncThrowingStream { continuation in
-        let running = RunningSession()
+        let cancel = CancelToken()
         continuation.onTermination = { termination in
             if case .cancelled = termination {
-                running.cancel()
+                cancel.cancel()
             }
         }
         queue.async {
+            guard !cancel.isCancelled() else {
+                return continuation.finish()
+            }
             do {
                 let session = try makeSession()
-                guard running.start(session) else {
-                    return continuation.finish()
-                }
-                defer { running.finish() }
-                _ = try session.generate(prompt: prompt, options: options, sink: StreamSink(continuation))
+                _ = try session.generate(
+                    prompt: prompt, options: options, sink: StreamSink(continuation), cancel: cancel)
                 continuation.finish()
             } catch {
                 continuation.finish(throwing: error)
@@ -129,44 +130,11 @@ private final class StreamSink: TokenSink, @unchecked Sendable {
         self.continuation = continuation
     }
 
-    // Also stops a generation whose cancel() came before it had started (cancel() then does nothing).
     func onToken(text: String) -> Bool {
         if case .terminated = continuation.yield(text) {
             return false
         }
         return true
-    }
-}
-
-/// The session a stream generates with, once its turn has come, for cancelling it from
-/// `onTermination`; remembers a cancellation that came first.
-private final class RunningSession: @unchecked Sendable {
-    private let lock = NSLock()
-    private var session: Session?
-    private var cancelled = false
-
-    /// Records `session` as running; false when the stream was cancelled before.
-    func start(_ session: Session) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        self.session = session
-        return !cancelled
-    }
-
-    /// Forgets the session once its generation has returned, before the queue can start the
-    /// session's next one: a cancellation arriving late must not reach that one.
-    func finish() {
-        lock.lock()
-        defer { lock.unlock() }
-        session = nil
-    }
-
-    /// Cancels the running generation, or the one about to start.
-    func cancel() {
-        lock.lock()
-        defer { lock.unlock() }
-        cancelled = true
-        session?.cancel()
     }
 }
 

@@ -11,6 +11,7 @@ import chaya.testing.check
 import chaya.testing.runTests
 import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.CoroutineStart
+import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.async
 import kotlinx.coroutines.awaitAll
 import kotlinx.coroutines.cancelAndJoin
@@ -175,6 +176,32 @@ fun main(args: Array<String>) {
         }
     }
 
+    tests["closing a session as its collection starts stops the generation, every time"] = {
+        coroutineScope {
+            // A long prompt in 8-token passes: the native call is slow to start and to prefill.
+            ChayaModel.load(modelPath, LoadOptions(threads = 1u, prefillChunk = 8u), worker).use { slow ->
+                val prompt = "the quick brown fox jumps over the lazy dog ".repeat(40)
+                val options = GenerateOptions(maxTokens = 200u, seed = 1u, stopAtEos = false)
+                val full = slow.generate(prompt, options).toList().size
+                var ranToTheEnd = 0
+                repeat(100) { i ->
+                    val session = slow.newSession()
+                    val pieces = AtomicInteger()
+                    val job = launch(Dispatchers.Default) {
+                        runCatching { session.generate(prompt, options).collect { pieces.incrementAndGet() } }
+                    }
+                    val until = System.nanoTime() + i * 10_000L // 0 to 1 ms after the collection starts
+                    while (System.nanoTime() < until) yield()
+                    val endedBefore = job.isCompleted
+                    session.close()
+                    withTimeout(60_000) { job.join() }
+                    if (!endedBefore && pieces.get() >= full) ranToTheEnd++
+                }
+                check(ranToTheEnd == 0) { "$ranToTheEnd of 100 generations ran to the end after close()" }
+            }
+        }
+    }
+
     tests["a missing file throws ChayaException.Io from load"] = {
         val error = expect<ChayaException.Io> { ChayaModel.load("models/no-such-model.safetensors") }
         check(error.message!!.contains("no-such-model")) { "message ${error.message}" }
@@ -251,6 +278,18 @@ fun main(args: Array<String>) {
         copyAsset(device, "model.safetensors")
         check(copied.readBytes().contentEquals(asset)) { "an app update did not refresh the copy" }
         device.installed = 0
+    }
+
+    tests["asset: a copy left by a killed process is removed, one being written is not"] = {
+        val stale = File(copyDir, "model.safetensors123.partial").apply { writeBytes(asset) }
+        stale.setLastModified(System.currentTimeMillis() - STALE_COPY_MS - 60_000)
+        val writing = File(copyDir, "model.safetensors456.partial").apply { writeBytes(ByteArray(10)) }
+        java.io.RandomAccessFile(copied, "rw").use { it.setLength(1000) } // forces a copy
+        copyAsset(device, "model.safetensors")
+        check(!stale.exists()) { "a stale copy was kept" }
+        check(writing.exists()) { "a copy being written was removed" }
+        check(copied.readBytes().contentEquals(asset)) { "copy differs from the asset" }
+        writing.delete()
     }
 
     tests["asset: a missing one is an IOException and leaves nothing behind"] = {

@@ -58,6 +58,7 @@ internal fun copyAsset(context: Context, name: String): File = synchronized(copy
         (size == null || target.length() == size)
     if (current) return target
     val dir = checkNotNull(target.parentFile).apply { mkdirs() }
+    removeStaleCopies(dir, target.name)
     val partial = File.createTempFile(target.name, ".partial", dir)
     try {
         context.assets.open(name).use { input ->
@@ -71,6 +72,21 @@ internal fun copyAsset(context: Context, name: String): File = synchronized(copy
         partial.delete()
     }
     target
+}
+
+/** How long a temporary copy goes unmodified before it counts as left by a killed process. */
+internal const val STALE_COPY_MS = 10 * 60 * 1000L
+
+/**
+ * Deletes the temporary copies of [name] in [dir] that a process killed mid-copy left behind
+ * (each a whole model's size). Copies of this process take turns; one of another process of the
+ * app is still being written, so only those unmodified for [STALE_COPY_MS] go.
+ */
+private fun removeStaleCopies(dir: File, name: String) {
+    val before = System.currentTimeMillis() - STALE_COPY_MS
+    dir.listFiles { file -> file.name.startsWith(name) && file.name.endsWith(".partial") }
+        ?.filter { it.lastModified() < before }
+        ?.forEach { it.delete() }
 }
 
 /** The asset's length when it is stored uncompressed (as `noCompress` makes it), else null. */

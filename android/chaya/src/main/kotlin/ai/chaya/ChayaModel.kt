@@ -16,12 +16,14 @@ import kotlinx.coroutines.launch
 import kotlinx.coroutines.sync.Mutex
 import kotlinx.coroutines.sync.withLock
 import kotlinx.coroutines.withContext
+import uniffi.chaya.CancelToken
 import uniffi.chaya.GenerateOptions
 import uniffi.chaya.LoadOptions
 import uniffi.chaya.Model
 import uniffi.chaya.Session
 import uniffi.chaya.TokenSink
 import java.util.concurrent.atomic.AtomicBoolean
+import java.util.concurrent.atomic.AtomicReference
 
 /** Load options for phones: one compute thread per performance core (see [performanceCores]). */
 fun phoneLoadOptions(): LoadOptions = LoadOptions(threads = performanceCores().toUInt())
@@ -48,7 +50,7 @@ class ChayaModel private constructor(
     fun generate(prompt: String, options: GenerateOptions = GenerateOptions()): Flow<String> =
         channelFlow {
             createOn(dispatcher) { model.newSession() }.use { session ->
-                produce(session, prompt, options, dispatcher)
+                CancelToken().use { cancel -> produce(session, prompt, options, dispatcher, cancel) }
             }
         }.buffer(Channel.UNLIMITED)
 
@@ -104,21 +106,40 @@ class ChayaSession internal constructor(
     private val turn = Mutex()
     private val closed = AtomicBoolean(false)
 
+    /** The cancel token of the generation whose turn it is, for [close]. */
+    private val running = AtomicReference<CancelToken?>(null)
+
     /** Appends [prompt] to the conversation and streams the reply, like [ChayaModel.generate]. */
     fun generate(prompt: String, options: GenerateOptions = GenerateOptions()): Flow<String> =
-        channelFlow { turn.withLock { produce(session, prompt, options, dispatcher) } }
-            .buffer(Channel.UNLIMITED)
+        channelFlow {
+            turn.withLock {
+                CancelToken().use { cancel ->
+                    running.set(cancel)
+                    try {
+                        // After publishing the token: a close() that did not see it is seen here.
+                        if (closed.get()) cancel.cancel()
+                        produce(session, prompt, options, dispatcher, cancel)
+                    } finally {
+                        running.set(null)
+                    }
+                }
+            }
+        }.buffer(Channel.UNLIMITED)
 
     /** Forgets the conversation, after any running generation. */
     suspend fun reset() = turn.withLock { withContext(dispatcher) { session.reset() } }
 
     /**
-     * Cancels any running generation, then frees the native session once no call uses it.
-     * Closing again does nothing.
+     * Cancels any running generation (also one whose native call has not started yet), then
+     * frees the native session once no call uses it. Closing again does nothing.
      */
     override fun close() {
         if (closed.compareAndSet(false, true)) {
-            session.cancel()
+            try {
+                running.get()?.cancel()
+            } catch (ended: IllegalStateException) {
+                // Its generation ended and closed the token meanwhile.
+            }
             session.close()
         }
     }
@@ -126,30 +147,26 @@ class ChayaSession internal constructor(
 
 /**
  * Runs [session]'s blocking `generate` on [dispatcher] and sends each piece of text into this
- * channel. If the collector goes away first, the native generation is cancelled and awaited.
+ * channel. If the collector goes away first, the native generation is cancelled through [cancel]
+ * (which also stops it before its first forward pass when it has not started) and awaited.
  */
 private suspend fun ProducerScope<String>.produce(
     session: Session,
     prompt: String,
     options: GenerateOptions,
     dispatcher: CoroutineDispatcher,
+    cancel: CancelToken,
 ) {
     val sink = object : TokenSink {
         // Never waits (the flow's buffer is unbounded); false (stop) once the collector is gone.
-        // This also stops a generation whose cancel() came before it had started, when cancel()
-        // does nothing.
         override fun onToken(text: String): Boolean = trySendBlocking(text).isSuccess
     }
-    val generation = launch(dispatcher) { session.generate(prompt, options, sink) }
+    val generation = launch(dispatcher) { session.generate(prompt, options, sink, cancel) }
     try {
         generation.join()
     } finally {
         if (!generation.isCompleted) {
-            try {
-                session.cancel()
-            } catch (closed: IllegalStateException) {
-                // Closed meanwhile: its close() cancelled the generation.
-            }
+            cancel.cancel()
             withContext(NonCancellable) { generation.join() }
         }
     }
