@@ -155,6 +155,14 @@ typedef enum chaya_stop_reason {
 } chaya_stop_reason;
 
 /**
+ * A cancel for one chaya_generate_with_cancel call, made before the call.
+ *
+ * Opaque. Created by chaya_cancel_token_new, freed by chaya_cancel_token_free.
+ * Once cancelled it stays cancelled: make a new token for each call.
+ */
+typedef struct chaya_cancel_token chaya_cancel_token;
+
+/**
  * A loaded model (weights compiled for inference, plus its tokenizer).
  *
  * Opaque. Created by chaya_model_load or chaya_model_load_from_memory, freed
@@ -597,6 +605,28 @@ enum chaya_status chaya_generate(struct chaya_session *session,
                                  struct chaya_summary *out_summary);
 
 /**
+ * chaya_generate, also stopped by `cancel` (NULL: like chaya_generate), a
+ * token made for this call with chaya_cancel_token_new: cancelled before the
+ * call or while it runs, from any thread, it stops this call only (within one
+ * forward pass; before the first when it was cancelled already: nothing is
+ * computed, the prompt joins the conversation, stop reason
+ * CHAYA_STOP_CANCELLED). For callers that queue generations, where
+ * chaya_cancel may come before the generation has started and do nothing.
+ * Also CHAYA_ERR_INVALID_HANDLE for a freed token.
+ *
+ * # Safety
+ * As chaya_generate; `cancel` is NULL or a pointer returned by
+ * chaya_cancel_token_new.
+ */
+enum chaya_status chaya_generate_with_cancel(struct chaya_session *session,
+                                             const char *prompt,
+                                             const struct chaya_options *opts,
+                                             chaya_token_callback on_token,
+                                             void *user_data,
+                                             const struct chaya_cancel_token *cancel,
+                                             struct chaya_summary *out_summary);
+
+/**
  * Frees the text owned by a summary and zeroes its text and text_len. NULL, or
  * a summary already freed this way, is a no-op.
  *
@@ -622,6 +652,36 @@ void chaya_summary_free(struct chaya_summary *summary);
  * `session` is NULL or a pointer returned by chaya_session_new.
  */
 enum chaya_status chaya_cancel(const struct chaya_session *session);
+
+/**
+ * Creates a token not cancelled yet, stored in `*out` (NULL on failure).
+ *
+ * # Safety
+ * `out` is NULL or writable.
+ */
+enum chaya_status chaya_cancel_token_new(struct chaya_cancel_token **out);
+
+/**
+ * Cancels the call `token` is passed to, whether it runs already or starts
+ * later. Thread-safe: meant to be called from any thread (or from the token
+ * callback). Safe to race with chaya_cancel_token_free (then
+ * CHAYA_ERR_INVALID_HANDLE, as for chaya_cancel).
+ *
+ * # Safety
+ * `token` is NULL or a pointer returned by chaya_cancel_token_new.
+ */
+enum chaya_status chaya_cancel_token_cancel(const struct chaya_cancel_token *token);
+
+/**
+ * Frees a token. NULL is a no-op; a second free is detected and ignored
+ * (chaya_last_error() says so). A call the token was passed to keeps its own
+ * reference: freeing the token while the call runs is allowed, but then it
+ * can no longer cancel it.
+ *
+ * # Safety
+ * `token` is NULL or a pointer returned by chaya_cancel_token_new.
+ */
+void chaya_cancel_token_free(struct chaya_cancel_token *token);
 
 /**
  * Encodes `text` (NUL-terminated UTF-8) into token ids, with no special

@@ -2,9 +2,12 @@
 
 use crate::options::chaya_options;
 use crate::session::chaya_session;
-use crate::status::{chaya_status, guard, guard_or, handle, utf8, with_live};
+use crate::status::{
+    chaya_status, guard, guard_or, handle, register, unregister_and_free, utf8, with_live,
+    write_out, FfiResult,
+};
 use crate::strings::{chaya_string_free, to_owned_c_string};
-use chaya_core::{GenerateSummary, StopReason};
+use chaya_core::{CancelToken, GenerateSummary, StopReason};
 use std::ffi::{c_char, c_void};
 use std::time::Instant;
 
@@ -175,35 +178,109 @@ pub unsafe extern "C" fn chaya_generate(
     out_summary: *mut chaya_summary,
 ) -> chaya_status {
     let start = Instant::now();
-    guard(|| {
-        if !out_summary.is_null() {
-            // SAFETY: non-NULL and writable (caller); the old value is not read.
-            unsafe { out_summary.write(chaya_summary::empty()) };
-        }
-        // SAFETY: NULL or live (caller). Only shared access is taken: the
-        // session itself is behind a mutex, so concurrent calls are sound.
-        let handle = unsafe { handle(session, "session") }?;
-        // SAFETY: NULL or NUL-terminated (caller).
-        let prompt = unsafe { utf8(prompt, "prompt") }?;
-        // SAFETY: NULL or valid (caller).
-        let options = match unsafe { opts.as_ref() } {
-            // SAFETY: arrays valid for their counts (caller).
-            Some(opts) => unsafe { opts.to_core() }?,
-            None => Default::default(),
-        };
-        let mut session = handle.lock()?;
-        let summary = session.generate(prompt, &options, |piece| match on_token {
+    // SAFETY: the caller's guarantees, passed on.
+    guard(|| unsafe {
+        generate(
+            session,
+            prompt,
+            opts,
+            on_token,
+            user_data,
+            std::ptr::null(),
+            out_summary,
+            start,
+        )
+    })
+}
+
+/// chaya_generate, also stopped by `cancel` (NULL: like chaya_generate), a
+/// token made for this call with chaya_cancel_token_new: cancelled before the
+/// call or while it runs, from any thread, it stops this call only (within one
+/// forward pass; before the first when it was cancelled already: nothing is
+/// computed, the prompt joins the conversation, stop reason
+/// CHAYA_STOP_CANCELLED). For callers that queue generations, where
+/// chaya_cancel may come before the generation has started and do nothing.
+/// Also CHAYA_ERR_INVALID_HANDLE for a freed token.
+///
+/// # Safety
+/// As chaya_generate; `cancel` is NULL or a pointer returned by
+/// chaya_cancel_token_new.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn chaya_generate_with_cancel(
+    session: *mut chaya_session,
+    prompt: *const c_char,
+    opts: *const chaya_options,
+    on_token: chaya_token_callback,
+    user_data: *mut c_void,
+    cancel: *const chaya_cancel_token,
+    out_summary: *mut chaya_summary,
+) -> chaya_status {
+    let start = Instant::now();
+    // SAFETY: the caller's guarantees, passed on.
+    guard(|| unsafe {
+        generate(
+            session,
+            prompt,
+            opts,
+            on_token,
+            user_data,
+            cancel,
+            out_summary,
+            start,
+        )
+    })
+}
+
+/// The work of chaya_generate and chaya_generate_with_cancel.
+///
+/// # Safety
+/// As chaya_generate_with_cancel.
+#[allow(clippy::too_many_arguments)]
+unsafe fn generate(
+    session: *mut chaya_session,
+    prompt: *const c_char,
+    opts: *const chaya_options,
+    on_token: chaya_token_callback,
+    user_data: *mut c_void,
+    cancel: *const chaya_cancel_token,
+    out_summary: *mut chaya_summary,
+    start: Instant,
+) -> FfiResult<()> {
+    if !out_summary.is_null() {
+        // SAFETY: non-NULL and writable (caller); the old value is not read.
+        unsafe { out_summary.write(chaya_summary::empty()) };
+    }
+    // SAFETY: NULL or live (caller). Only shared access is taken: the
+    // session itself is behind a mutex, so concurrent calls are sound.
+    let session = unsafe { handle(session, "session") }?;
+    // SAFETY: NULL or NUL-terminated (caller).
+    let prompt = unsafe { utf8(prompt, "prompt") }?;
+    // SAFETY: NULL or valid (caller).
+    let options = match unsafe { opts.as_ref() } {
+        // SAFETY: arrays valid for their counts (caller).
+        Some(opts) => unsafe { opts.to_core() }?,
+        None => Default::default(),
+    };
+    let cancel = match cancel.is_null() {
+        true => CancelToken::default(),
+        // SAFETY: NULL or returned by chaya_cancel_token_new (caller); its
+        // flag is shared under the live-handle lock, so a racing free waits.
+        false => unsafe { with_live(cancel, "cancel", |t| t.token.clone()) }?,
+    };
+    let mut session = session.lock()?;
+    let summary =
+        session.generate_with_cancel(prompt, &options, &cancel, |piece| match on_token {
             // SAFETY: `on_token` is a valid callback (caller); `piece` outlives the
             // call. An `extern "C"` callback cannot unwind into this frame.
             Some(on_token) => unsafe { on_token(piece.as_ptr().cast(), piece.len(), user_data) },
             None => true,
         })?;
-        if !out_summary.is_null() {
-            // SAFETY: non-NULL and writable (caller); it holds the empty summary.
-            unsafe { out_summary.write(chaya_summary::from_core(&summary, start)) };
-        }
-        Ok(())
-    })
+    if !out_summary.is_null() {
+        // SAFETY: non-NULL and writable (caller); it holds the empty summary.
+        unsafe { out_summary.write(chaya_summary::from_core(&summary, start)) };
+    }
+    Ok(())
 }
 
 /// Frees the text owned by a summary and zeroes its text and text_len. NULL, or
@@ -250,5 +327,62 @@ pub unsafe extern "C" fn chaya_cancel(session: *const chaya_session) -> chaya_st
         // and held so while the flag is set. Only the cancel flag is touched,
         // never the session, which chaya_generate may be using.
         unsafe { with_live(session, "session", |s| s.cancel.cancel()) }
+    })
+}
+
+/// A cancel for one chaya_generate_with_cancel call, made before the call.
+///
+/// Opaque. Created by chaya_cancel_token_new, freed by chaya_cancel_token_free.
+/// Once cancelled it stays cancelled: make a new token for each call.
+pub struct chaya_cancel_token {
+    token: CancelToken,
+}
+
+/// Creates a token not cancelled yet, stored in `*out` (NULL on failure).
+///
+/// # Safety
+/// `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chaya_cancel_token_new(out: *mut *mut chaya_cancel_token) -> chaya_status {
+    guard(|| {
+        // SAFETY: NULL or writable (caller).
+        unsafe { write_out(out, std::ptr::null_mut(), "out") }?;
+        let token = register(chaya_cancel_token {
+            token: CancelToken::default(),
+        });
+        // SAFETY: checked non-NULL and writable above.
+        unsafe { out.write(token) };
+        Ok(())
+    })
+}
+
+/// Cancels the call `token` is passed to, whether it runs already or starts
+/// later. Thread-safe: meant to be called from any thread (or from the token
+/// callback). Safe to race with chaya_cancel_token_free (then
+/// CHAYA_ERR_INVALID_HANDLE, as for chaya_cancel).
+///
+/// # Safety
+/// `token` is NULL or a pointer returned by chaya_cancel_token_new.
+#[no_mangle]
+pub unsafe extern "C" fn chaya_cancel_token_cancel(
+    token: *const chaya_cancel_token,
+) -> chaya_status {
+    // SAFETY: NULL or returned by chaya_cancel_token_new (caller); checked
+    // live, and held so while the flag is set.
+    guard(|| unsafe { with_live(token, "token", |t| t.token.cancel()) })
+}
+
+/// Frees a token. NULL is a no-op; a second free is detected and ignored
+/// (chaya_last_error() says so). A call the token was passed to keeps its own
+/// reference: freeing the token while the call runs is allowed, but then it
+/// can no longer cancel it.
+///
+/// # Safety
+/// `token` is NULL or a pointer returned by chaya_cancel_token_new.
+#[no_mangle]
+pub unsafe extern "C" fn chaya_cancel_token_free(token: *mut chaya_cancel_token) {
+    // SAFETY: NULL or returned by `register`, not in use (caller).
+    guard_or((), || unsafe {
+        unregister_and_free(token, "token", |_| false)
     })
 }

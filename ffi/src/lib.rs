@@ -39,8 +39,9 @@ mod tokenize;
 mod strings;
 
 pub use generate::{
-    chaya_cancel, chaya_generate, chaya_stop_reason, chaya_summary, chaya_summary_free,
-    chaya_token_callback,
+    chaya_cancel, chaya_cancel_token, chaya_cancel_token_cancel, chaya_cancel_token_free,
+    chaya_cancel_token_new, chaya_generate, chaya_generate_with_cancel, chaya_stop_reason,
+    chaya_summary, chaya_summary_free, chaya_token_callback,
 };
 pub use model::{
     chaya_context_length, chaya_load_options, chaya_load_options_default, chaya_model,
@@ -60,6 +61,7 @@ const _: fn() = || {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<chaya_model>();
     send_sync::<chaya_session>();
+    send_sync::<chaya_cancel_token>();
 };
 
 /// The library version ("MAJOR.MINOR.PATCH"), a static NUL-terminated string.

@@ -50,6 +50,8 @@ typedef struct {
     size_t stop_after;
     /* Call chaya_cancel on this session at the first call, when set. */
     const chaya_session *cancel_at_first;
+    /* Cancel this token at the third call, when set. */
+    const chaya_cancel_token *token_at_third;
     /* Try to free this session at the first call, when set; whether the free
      * was refused as the session being in use. */
     chaya_session *free_at_first;
@@ -74,6 +76,9 @@ static bool collect(const char *utf8, size_t len, void *user_data) {
     b->calls++;
     if (b->cancel_at_first && b->calls == 1) {
         CHECK_STATUS(chaya_cancel(b->cancel_at_first), CHAYA_OK);
+    }
+    if (b->token_at_third && b->calls == 3) {
+        CHECK_STATUS(chaya_cancel_token_cancel(b->token_at_third), CHAYA_OK);
     }
     if (b->free_at_first && b->calls == 1) {
         chaya_session_free(b->free_at_first);
@@ -401,6 +406,67 @@ static void test_cancel_from_thread(const chaya_model *model) {
 }
 
 /* --- errors */
+
+/* A token cancelled before its call stops it before any computation; one
+ * cancelled during its call stops it at once; neither reaches another call. */
+static void test_cancel_token(const chaya_model *model) {
+    chaya_session *session = NULL;
+    CHECK_STATUS(chaya_session_new(model, &session), CHAYA_OK);
+    chaya_cancel_token *early = NULL;
+    CHECK_STATUS(chaya_cancel_token_new(&early), CHAYA_OK);
+    CHECK_STATUS(chaya_cancel_token_cancel(early), CHAYA_OK);
+    chaya_options opts = seeded(8, 3);
+    buffer text = {0};
+    chaya_summary summary;
+    CHECK_STATUS(chaya_generate_with_cancel(session, PROMPT, &opts, collect, &text, early, &summary),
+                 CHAYA_OK);
+    CHECK(summary.stop_reason == CHAYA_STOP_CANCELLED, "stop reason %d", (int)summary.stop_reason);
+    CHECK(summary.generated_tokens == 0 && summary.prefill_tokens == 0 && text.calls == 0,
+          "%zu tokens, %zu prefilled, %zu calls", summary.generated_tokens, summary.prefill_tokens,
+          text.calls);
+    chaya_summary_free(&summary);
+    chaya_cancel_token_free(early);
+
+    /* The next call continues as one call with the whole prompt would. */
+    CHECK_STATUS(chaya_generate_with_cancel(session, "", &opts, NULL, NULL, NULL, &summary), CHAYA_OK);
+    chaya_summary whole;
+    chaya_session *fresh = NULL;
+    CHECK_STATUS(chaya_session_new(model, &fresh), CHAYA_OK);
+    CHECK_STATUS(chaya_generate(fresh, PROMPT, &opts, NULL, NULL, &whole), CHAYA_OK);
+    CHECK(summary.stop_reason == CHAYA_STOP_LENGTH && summary.text_len == whole.text_len &&
+              memcmp(summary.text, whole.text, whole.text_len) == 0,
+          "continuation \"%s\" vs \"%s\"", summary.text, whole.text);
+    chaya_summary_free(&summary);
+    chaya_summary_free(&whole);
+
+    chaya_cancel_token *during = NULL;
+    CHECK_STATUS(chaya_cancel_token_new(&during), CHAYA_OK);
+    buffer_free(&text);
+    text.token_at_third = during;
+    opts = seeded(100000, 3);
+    CHECK_STATUS(chaya_generate_with_cancel(fresh, " again", &opts, collect, &text, during, &summary),
+                 CHAYA_OK);
+    CHECK(summary.stop_reason == CHAYA_STOP_CANCELLED && text.calls == 3,
+          "stop reason %d after %zu calls", (int)summary.stop_reason, text.calls);
+    chaya_summary_free(&summary);
+    buffer_free(&text);
+
+    /* Misuse: typed errors, nothing freed twice. */
+    CHECK_STATUS(chaya_cancel_token_new(NULL), CHAYA_ERR_NULL_POINTER);
+    CHECK_STATUS(chaya_cancel_token_cancel(NULL), CHAYA_ERR_NULL_POINTER);
+    chaya_cancel_token_free(NULL);
+    chaya_cancel_token_free(during);
+    chaya_cancel_token_free(during);
+    CHECK(strstr(chaya_last_error(), "freed twice") != NULL, "double free: %s", chaya_last_error());
+    CHECK_STATUS(chaya_cancel_token_cancel(during), CHAYA_ERR_INVALID_HANDLE);
+    CHECK_STATUS(chaya_generate_with_cancel(session, "x", &opts, NULL, NULL, during, &summary),
+                 CHAYA_ERR_INVALID_HANDLE);
+    CHECK(summary.text == NULL && summary.generated_tokens == 0, "summary not zeroed on failure");
+    CHECK_STATUS(chaya_cancel_token_cancel((const chaya_cancel_token *)session),
+                 CHAYA_ERR_INVALID_HANDLE);
+    chaya_session_free(fresh);
+    chaya_session_free(session);
+}
 
 static void test_errors(const char *model_path, const chaya_model *model) {
     chaya_model *missing = (chaya_model *)1;
@@ -810,6 +876,7 @@ int main(int argc, char **argv) {
     test_generate(model, from_memory);
     test_penalty_window_and_stop_precedence(model);
     test_cancel_from_thread(model);
+    test_cancel_token(model);
     test_errors(path, model);
     test_misuse(path);
     test_handle_misuse(path);
