@@ -1216,7 +1216,7 @@ class StopReason(enum.Enum):
     
     CANCELLED = 4
     """
-    `Session.cancel` was called.
+    `Session.cancel` was called, or the call's `CancelToken` was cancelled.
 """
     
     CONTEXT = 5

@@ -29,7 +29,7 @@ pub enum StopReason {
     /// The token sink returned `false` (unless the same piece completed a stop
     /// string: then `StopString`).
     Callback,
-    /// `Session.cancel` was called.
+    /// `Session.cancel` was called, or the call's `CancelToken` was cancelled.
     Cancelled,
     /// The context window is full and `context_shift` is off.
     Context,

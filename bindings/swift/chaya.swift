@@ -2217,7 +2217,7 @@ public enum StopReason: Equatable, Hashable {
      */
     case callback
     /**
-     * `Session.cancel` was called.
+     * `Session.cancel` was called, or the call's `CancelToken` was cancelled.
      */
     case cancelled
     /**

@@ -236,7 +236,8 @@ pub enum StopReason {
     /// The token callback returned `false` (unless the same piece completed a
     /// stop string: then [`StopReason::StopString`]).
     Callback,
-    /// [`CancelHandle::cancel`] was called.
+    /// [`CancelHandle::cancel`] was called, or the call's [`CancelToken`]
+    /// was cancelled.
     Cancelled,
     /// The context window is full and `context_shift` is off.
     Context,
@@ -413,10 +414,13 @@ impl Session {
             decode_tokens_per_second: 0.0,
         };
         let prefill_start = Instant::now();
-        let step = self.sync(&context, cancel)?;
+        let step = self.sync(&context, &cancelled)?;
         (summary.reused_tokens, summary.prefill_tokens) = (step.reused, step.fed);
         summary.context_shifts = usize::from(step.shifted);
-        summary.prefill_tokens_per_second = step.fed as f64 / prefill_start.elapsed().as_secs_f64();
+        if step.fed > 0 {
+            summary.prefill_tokens_per_second =
+                step.fed as f64 / prefill_start.elapsed().as_secs_f64();
+        }
         let mut logits = step.logits;
         let mut decode_start = Instant::now();
         // On an error below, the transcript is put back as it was before the call.
@@ -462,7 +466,7 @@ impl Session {
                 summary.stop_reason = StopReason::Context;
                 break;
             }
-            let step = self.sync(&context, cancel);
+            let step = self.sync(&context, &cancelled);
             let step = self.rolled_back(kept, step)?;
             summary.context_shifts += usize::from(step.shifted);
             logits = step.logits;

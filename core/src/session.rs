@@ -1,7 +1,7 @@
 //! `Session`: one conversation's KV cache over a shared [`Model`].
 
 use crate::error::{Error, Result};
-use crate::generate::{CancelHandle, CancelToken};
+use crate::generate::CancelHandle;
 use crate::model::Model;
 use tract_core::internal::*;
 
@@ -196,15 +196,19 @@ impl Session {
     }
 
     /// Makes the cache hold the most recent window of `context` (all of it when
-    /// it fits) and returns the logits of its last token; when the session's
-    /// generation or `token` is cancelled, stops before the next
-    /// [`Model::prefill_chunk`] tokens (no logits when it stops before the first).
+    /// it fits) and returns the logits of its last token; once `cancelled`
+    /// says so (it is asked before each pass of [`Model::prefill_chunk`]
+    /// tokens), stops there (no logits when it stops before the first pass).
     ///
     /// Cached positions that agree with the window are kept, so only new tokens
     /// are computed. CHAYA's keys cannot be shifted to new positions (spec), so
     /// when the window would outgrow the context length the session keeps the
     /// last three quarters of the context and re-prefills them from position 0.
-    pub(crate) fn sync(&mut self, context: &[u32], token: &CancelToken) -> Result<SyncStep> {
+    pub(crate) fn sync(
+        &mut self,
+        context: &[u32],
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<SyncStep> {
         let ctx = self.model.config().context_length;
         let mut start = self.kept_window_start(context);
         let shifted = context.len() - start > ctx;
@@ -228,7 +232,7 @@ impl Session {
         // after the pass it arrives in; the cache keeps what was computed.
         let (mut logits, mut fed) = (Vec::new(), 0);
         for chunk in window[reused..].chunks(self.model.prefill_chunk()) {
-            if self.cancel.is_cancelled() || token.is_cancelled() {
+            if cancelled() {
                 break;
             }
             logits = self.feed(chunk, Logits::Last)?;
@@ -337,28 +341,27 @@ mod tests {
         };
         let model = Model::load(crate::TINY_MODEL, &options).unwrap();
         let mut session = model.session().unwrap();
-        let context: Vec<u32> = (0..chunk as u32 + 40).collect();
-        let none = CancelToken::default();
-        let cancel = session.cancel_handle();
-        cancel.start();
-        cancel.cancel();
-        let step = session.sync(&context, &none).unwrap();
-        assert_eq!((step.reused, step.fed), (0, 0));
-        assert!(step.logits.is_empty());
+        let context: Vec<u32> = (0..2 * chunk as u32 + 40).collect();
+        let never = || false;
+
+        let stopped = session.sync(&context, &|| true).unwrap();
+        assert_eq!((stopped.reused, stopped.fed), (0, 0));
+        assert!(stopped.logits.is_empty());
         assert!(session.tokens().is_empty());
 
-        cancel.start();
-        let first = session.sync(&context[..chunk], &none).unwrap();
-        assert_eq!(first.fed, chunk);
-        let token = CancelToken::default();
-        token.cancel();
-        let stopped = session.sync(&context, &token).unwrap();
-        assert_eq!((stopped.reused, stopped.fed), (chunk, 0));
+        // Cancelled during the first pass: the second does not run.
+        let asked = std::cell::Cell::new(0);
+        let after_one_pass = || {
+            asked.set(asked.get() + 1);
+            asked.get() > 1
+        };
+        let stopped = session.sync(&context, &after_one_pass).unwrap();
+        assert_eq!((stopped.reused, stopped.fed), (0, chunk));
         assert_eq!(session.tokens(), &context[..chunk]);
 
-        let resumed = session.sync(&context, &none).unwrap();
-        assert_eq!((resumed.reused, resumed.fed), (chunk, 40));
-        let whole = model.session().unwrap().sync(&context, &none).unwrap();
+        let resumed = session.sync(&context, &never).unwrap();
+        assert_eq!((resumed.reused, resumed.fed), (chunk, chunk + 40));
+        let whole = model.session().unwrap().sync(&context, &never).unwrap();
         assert_eq!(whole.fed, context.len());
         let worst = resumed
             .logits

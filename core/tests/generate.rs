@@ -394,6 +394,8 @@ fn a_token_cancelled_before_the_call_stops_it_before_any_pass_and_the_next_call_
         (pieces, summary.tokens.len(), summary.prefill_tokens),
         (0, 0, 0)
     );
+    // No pass, no rate (not 0/0, which a coarse clock would give).
+    assert_eq!(summary.prefill_tokens_per_second, 0.0);
     assert_eq!(session.transcript(), "Hello there");
     assert!(session.tokens().is_empty());
 

@@ -145,7 +145,7 @@ typedef enum chaya_stop_reason {
      */
     CHAYA_STOP_CALLBACK = 3,
     /**
-     * chaya_cancel was called.
+     * chaya_cancel was called, or the call's cancel token was cancelled.
      */
     CHAYA_STOP_CANCELLED = 4,
     /**

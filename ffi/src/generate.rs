@@ -41,7 +41,7 @@ pub enum chaya_stop_reason {
     CHAYA_STOP_STOP_STRING = 2,
     /// The token callback returned false.
     CHAYA_STOP_CALLBACK = 3,
-    /// chaya_cancel was called.
+    /// chaya_cancel was called, or the call's cancel token was cancelled.
     CHAYA_STOP_CANCELLED = 4,
     /// The context window is full and the context_shift option is off.
     CHAYA_STOP_CONTEXT = 5,

@@ -290,6 +290,11 @@ fun main(args: Array<String>) {
         check(writing.exists()) { "a copy being written was removed" }
         check(copied.readBytes().contentEquals(asset)) { "copy differs from the asset" }
         writing.delete()
+        // Relaunched after the kill: the copy is current, the left one goes all the same.
+        val left = File(copyDir, "model.safetensors789.partial").apply { writeBytes(asset) }
+        left.setLastModified(System.currentTimeMillis() - STALE_COPY_MS - 60_000)
+        copyAsset(device, "model.safetensors")
+        check(!left.exists()) { "a stale copy beside a current one was kept" }
     }
 
     tests["asset: a missing one is an IOException and leaves nothing behind"] = {

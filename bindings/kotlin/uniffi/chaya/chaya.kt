@@ -3383,7 +3383,7 @@ enum class StopReason {
      */
     CALLBACK,
     /**
-     * `Session.cancel` was called.
+     * `Session.cancel` was called, or the call's `CancelToken` was cancelled.
      */
     CANCELLED,
     /**

@@ -54,11 +54,11 @@ internal fun copyAsset(context: Context, name: String): File = synchronized(copy
     val target = File(context.noBackupFilesDir, "chaya/$name")
     val installed = context.packageManager.getPackageInfo(context.packageName, 0).lastUpdateTime
     val size = assetSize(context, name)
+    val dir = checkNotNull(target.parentFile).apply { mkdirs() }
+    removeStaleCopies(dir, target.name)
     val current = target.isFile && target.lastModified() >= installed &&
         (size == null || target.length() == size)
     if (current) return target
-    val dir = checkNotNull(target.parentFile).apply { mkdirs() }
-    removeStaleCopies(dir, target.name)
     val partial = File.createTempFile(target.name, ".partial", dir)
     try {
         context.assets.open(name).use { input ->

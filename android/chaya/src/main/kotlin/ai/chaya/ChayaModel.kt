@@ -130,8 +130,10 @@ class ChayaSession internal constructor(
     suspend fun reset() = turn.withLock { withContext(dispatcher) { session.reset() } }
 
     /**
-     * Cancels any running generation (also one whose native call has not started yet), then
-     * frees the native session once no call uses it. Closing again does nothing.
+     * Cancels any running generation (also one whose native call has not started yet, and one
+     * started on [session] directly), then frees the native session once no call uses it.
+     * Collections still waiting for their turn throw [IllegalStateException]. Closing again
+     * does nothing.
      */
     override fun close() {
         if (closed.compareAndSet(false, true)) {
@@ -140,6 +142,7 @@ class ChayaSession internal constructor(
             } catch (ended: IllegalStateException) {
                 // Its generation ended and closed the token meanwhile.
             }
+            session.cancel()
             session.close()
         }
     }
