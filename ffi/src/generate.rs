@@ -4,7 +4,7 @@ use crate::options::chaya_options;
 use crate::session::chaya_session;
 use crate::status::{
     chaya_status, guard, guard_or, handle, register, unregister_and_free, utf8, with_live,
-    write_out, FfiResult,
+    write_out,
 };
 use crate::strings::{chaya_string_free, to_owned_c_string};
 use chaya_core::{CancelToken, GenerateSummary, StopReason};
@@ -177,10 +177,9 @@ pub unsafe extern "C" fn chaya_generate(
     user_data: *mut c_void,
     out_summary: *mut chaya_summary,
 ) -> chaya_status {
-    let start = Instant::now();
-    // SAFETY: the caller's guarantees, passed on.
-    guard(|| unsafe {
-        generate(
+    // SAFETY: the caller's guarantees, passed on; no token.
+    unsafe {
+        chaya_generate_with_cancel(
             session,
             prompt,
             opts,
@@ -188,9 +187,8 @@ pub unsafe extern "C" fn chaya_generate(
             user_data,
             std::ptr::null(),
             out_summary,
-            start,
         )
-    })
+    }
 }
 
 /// chaya_generate, also stopped by `cancel` (NULL: like chaya_generate), a
@@ -217,70 +215,45 @@ pub unsafe extern "C" fn chaya_generate_with_cancel(
     out_summary: *mut chaya_summary,
 ) -> chaya_status {
     let start = Instant::now();
-    // SAFETY: the caller's guarantees, passed on.
-    guard(|| unsafe {
-        generate(
-            session,
-            prompt,
-            opts,
-            on_token,
-            user_data,
-            cancel,
-            out_summary,
-            start,
-        )
-    })
-}
-
-/// The work of chaya_generate and chaya_generate_with_cancel.
-///
-/// # Safety
-/// As chaya_generate_with_cancel.
-#[allow(clippy::too_many_arguments)]
-unsafe fn generate(
-    session: *mut chaya_session,
-    prompt: *const c_char,
-    opts: *const chaya_options,
-    on_token: chaya_token_callback,
-    user_data: *mut c_void,
-    cancel: *const chaya_cancel_token,
-    out_summary: *mut chaya_summary,
-    start: Instant,
-) -> FfiResult<()> {
-    if !out_summary.is_null() {
-        // SAFETY: non-NULL and writable (caller); the old value is not read.
-        unsafe { out_summary.write(chaya_summary::empty()) };
-    }
-    // SAFETY: NULL or live (caller). Only shared access is taken: the
-    // session itself is behind a mutex, so concurrent calls are sound.
-    let session = unsafe { handle(session, "session") }?;
-    // SAFETY: NULL or NUL-terminated (caller).
-    let prompt = unsafe { utf8(prompt, "prompt") }?;
-    // SAFETY: NULL or valid (caller).
-    let options = match unsafe { opts.as_ref() } {
-        // SAFETY: arrays valid for their counts (caller).
-        Some(opts) => unsafe { opts.to_core() }?,
-        None => Default::default(),
-    };
-    let cancel = match cancel.is_null() {
-        true => CancelToken::default(),
-        // SAFETY: NULL or returned by chaya_cancel_token_new (caller); its
-        // flag is shared under the live-handle lock, so a racing free waits.
-        false => unsafe { with_live(cancel, "cancel", |t| t.token.clone()) }?,
-    };
-    let mut session = session.lock()?;
-    let summary =
-        session.generate_with_cancel(prompt, &options, &cancel, |piece| match on_token {
-            // SAFETY: `on_token` is a valid callback (caller); `piece` outlives the
-            // call. An `extern "C"` callback cannot unwind into this frame.
-            Some(on_token) => unsafe { on_token(piece.as_ptr().cast(), piece.len(), user_data) },
-            None => true,
+    guard(|| {
+        if !out_summary.is_null() {
+            // SAFETY: non-NULL and writable (caller); the old value is not read.
+            unsafe { out_summary.write(chaya_summary::empty()) };
+        }
+        // SAFETY: NULL or live (caller). Only shared access is taken: the
+        // session itself is behind a mutex, so concurrent calls are sound.
+        let session = unsafe { handle(session, "session") }?;
+        // SAFETY: NULL or NUL-terminated (caller).
+        let prompt = unsafe { utf8(prompt, "prompt") }?;
+        // SAFETY: NULL or valid (caller).
+        let options = match unsafe { opts.as_ref() } {
+            // SAFETY: arrays valid for their counts (caller).
+            Some(opts) => unsafe { opts.to_core() }?,
+            None => Default::default(),
+        };
+        let cancel = match cancel.is_null() {
+            true => CancelToken::default(),
+            // SAFETY: NULL or returned by chaya_cancel_token_new (caller); its
+            // flag is shared under the live-handle lock, so a racing free waits.
+            false => unsafe { with_live(cancel, "cancel", |t| t.token.clone()) }?,
+        };
+        let mut session = session.lock()?;
+        let summary = session.generate_with_cancel(prompt, &options, &cancel, |piece| {
+            match on_token {
+                // SAFETY: `on_token` is a valid callback (caller); `piece` outlives the
+                // call. An `extern "C"` callback cannot unwind into this frame.
+                Some(on_token) => unsafe {
+                    on_token(piece.as_ptr().cast(), piece.len(), user_data)
+                },
+                None => true,
+            }
         })?;
-    if !out_summary.is_null() {
-        // SAFETY: non-NULL and writable (caller); it holds the empty summary.
-        unsafe { out_summary.write(chaya_summary::from_core(&summary, start)) };
-    }
-    Ok(())
+        if !out_summary.is_null() {
+            // SAFETY: non-NULL and writable (caller); it holds the empty summary.
+            unsafe { out_summary.write(chaya_summary::from_core(&summary, start)) };
+        }
+        Ok(())
+    })
 }
 
 /// Frees the text owned by a summary and zeroes its text and text_len. NULL, or
