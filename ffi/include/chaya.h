@@ -664,8 +664,10 @@ enum chaya_status chaya_cancel_token_new(struct chaya_cancel_token **out);
 /**
  * Cancels the call `token` is passed to, whether it runs already or starts
  * later. Thread-safe: meant to be called from any thread (or from the token
- * callback). Safe to race with chaya_cancel_token_free (then
- * CHAYA_ERR_INVALID_HANDLE, as for chaya_cancel).
+ * callback). Safe to race with chaya_cancel_token_free: on a token already
+ * freed it returns CHAYA_ERR_INVALID_HANDLE, as long as the memory was not
+ * reused for a new token, in which case that one would be cancelled (the
+ * allocator reuses it soon): free a token only after its last cancel.
  *
  * # Safety
  * `token` is NULL or a pointer returned by chaya_cancel_token_new.
@@ -674,9 +676,10 @@ enum chaya_status chaya_cancel_token_cancel(const struct chaya_cancel_token *tok
 
 /**
  * Frees a token. NULL is a no-op; a second free is detected and ignored
- * (chaya_last_error() says so). A call the token was passed to keeps its own
- * reference: freeing the token while the call runs is allowed, but then it
- * can no longer cancel it.
+ * (chaya_last_error() says so) as long as the memory was not reused for a new
+ * token, which it would free instead: treat it as a bug to fix. A call the
+ * token was passed to keeps its own reference: freeing the token while the
+ * call runs is allowed, but then it can no longer cancel it.
  *
  * # Safety
  * `token` is NULL or a pointer returned by chaya_cancel_token_new.

@@ -331,8 +331,10 @@ pub unsafe extern "C" fn chaya_cancel_token_new(out: *mut *mut chaya_cancel_toke
 
 /// Cancels the call `token` is passed to, whether it runs already or starts
 /// later. Thread-safe: meant to be called from any thread (or from the token
-/// callback). Safe to race with chaya_cancel_token_free (then
-/// CHAYA_ERR_INVALID_HANDLE, as for chaya_cancel).
+/// callback). Safe to race with chaya_cancel_token_free: on a token already
+/// freed it returns CHAYA_ERR_INVALID_HANDLE, as long as the memory was not
+/// reused for a new token, in which case that one would be cancelled (the
+/// allocator reuses it soon): free a token only after its last cancel.
 ///
 /// # Safety
 /// `token` is NULL or a pointer returned by chaya_cancel_token_new.
@@ -346,15 +348,18 @@ pub unsafe extern "C" fn chaya_cancel_token_cancel(
 }
 
 /// Frees a token. NULL is a no-op; a second free is detected and ignored
-/// (chaya_last_error() says so). A call the token was passed to keeps its own
-/// reference: freeing the token while the call runs is allowed, but then it
-/// can no longer cancel it.
+/// (chaya_last_error() says so) as long as the memory was not reused for a new
+/// token, which it would free instead: treat it as a bug to fix. A call the
+/// token was passed to keeps its own reference: freeing the token while the
+/// call runs is allowed, but then it can no longer cancel it.
 ///
 /// # Safety
 /// `token` is NULL or a pointer returned by chaya_cancel_token_new.
 #[no_mangle]
 pub unsafe extern "C" fn chaya_cancel_token_free(token: *mut chaya_cancel_token) {
-    // SAFETY: NULL or returned by `register`, not in use (caller).
+    // SAFETY: NULL or returned by `register` (caller). Its other uses (the
+    // cancel, and the clone in chaya_generate_with_cancel) run under the
+    // live-handle lock this free takes, so they never see it freed.
     guard_or((), || unsafe {
         unregister_and_free(token, "token", |_| false)
     })

@@ -464,6 +464,9 @@ static void test_cancel_token(const chaya_model *model) {
     CHECK(summary.text == NULL && summary.generated_tokens == 0, "summary not zeroed on failure");
     CHECK_STATUS(chaya_cancel_token_cancel((const chaya_cancel_token *)session),
                  CHAYA_ERR_INVALID_HANDLE);
+    CHECK_STATUS(chaya_generate_with_cancel(session, "x", &opts, NULL, NULL,
+                                            (const chaya_cancel_token *)fresh, &summary),
+                 CHAYA_ERR_INVALID_HANDLE);
     chaya_session_free(fresh);
     chaya_session_free(session);
 }
