@@ -9,7 +9,6 @@ use chaya::{
     CancelToken, Error, GenerateOptions, GenerateSummary, LoadOptions, Model, Session, StopReason,
 };
 use common::tiny_model;
-use std::sync::mpsc;
 
 /// Sampling with every knob in play, seeded.
 fn sampled(seed: u64, max_tokens: usize) -> GenerateOptions {
@@ -341,34 +340,38 @@ fn a_character_split_over_several_tokens_continues_in_a_shifted_window() {
     assert!(session.transcript().ends_with("😀"));
 }
 
+/// A token callback that counts its pieces in `pieces` and, at the `n`th,
+/// runs `cancel` on another thread and waits for it.
+fn cancelling_from_another_thread_at<'a>(
+    n: usize,
+    pieces: &'a mut usize,
+    cancel: impl FnOnce() + Send + 'a,
+) -> impl FnMut(&str) -> bool + 'a {
+    let mut cancel = Some(cancel);
+    move |_| {
+        *pieces += 1;
+        if *pieces == n {
+            let cancel = cancel.take().expect("called once");
+            std::thread::scope(|scope| {
+                scope.spawn(cancel);
+            });
+        }
+        true
+    }
+}
+
 #[test]
 fn cancel_from_another_thread_stops_within_one_step() {
     let model = tiny_model(1);
     let mut session = model.session().unwrap();
     let cancel = session.cancel_handle();
-    let (to_canceller, requests) = mpsc::channel::<()>();
-    let (to_generator, acks) = mpsc::channel::<()>();
-    let canceller = std::thread::spawn(move || {
-        requests.recv().unwrap();
-        cancel.cancel();
-        to_generator.send(()).unwrap();
-    });
-    let mut pieces_at_cancel = None;
     let mut pieces = 0;
+    let on_text = cancelling_from_another_thread_at(5, &mut pieces, move || cancel.cancel());
     let summary = session
-        .generate("Hello", &sampled(2, 100_000), |_| {
-            pieces += 1;
-            if pieces == 5 {
-                to_canceller.send(()).unwrap();
-                acks.recv().unwrap();
-                pieces_at_cancel = Some(pieces);
-            }
-            true
-        })
+        .generate("Hello", &sampled(2, 100_000), on_text)
         .unwrap();
-    canceller.join().unwrap();
     assert_eq!(summary.stop_reason, StopReason::Cancelled);
-    assert_eq!(Some(pieces), pieces_at_cancel, "no token after the cancel");
+    assert_eq!(pieces, 5, "no token after the cancel");
 
     // The handle is re-armed: the next generation runs to its end.
     let (summary, _) = run(&mut session, " again", &sampled(2, 5));
@@ -412,29 +415,11 @@ fn a_token_cancelled_from_another_thread_stops_its_call_within_one_step() {
     let model = tiny_model(1);
     let mut session = model.session().unwrap();
     let token = CancelToken::default();
-    let canceller = {
-        let token = token.clone();
-        let (to_canceller, requests) = mpsc::channel::<()>();
-        let (to_generator, acks) = mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            requests.recv().unwrap();
-            token.cancel();
-            to_generator.send(()).unwrap();
-        });
-        (thread, to_canceller, acks)
-    };
     let mut pieces = 0;
+    let on_text = cancelling_from_another_thread_at(5, &mut pieces, || token.cancel());
     let summary = session
-        .generate_with_cancel("Hello", &sampled(2, 100_000), &token, |_| {
-            pieces += 1;
-            if pieces == 5 {
-                canceller.1.send(()).unwrap();
-                canceller.2.recv().unwrap();
-            }
-            true
-        })
+        .generate_with_cancel("Hello", &sampled(2, 100_000), &token, on_text)
         .unwrap();
-    canceller.0.join().unwrap();
     assert_eq!(summary.stop_reason, StopReason::Cancelled);
     assert_eq!(pieces, 5, "no token after the cancel");
 }
