@@ -11,8 +11,13 @@ source tests/skip.sh
 # Every check skipped on the way (tests/skip.sh), listed at the end.
 CHAYA_SKIPS=$(mktemp)
 export CHAYA_SKIPS
-trap 'rm -f "$CHAYA_SKIPS"' EXIT
-timed() { local t=$SECONDS; "$@"; echo "    ($(( SECONDS - t )) s)"; }
+# A failed step shows the disk left too (a full disk fails builds mid-way).
+trap 'status=$?; rm -f "$CHAYA_SKIPS"; ((status == 0)) || df -h . "${TMPDIR:-/tmp}"' EXIT
+free_disk() { df -h --output=avail . | tail -1 | tr -d ' '; }
+timed() { local t=$SECONDS; "$@"; echo "    ($(( SECONDS - t )) s; $(free_disk) free)"; }
+# .ci/run is a one-shot run on a fresh machine (it sets CHAYA_CI): there the
+# builds no later step uses are removed, so that the whole run fits its disk.
+drop_builds() { [[ -z ${CHAYA_CI:-} ]] || (cd "${CARGO_TARGET_DIR:-target}" && rm -rf "$@"); }
 
 step "format";  timed cargo fmt --all --check
 step "clippy";  timed cargo clippy --workspace --all-targets --all-features -- -D warnings
@@ -32,6 +37,7 @@ timed cargo test --workspace --all-features --test stress -- --ignored --nocaptu
 step "aarch64 under qemu: int8 kernels (smmla, sdot and portable), core (without default features) and reference tests"
 if command -v qemu-aarch64 >/dev/null && rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
     timed bash tests/arm/run.sh
+    drop_builds aarch64-unknown-linux-gnu
 else
     skipped "aarch64 kernels and tests under qemu: needs qemu-user, gcc-aarch64-linux-gnu and the aarch64-unknown-linux-gnu target (.ci/run installs them)"
     step "core without default features, on this host instead"
@@ -44,6 +50,7 @@ timed bash tests/quality.sh
 step "C ABI";   timed bash tests/c/run.sh
 step "bindings (Python, Kotlin, Swift)"; timed bash tests/bindings.sh
 step "mobile library size (stripped, budget 8 MB)"; timed bash scripts/lib-size.sh 8
+drop_builds mobile
 step "mobile (Kotlin wrapper, Swift package, cargo check for Android)"; timed bash tests/mobile/run.sh
 step "all tests passed"
 if [[ -s $CHAYA_SKIPS ]]; then

@@ -23,8 +23,9 @@ fn compare(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn compares_int8_with_f32_and_a_model_with_itself() {
-    let dir = common::temp_dir("compare");
-    let (f32_file, int8_file) = (convert(&dir, "f32"), convert(&dir, "int8"));
+    let scratch = common::temp_dir("compare");
+    let dir = scratch.path();
+    let (f32_file, int8_file) = (convert(dir, "f32"), convert(dir, "int8"));
     let text = repo_path("tests/fixtures/text.txt");
     let text = text.to_str().unwrap();
 
@@ -54,5 +55,4 @@ fn compares_int8_with_f32_and_a_model_with_itself() {
     let bad = chaya(&["compare", &f32_file, &int8_file, "-n", "0"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("at least one"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,7 +7,8 @@ use common::{chaya, repo_path, stderr, temp_dir};
 
 #[test]
 fn refuses_to_write_over_its_input() {
-    let dir = temp_dir("convert-onto-input");
+    let scratch = temp_dir("convert-onto-input");
+    let dir = scratch.path();
     let checkpoint = dir.join("x.pt");
     std::fs::copy(repo_path("tests/fixtures/tiny_wrapped.pt"), &checkpoint).unwrap();
     let before = std::fs::read(&checkpoint).unwrap();
@@ -32,7 +33,8 @@ fn refuses_to_write_over_its_input() {
 
 #[test]
 fn names_a_missing_output_directory_and_a_model_file_given_as_input() {
-    let dir = temp_dir("convert-bad-paths");
+    let scratch = temp_dir("convert-bad-paths");
+    let dir = scratch.path();
     let checkpoint = repo_path("tests/fixtures/tiny_wrapped.pt");
     let missing = dir.join("no-such-dir").join("m.safetensors");
     let out = chaya(&[
@@ -58,7 +60,7 @@ fn names_a_missing_output_directory_and_a_model_file_given_as_input() {
         stderr(&out)
     );
     assert_eq!(
-        std::fs::read_dir(&dir).unwrap().count(),
+        std::fs::read_dir(dir).unwrap().count(),
         0,
         "nothing left behind"
     );
@@ -66,7 +68,8 @@ fn names_a_missing_output_directory_and_a_model_file_given_as_input() {
 
 #[test]
 fn a_conversion_leaves_only_the_model_file() {
-    let dir = temp_dir("convert-clean");
+    let scratch = temp_dir("convert-clean");
+    let dir = scratch.path();
     let output = dir.join("m.safetensors");
     let checkpoint = repo_path("tests/fixtures/tiny_wrapped.pt");
     let out = chaya(&[
@@ -76,7 +79,7 @@ fn a_conversion_leaves_only_the_model_file() {
         output.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let names: Vec<_> = std::fs::read_dir(&dir)
+    let names: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();

@@ -63,7 +63,7 @@ swift_chroot_setup() {
     cp /etc/resolv.conf "$CHROOT/etc/resolv.conf"
     swift_chroot_mount
     chroot "$CHROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        sh -c "apt-get update && apt-get install -y --no-install-recommends $SWIFT_CHROOT_PACKAGES"
+        sh -c "apt-get update && apt-get install -y --no-install-recommends $SWIFT_CHROOT_PACKAGES && apt-get clean"
     swift_chroot swiftc --version
     echo "$SWIFT_CHROOT_PACKAGES" >"$marker"
 }

@@ -20,12 +20,12 @@ pub fn tiny_model() -> String {
         .to_string()
 }
 
-/// A fresh empty directory for one test.
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chaya-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh empty directory for one test, removed when dropped.
+pub fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("chaya-cli-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Runs `chaya args`.
