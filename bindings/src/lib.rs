@@ -12,6 +12,8 @@
 //! - [`Session`]: one conversation; [`Session::generate`] streams text to a
 //!   foreign [`TokenSink`] and returns a [`GenerateSummary`];
 //!   [`Session::cancel`] stops it from any thread.
+//! - [`CancelToken`]: cancels the one generation it is passed to, even before
+//!   that generation starts.
 //! - [`GenerateOptions`]: sampling settings with core's defaults.
 //! - [`ChayaError`]: the typed error of every fallible call; a sink may throw
 //!   [`TokenSinkError`] (or anything else) to stop with `ChayaError.Callback`.
