@@ -487,8 +487,11 @@ mod tests {
         assert_eq!(threads(20), 1);
         let nested = pool.run(|| map_index(2, |_| threads(10)));
         assert_eq!(nested, [1, 1]);
-        // Inside `run`: the spare thread joins in.
-        assert_eq!(pool.run(|| threads(200)), 2);
+        // Inside `run`: the spare thread joins in. Whether it does in one
+        // given pass is up to the scheduler (a helper finding no loop for
+        // `SPIN_IDLE` leaves the pass; under qemu on a busy host it once
+        // started too late for a 200-task loop), so it has a few passes.
+        assert!((0..20).any(|_| pool.run(|| threads(200)) == 2));
     }
 
     #[test]
