@@ -7,22 +7,7 @@ use chaya::model_file::ModelFile;
 use chaya::{Config, LoadOptions, Model};
 use common::repo_path;
 use std::io::Write;
-use std::path::PathBuf;
-
-/// A file in this test binary's scratch directory, removed when dropped.
-struct ScratchFile(PathBuf);
-
-impl ScratchFile {
-    fn new(name: &str) -> ScratchFile {
-        ScratchFile(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name))
-    }
-}
-
-impl Drop for ScratchFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use tempfile::NamedTempFile;
 
 fn tiny_model_bytes() -> Vec<u8> {
     std::fs::read(repo_path("models/chaya-tiny-random.safetensors")).unwrap()
@@ -57,11 +42,11 @@ fn header(metadata: serde_json::Value, tensors: &[(&str, &str, Vec<usize>)]) -> 
 #[test]
 fn file_truncated_mid_tensor_is_a_clear_error() {
     let good = tiny_model_bytes();
-    let file = ScratchFile::new("truncated.safetensors");
+    let file = NamedTempFile::new().unwrap();
     let header_end = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
     for cut in [good.len() - 1, good.len() - 100_000, good.len() / 2, 1000] {
-        std::fs::write(&file.0, &good[..cut]).unwrap();
-        let err = load_error(&file.0);
+        std::fs::write(&file.path(), &good[..cut]).unwrap();
+        let err = load_error(&file.path());
         assert!(
             err.contains("invalid model file") && err.contains("truncated"),
             "cut at {cut}: {err}"
@@ -76,34 +61,34 @@ fn file_truncated_mid_tensor_is_a_clear_error() {
     }
     let mut longer = good.clone();
     longer.extend_from_slice(b"trailing");
-    std::fs::write(&file.0, &longer).unwrap();
-    assert!(load_error(&file.0).contains("8 bytes after the last tensor"));
+    std::fs::write(&file.path(), &longer).unwrap();
+    assert!(load_error(&file.path()).contains("8 bytes after the last tensor"));
 }
 
 #[test]
 fn absurd_header_lengths_are_clear_errors() {
-    let file = ScratchFile::new("absurd-header.safetensors");
+    let file = NamedTempFile::new().unwrap();
     for n in [u64::MAX, 1 << 40, 100_000_001] {
         let mut bytes = n.to_le_bytes().to_vec();
         bytes.extend_from_slice(b"{}");
-        std::fs::write(&file.0, &bytes).unwrap();
-        let err = load_error(&file.0);
+        std::fs::write(&file.path(), &bytes).unwrap();
+        let err = load_error(&file.path());
         assert!(err.contains("header length"), "{n}: {err}");
         assert!(Model::from_bytes(&bytes, &LoadOptions::default()).is_err());
     }
     // A header longer than the file.
     let mut bytes = 1000u64.to_le_bytes().to_vec();
     bytes.extend_from_slice(b"{}");
-    std::fs::write(&file.0, &bytes).unwrap();
-    assert!(load_error(&file.0).contains("truncated: the header needs 1008 bytes"));
+    std::fs::write(&file.path(), &bytes).unwrap();
+    assert!(load_error(&file.path()).contains("truncated: the header needs 1008 bytes"));
     // A tensor table describing a terabyte in a tiny file.
     let mut bytes = header(
         serde_json::json!({}),
         &[("w", "F32", vec![1 << 20, 1 << 18])],
     );
     bytes.extend_from_slice(&[0; 64]);
-    std::fs::write(&file.0, &bytes).unwrap();
-    let err = load_error(&file.0);
+    std::fs::write(&file.path(), &bytes).unwrap();
+    let err = load_error(&file.path());
     assert!(err.contains("truncated in tensor `w`"), "{err}");
 }
 
@@ -164,14 +149,14 @@ fn model_file_larger_than_memory_is_a_clear_error() {
         .iter()
         .map(|(_, s)| 4 * s.iter().product::<usize>() as u64)
         .sum();
-    let file = ScratchFile::new("huge-sparse.safetensors");
-    let mut f = std::fs::File::create(&file.0).unwrap();
+    let file = NamedTempFile::new().unwrap();
+    let mut f = std::fs::File::create(&file.path()).unwrap();
     f.write_all(&head).unwrap();
     if f.set_len(head.len() as u64 + data).is_err() {
         eprintln!("skipped: the file system refuses a sparse file of {data} bytes");
         return;
     }
     drop(f);
-    let err = ModelFile::read_path(&file.0).unwrap_err().to_string();
+    let err = ModelFile::read_path(&file.path()).unwrap_err().to_string();
     assert!(err.contains("do not fit in memory"), "{err}");
 }

@@ -11,6 +11,7 @@ use common::repo_path;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tempfile::TempDir;
 use tract_core::prelude::Tensor;
 
 fn golden(name: &str) -> Value {
@@ -34,30 +35,11 @@ fn token_ids(v: &Value) -> Vec<u32> {
     numbers(v).into_iter().map(|x| x as u32).collect()
 }
 
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("chaya-test-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Converts a fixture checkpoint and loads it.
 fn convert_fixture(fixture: &str, weight_type: WeightType, n_heads: Option<usize>) -> Model {
-    let scratch = Scratch::new(&fixture.replace('.', "_"));
+    let scratch = TempDir::new().unwrap();
     let out = scratch
-        .0
+        .path()
         .join(format!("{fixture}-{weight_type:?}.safetensors"));
     let options = ConvertOptions {
         weight_type,
@@ -129,8 +111,8 @@ fn max_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 
 #[test]
 fn converted_file_embeds_the_tokenizer_without_formatting() {
-    let scratch = Scratch::new("compact_tokenizer");
-    let out = scratch.0.join("tiny.safetensors");
+    let scratch = TempDir::new().unwrap();
+    let out = scratch.path().join("tiny.safetensors");
     let input = repo_path("tests/fixtures/tiny_wrapped.pt");
     let original = tokenizer_json();
     convert(
@@ -483,9 +465,9 @@ fn prompts_longer_than_a_prefill_chunk_match_decoding_token_by_token() {
 
 // ---- bad input: each case names its problem and leaves no output behind ----
 
-fn convert_error(fixture: &str) -> (String, PathBuf, Scratch) {
-    let scratch = Scratch::new(&format!("bad-{}", fixture.replace('.', "_")));
-    let out = scratch.0.join("out.safetensors");
+fn convert_error(fixture: &str) -> (String, PathBuf, TempDir) {
+    let scratch = TempDir::new().unwrap();
+    let out = scratch.path().join("out.safetensors");
     let input = repo_path(&format!("tests/fixtures/{fixture}"));
     let err = convert(
         &input,
@@ -527,7 +509,7 @@ fn bad_checkpoints_are_rejected_with_a_clear_message() {
             err.contains(needle),
             "{fixture}: `{err}` should mention `{needle}`"
         );
-        assert!(no_files_in(&scratch.0), "{fixture}: output left behind");
+        assert!(no_files_in(scratch.path()), "{fixture}: output left behind");
     }
     let (err, _, _) = convert_error("bad_shape.pt");
     assert!(
@@ -587,8 +569,8 @@ fn checkpoints_the_converter_cannot_read_say_what_to_do() {
 
 #[test]
 fn bare_checkpoint_without_head_count_asks_for_it() {
-    let scratch = Scratch::new("bare-no-heads");
-    let out = scratch.0.join("out.safetensors");
+    let scratch = TempDir::new().unwrap();
+    let out = scratch.path().join("out.safetensors");
     let input = repo_path("tests/fixtures/tiny_bare_module.pt");
     let err = convert(
         &input,
@@ -599,7 +581,7 @@ fn bare_checkpoint_without_head_count_asks_for_it() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("--n-heads"), "{err}");
-    assert!(no_files_in(&scratch.0));
+    assert!(no_files_in(scratch.path()));
 }
 
 #[test]
