@@ -45,8 +45,8 @@ fn file_truncated_mid_tensor_is_a_clear_error() {
     let file = NamedTempFile::new().unwrap();
     let header_end = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
     for cut in [good.len() - 1, good.len() - 100_000, good.len() / 2, 1000] {
-        std::fs::write(&file.path(), &good[..cut]).unwrap();
-        let err = load_error(&file.path());
+        std::fs::write(file.path(), &good[..cut]).unwrap();
+        let err = load_error(file.path());
         assert!(
             err.contains("invalid model file") && err.contains("truncated"),
             "cut at {cut}: {err}"
@@ -61,8 +61,8 @@ fn file_truncated_mid_tensor_is_a_clear_error() {
     }
     let mut longer = good.clone();
     longer.extend_from_slice(b"trailing");
-    std::fs::write(&file.path(), &longer).unwrap();
-    assert!(load_error(&file.path()).contains("8 bytes after the last tensor"));
+    std::fs::write(file.path(), &longer).unwrap();
+    assert!(load_error(file.path()).contains("8 bytes after the last tensor"));
 }
 
 #[test]
@@ -71,24 +71,24 @@ fn absurd_header_lengths_are_clear_errors() {
     for n in [u64::MAX, 1 << 40, 100_000_001] {
         let mut bytes = n.to_le_bytes().to_vec();
         bytes.extend_from_slice(b"{}");
-        std::fs::write(&file.path(), &bytes).unwrap();
-        let err = load_error(&file.path());
+        std::fs::write(file.path(), &bytes).unwrap();
+        let err = load_error(file.path());
         assert!(err.contains("header length"), "{n}: {err}");
         assert!(Model::from_bytes(&bytes, &LoadOptions::default()).is_err());
     }
     // A header longer than the file.
     let mut bytes = 1000u64.to_le_bytes().to_vec();
     bytes.extend_from_slice(b"{}");
-    std::fs::write(&file.path(), &bytes).unwrap();
-    assert!(load_error(&file.path()).contains("truncated: the header needs 1008 bytes"));
+    std::fs::write(file.path(), &bytes).unwrap();
+    assert!(load_error(file.path()).contains("truncated: the header needs 1008 bytes"));
     // A tensor table describing a terabyte in a tiny file.
     let mut bytes = header(
         serde_json::json!({}),
         &[("w", "F32", vec![1 << 20, 1 << 18])],
     );
     bytes.extend_from_slice(&[0; 64]);
-    std::fs::write(&file.path(), &bytes).unwrap();
-    let err = load_error(&file.path());
+    std::fs::write(file.path(), &bytes).unwrap();
+    let err = load_error(file.path());
     assert!(err.contains("truncated in tensor `w`"), "{err}");
 }
 
@@ -150,13 +150,13 @@ fn model_file_larger_than_memory_is_a_clear_error() {
         .map(|(_, s)| 4 * s.iter().product::<usize>() as u64)
         .sum();
     let file = NamedTempFile::new().unwrap();
-    let mut f = std::fs::File::create(&file.path()).unwrap();
+    let mut f = std::fs::File::create(file.path()).unwrap();
     f.write_all(&head).unwrap();
     if f.set_len(head.len() as u64 + data).is_err() {
         eprintln!("skipped: the file system refuses a sparse file of {data} bytes");
         return;
     }
     drop(f);
-    let err = ModelFile::read_path(&file.path()).unwrap_err().to_string();
+    let err = ModelFile::read_path(file.path()).unwrap_err().to_string();
     assert!(err.contains("do not fit in memory"), "{err}");
 }
