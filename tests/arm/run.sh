@@ -7,13 +7,16 @@
 # the workspace. Then core's unit,
 # generation and PyTorch-reference tests, built for aarch64 as the mobile
 # libraries are (no default features), under qemu with both extensions:
-# the whole model on tract's arm64 kernels and ours (the
-# converter's own checkpoint-variant tests are left to the host).
+# the whole model on tract's arm64 kernels and ours. Left to the host: the
+# converter's own checkpoint-variant tests, and the int8-vs-f32 divergence
+# statistics (float64 arithmetic on logits that the int8 and f32 reference
+# tests pin here already; its ~200 M calls of exp took 6 of the 13 minutes
+# the reference tests ran under emulation).
 #
 # Needs: rustup target add aarch64-unknown-linux-gnu
 #        apt-get install qemu-user gcc-aarch64-linux-gnu
-# The q8 part takes seconds; core's tests about 10 minutes (a few to build,
-# 7 to run under emulation, most of it the reference tests). .ci/run installs the tools.
+# The q8 part takes seconds; core's tests about 15 minutes (5 to build,
+# 10 to run under emulation, most of it the reference tests). .ci/run installs the tools.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
@@ -57,4 +60,5 @@ cd "$repo"
 cargo test -p chaya --no-default-features --features convert --target aarch64-unknown-linux-gnu \
     --lib --test generate --test reference -- \
     --skip every_checkpoint_variant_gives_identical_logits \
-    --skip half_precision_checkpoints_match_their_references
+    --skip half_precision_checkpoints_match_their_references \
+    --skip divergence_of_int8_from_f32_matches_the_simulation
