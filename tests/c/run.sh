@@ -16,7 +16,8 @@ source tests/skip.sh
 profile="${1:-dev}"
 case "$profile" in
     release) cargo_flags=(--release); profile_dir=release ;;
-    dev | debug) cargo_flags=(); profile_dir=debug ;;
+    # --all-targets: the features `cargo test` built the dependencies with (tests/build.sh).
+    dev | debug) cargo_flags=(--all-targets); profile_dir=debug ;;
     *) cargo_flags=(--profile "$profile"); profile_dir="$profile" ;;
 esac
 target_dir="${CARGO_TARGET_DIR:-target}"
