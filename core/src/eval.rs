@@ -92,6 +92,7 @@ pub fn divergence(
     let total = ids.len() - 1;
     let (mut nll_reference, mut nll_candidate, mut same_top1) = (0.0, 0.0, 0);
     let mut kl = Vec::with_capacity(total);
+    let mut p = Vec::with_capacity(vocab);
     for (start, end) in windows(total, ctx) {
         reference.reset();
         candidate.reset();
@@ -101,17 +102,15 @@ pub fn divergence(
             .chunks_exact(vocab)
             .zip(logits_c.chunks_exact(vocab));
         for ((r, c), &target) in rows.zip(&ids[start + 1..=end]) {
-            let (norm_r, norm_c) = (log_normalizer(r), log_normalizer(c));
+            let (norm_r, norm_c) = (softmax(r, &mut p), log_normalizer(c));
             let target = target as usize;
             nll_reference -= r[target] as f64 - norm_r;
             nll_candidate -= c[target] as f64 - norm_c;
             kl.push(
                 r.iter()
                     .zip(c)
-                    .map(|(&a, &b)| {
-                        let log_p = a as f64 - norm_r;
-                        log_p.exp() * (log_p - (b as f64 - norm_c))
-                    })
+                    .zip(&p)
+                    .map(|((&a, &b), &p)| p * ((a as f64 - norm_r) - (b as f64 - norm_c)))
                     .sum::<f64>(),
             );
             same_top1 += usize::from(argmax(r) == argmax(c));
@@ -254,9 +253,25 @@ pub fn log_softmax_at(row: &[f32], index: usize) -> f64 {
 
 /// `ln Σ exp(row)` in f64, what log softmax subtracts from every logit.
 fn log_normalizer(row: &[f32]) -> f64 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let max = row_max(row);
     let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
     max + sum.ln()
+}
+
+/// Puts `softmax(row)` in f64 into `probabilities` and returns
+/// [`log_normalizer`]`(row)`, with one `exp` per logit for both.
+fn softmax(row: &[f32], probabilities: &mut Vec<f64>) -> f64 {
+    let max = row_max(row);
+    probabilities.clear();
+    probabilities.extend(row.iter().map(|&v| (v as f64 - max).exp()));
+    let sum: f64 = probabilities.iter().sum();
+    probabilities.iter_mut().for_each(|p| *p /= sum);
+    max + sum.ln()
+}
+
+/// The largest value of `row`, in f64.
+fn row_max(row: &[f32]) -> f64 {
+    row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64
 }
 
 #[cfg(test)]
@@ -303,5 +318,22 @@ mod tests {
         assert_eq!(nearest_rank(&mut five, 0.5), 3.0);
         assert_eq!(nearest_rank(&mut five, 0.99), 5.0);
         assert_eq!(nearest_rank(&mut five, 0.0), 1.0);
+    }
+
+    #[test]
+    fn softmax_gives_the_probabilities_log_softmax_gives_the_logs_of() {
+        let row = [2.5f32, -1.0, 0.0, 7.25, -30.0, 7.25];
+        let mut p = vec![9.0; 2];
+        let norm = softmax(&row, &mut p);
+        assert_eq!(norm, log_normalizer(&row));
+        assert_eq!(p.len(), row.len());
+        for (i, &p) in p.iter().enumerate() {
+            let want = log_softmax_at(&row, i).exp();
+            assert!(
+                (p - want).abs() <= 1e-15 * want.max(1e-300),
+                "{i}: {p} vs {want}"
+            );
+        }
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-15);
     }
 }
