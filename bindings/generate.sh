@@ -18,12 +18,9 @@ case ${1:-} in
 esac
 cd "$ROOT"
 
-profile_flag=()
-[[ $PROFILE == release ]] && profile_flag=(--release)
-# The whole workspace with all features, as the tests build it: one feature
-# set, so no step rebuilds the dependencies (the `cli` feature adds the binary).
-cargo build --workspace --all-features "${profile_flag[@]}"
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
+# The whole workspace, as the tests build it (the library and uniffi-bindgen).
+source tests/build.sh
+build_workspace
 LIB=$TARGET_DIR/$PROFILE/libchaya_uniffi.so
 BINDGEN=$TARGET_DIR/$PROFILE/uniffi-bindgen
 

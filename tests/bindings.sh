@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the UniFFI bindings end to end: the committed generated sources are
 # current, then the Python, Kotlin (JVM) and Swift (Linux) tests run against the
-# built library. Fails on the first failure; prints each step's time.
+# built library, and the Python tests again against the installed wheel.
+# Fails on the first failure; prints each step's time.
 #
 # Usage: tests/bindings.sh [MODEL]   (default: models/chaya-tiny-random.safetensors)
 # Environment: PROFILE, CHAYA_SWIFT_CHROOT, CHAYA_KOTLIN_HOME (see the scripts).
@@ -22,6 +23,7 @@ step() {
 
 step "generated sources are current" bindings/generate.sh --check
 step "python" python3 tests/python/test_bindings.py "$MODEL"
+step "python wheel (maturin, installed into a fresh venv)" tests/python/wheel.sh "$MODEL"
 step "kotlin" tests/kotlin/run.sh "$MODEL"
 step "swift" tests/swift/run.sh "$MODEL"
 echo "==== bindings: all passed"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints README.md's first ```LANG code block: the example the tests build.
 # Fails when README.md has no such block, or an empty one.
-#   bash tests/readme_example.sh c|kotlin|swift
+#   bash tests/readme_example.sh c|kotlin|swift|python
 set -euo pipefail
 fence='```'
 awk -v opening="$fence$1" -v closing="$fence" '

@@ -5,9 +5,10 @@ Loads the built libchaya_uniffi.so through the generated module and drives a
 small model: streaming, determinism, cancel from another thread, typed errors,
 loading from bytes.
 
-Usage: python3 tests/python/test_bindings.py [MODEL] [--lib LIBRARY]
-  MODEL    model file (default: models/chaya-tiny-random.safetensors)
-  LIBRARY  the cdylib (default: target/$PROFILE/libchaya_uniffi.so, PROFILE=debug)
+Usage: python3 tests/python/test_bindings.py [MODEL] [--lib LIBRARY | --installed]
+  MODEL        model file (default: models/chaya-tiny-random.safetensors)
+  LIBRARY      the cdylib (default: target/$PROFILE/libchaya_uniffi.so, PROFILE=debug)
+  --installed  test the installed package `chaya` instead (tests/python/wheel.sh)
 Paths are relative to the repository root. Ends with "python: N passed, N failed".
 """
 
@@ -51,9 +52,14 @@ def main():
     parser.add_argument("model", nargs="?", default="models/chaya-tiny-random.safetensors")
     target = os.environ.get("CARGO_TARGET_DIR", "target")  # relative to ROOT, where cargo ran
     parser.add_argument("--lib", default=f"{target}/{os.environ.get('PROFILE', 'debug')}/libchaya_uniffi.so")
+    parser.add_argument("--installed", action="store_true", help="test the installed package (a wheel) instead")
     args = parser.parse_args()
     model_path = os.path.join(ROOT, args.model)
-    chaya = import_chaya(os.path.join(ROOT, args.lib))
+    if args.installed:
+        import chaya  # noqa: E402
+    else:
+        chaya = import_chaya(os.path.join(ROOT, args.lib))
+    print(f"python: testing {os.path.dirname(os.path.realpath(chaya.__file__))}")
     model = chaya.Model.from_path(model_path, chaya.LoadOptions(threads=1))
 
     class Collect(chaya.TokenSink):
