@@ -1979,8 +1979,9 @@ class SessionProtocol(typing.Protocol):
     One conversation over a `Model`: its context (KV cache) carries over
     from one `generate` to the next until `reset`.
 
-    One call runs at a time: `generate` or `reset` while a generation runs fails
-    with `ChayaError.Busy`. `cancel` works from any thread at any time.
+    One call runs at a time: `generate`, `reset` or `transcript` while another
+    of them runs (a generation, say, also from inside its sink) fails with
+    `ChayaError.Busy`. `cancel` works from any thread at any time.
 """
     
     def cancel(self, ) -> None:
@@ -2027,8 +2028,9 @@ class Session(SessionProtocol):
     One conversation over a `Model`: its context (KV cache) carries over
     from one `generate` to the next until `reset`.
 
-    One call runs at a time: `generate` or `reset` while a generation runs fails
-    with `ChayaError.Busy`. `cancel` works from any thread at any time.
+    One call runs at a time: `generate`, `reset` or `transcript` while another
+    of them runs (a generation, say, also from inside its sink) fails with
+    `ChayaError.Busy`. `cancel` works from any thread at any time.
 """
     
     _handle: ctypes.c_uint64

@@ -3,8 +3,8 @@
 /// How to load a model. Every field has a default, so `LoadOptions()` works.
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
 pub struct LoadOptions {
-    /// Compute threads of the model, shared by its sessions; 0 picks the
-    /// number of available cores.
+    /// Compute threads of the model, shared by its sessions, at most 256; 0
+    /// picks the number of available cores.
     #[uniffi(default = 0)]
     pub threads: u32,
     /// Attention window (KV cache capacity) in 1..=65536; null keeps the file's value.
@@ -56,7 +56,7 @@ pub struct GenerateOptions {
     /// Minimum probability relative to the best token, in [0, 1); 0 disables.
     #[uniffi(default = 0.05)]
     pub min_p: f32,
-    /// Repetition penalty (> 0; 1 disables).
+    /// Repetition penalty in (0, 100]; 1 disables.
     #[uniffi(default = 1.1)]
     pub repetition_penalty: f32,
     /// Subtracted per occurrence of a token in the context (-100..=100).
@@ -79,7 +79,7 @@ pub struct GenerateOptions {
     /// Stop at the end-of-text token.
     #[uniffi(default = true)]
     pub stop_at_eos: bool,
-    /// Biases added to chosen tokens' logits.
+    /// Biases added to chosen tokens' logits (entries for one token add up).
     #[uniffi(default = [])]
     pub logit_bias: Vec<LogitBias>,
     /// When the context window is full, keep going by re-prefilling its last

@@ -120,8 +120,9 @@ impl CancelToken {
 /// One conversation over a `Model`: its context (KV cache) carries over
 /// from one `generate` to the next until `reset`.
 ///
-/// One call runs at a time: `generate` or `reset` while a generation runs fails
-/// with `ChayaError.Busy`. `cancel` works from any thread at any time.
+/// One call runs at a time: `generate`, `reset` or `transcript` while another
+/// of them runs (a generation, say, also from inside its sink) fails with
+/// `ChayaError.Busy`. `cancel` works from any thread at any time.
 #[derive(Debug, uniffi::Object)]
 pub struct Session {
     inner: Mutex<SafeDrop<chaya::Session>>,
@@ -142,7 +143,7 @@ impl Session {
         match self.inner.try_lock() {
             Ok(guard) => Ok(guard),
             Err(TryLockError::WouldBlock) => Err(ChayaError::Busy {
-                message: format!("cannot {call}: the session is generating"),
+                message: format!("cannot {call}: another call is using the session"),
             }),
             // A panic in core left the context in an unknown state: start over.
             Err(TryLockError::Poisoned(poisoned)) => {

@@ -1071,8 +1071,9 @@ public func FfiConverterTypeModel_lower(_ value: Model) -> UInt64 {
  * One conversation over a `Model`: its context (KV cache) carries over
  * from one `generate` to the next until `reset`.
  *
- * One call runs at a time: `generate` or `reset` while a generation runs fails
- * with `ChayaError.Busy`. `cancel` works from any thread at any time.
+ * One call runs at a time: `generate`, `reset` or `transcript` while another
+ * of them runs (a generation, say, also from inside its sink) fails with
+ * `ChayaError.Busy`. `cancel` works from any thread at any time.
  */
 public protocol SessionProtocol: AnyObject, Sendable {
     
@@ -1119,8 +1120,9 @@ public protocol SessionProtocol: AnyObject, Sendable {
  * One conversation over a `Model`: its context (KV cache) carries over
  * from one `generate` to the next until `reset`.
  *
- * One call runs at a time: `generate` or `reset` while a generation runs fails
- * with `ChayaError.Busy`. `cancel` works from any thread at any time.
+ * One call runs at a time: `generate`, `reset` or `transcript` while another
+ * of them runs (a generation, say, also from inside its sink) fails with
+ * `ChayaError.Busy`. `cancel` works from any thread at any time.
  */
 open class Session: SessionProtocol, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -1538,7 +1540,7 @@ public struct GenerateOptions: Equatable, Hashable {
      */
     public var minP: Float
     /**
-     * Repetition penalty (> 0; 1 disables).
+     * Repetition penalty in (0, 100]; 1 disables.
      */
     public var repetitionPenalty: Float
     /**
@@ -1568,7 +1570,7 @@ public struct GenerateOptions: Equatable, Hashable {
      */
     public var stopAtEos: Bool
     /**
-     * Biases added to chosen tokens' logits.
+     * Biases added to chosen tokens' logits (entries for one token add up).
      */
     public var logitBias: [LogitBias]
     /**
@@ -1605,7 +1607,7 @@ public struct GenerateOptions: Equatable, Hashable {
          * Minimum probability relative to the best token, in [0, 1); 0 disables.
          */minP: Float = Float(0.05), 
         /**
-         * Repetition penalty (> 0; 1 disables).
+         * Repetition penalty in (0, 100]; 1 disables.
          */repetitionPenalty: Float = Float(1.1), 
         /**
          * Subtracted per occurrence of a token in the context (-100..=100).
@@ -1628,7 +1630,7 @@ public struct GenerateOptions: Equatable, Hashable {
          * Stop at the end-of-text token.
          */stopAtEos: Bool = true, 
         /**
-         * Biases added to chosen tokens' logits.
+         * Biases added to chosen tokens' logits (entries for one token add up).
          */logitBias: [LogitBias] = [], 
         /**
          * When the context window is full, keep going by re-prefilling its last
@@ -1884,8 +1886,8 @@ public func FfiConverterTypeGenerateSummary_lower(_ value: GenerateSummary) -> R
  */
 public struct LoadOptions: Equatable, Hashable {
     /**
-     * Compute threads of the model, shared by its sessions; 0 picks the
-     * number of available cores.
+     * Compute threads of the model, shared by its sessions, at most 256; 0
+     * picks the number of available cores.
      */
     public var threads: UInt32
     /**
@@ -1903,8 +1905,8 @@ public struct LoadOptions: Equatable, Hashable {
     // declare one manually.
     public init(
         /**
-         * Compute threads of the model, shared by its sessions; 0 picks the
-         * number of available cores.
+         * Compute threads of the model, shared by its sessions, at most 256; 0
+         * picks the number of available cores.
          */threads: UInt32 = UInt32(0), 
         /**
          * Attention window (KV cache capacity) in 1..=65536; null keeps the file's value.

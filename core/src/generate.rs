@@ -29,7 +29,7 @@ pub struct GenerateOptions {
     pub top_p: f32,
     /// Minimum probability relative to the best token, in [0, 1); 0 disables.
     pub min_p: f32,
-    /// Repetition penalty (> 0; 1 disables).
+    /// Repetition penalty in (0, 100]; 1 disables.
     pub repetition_penalty: f32,
     /// Subtracted per occurrence of a token in the context (-100..=100).
     pub frequency_penalty: f32,
@@ -49,8 +49,9 @@ pub struct GenerateOptions {
     pub stop_strings: Vec<String>,
     /// Stop at the end-of-text token.
     pub stop_at_eos: bool,
-    /// Added to the logits of chosen token ids: finite biases, or
-    /// `f32::NEG_INFINITY` to ban a token.
+    /// Added to the logits of chosen token ids (below the vocabulary size;
+    /// entries for one id add up): finite biases, or `f32::NEG_INFINITY` to
+    /// ban a token.
     pub logit_bias: Vec<(u32, f32)>,
     /// When the context window is full, keep going by re-prefilling its last
     /// three quarters; `false` stops with [`StopReason::Context`] instead (and
@@ -257,7 +258,8 @@ pub struct GenerateSummary {
     /// Context tokens computed by the prompt prefill.
     pub prefill_tokens: usize,
     /// Times the context (the prompt, or the conversation as it grew)
-    /// overflowed and the window was re-prefilled with its last three quarters.
+    /// overflowed and the window was re-prefilled with its last three quarters
+    /// (counted also when a cancel stopped that prefill before its first pass).
     pub context_shifts: usize,
     /// Why generation stopped.
     pub stop_reason: StopReason,

@@ -346,7 +346,8 @@ fn pieces_of<'a>(
 
 impl Tokenizer {
     /// Parses a `tokenizer.json` document. GPT-2-style byte-level BPE takes a
-    /// fast path; anything else goes through the `tokenizers` deserializer.
+    /// fast path; anything else goes through the `tokenizers` deserializer
+    /// with the `any-tokenizer` feature, and is an error without it.
     pub fn from_json(json: &str) -> Result<Tokenizer> {
         Self::from_json_signalling(json, None)
     }

@@ -35,13 +35,15 @@
  *   Strings passed in are NUL-terminated UTF-8 (CHAYA_ERR_INVALID_UTF8
  *   otherwise), except paths on Unix, which may be any bytes. Streamed text pieces are passed as pointer + length and are NOT
  *   NUL-terminated. Strings returned by the library are freed with
- *   chaya_string_free (or chaya_summary_free for a summary's text).
+ *   chaya_string_free (or chaya_summary_free for a summary's text), except
+ *   those of chaya_version and chaya_last_error, which the library keeps.
  *
  * Memory and threads
  * ------------------
  *   Every handle is freed by its chaya_*_free function; all free functions
  *   accept NULL. Freeing a handle twice is detected and ignored, and using one
- *   after freeing it gives CHAYA_ERR_INVALID_HANDLE, until its memory is
+ *   after freeing it gives CHAYA_ERR_INVALID_HANDLE (from every function that
+ *   returns a status), until its memory is
  *   reused for a new handle: a bug to fix, not an API. Model functions are
  *   thread-safe. A session runs one call at a time (CHAYA_ERR_BUSY otherwise)
  *   and may be used from different threads one after the other; chaya_cancel
@@ -200,7 +202,8 @@ typedef struct chaya_load_options {
     uint32_t threads;
     /**
      * Attention window (KV-cache capacity) in tokens, 1..=65536; 0 keeps the
-     * model file's value. Longer conversations slide the window.
+     * model file's value. A longer conversation shifts the window or stops
+     * (chaya_options.context_shift).
      */
     uint32_t context_length;
     /**
@@ -297,7 +300,8 @@ typedef struct chaya_options {
      */
     const float *logit_bias_values;
     /**
-     * Number of entries in logit_bias_ids and logit_bias_values.
+     * Number of entries in logit_bias_ids and logit_bias_values (entries for
+     * one id add up).
      */
     size_t n_logit_bias;
     /**
@@ -483,7 +487,7 @@ void chaya_model_free(struct chaya_model *model);
 
 /**
  * Number of token ids in the model's vocabulary (token ids are
- * 0..vocab_size-1). Returns 0 when `model` is NULL.
+ * 0..vocab_size-1). Returns 0 when `model` is NULL or not live.
  *
  * # Safety
  * `model` is NULL or a live model.
@@ -492,7 +496,7 @@ size_t chaya_vocab_size(const struct chaya_model *model);
 
 /**
  * The model's effective context length in tokens (after the load option).
- * Returns 0 when `model` is NULL.
+ * Returns 0 when `model` is NULL or not live.
  *
  * # Safety
  * `model` is NULL or a live model.
@@ -501,7 +505,7 @@ size_t chaya_context_length(const struct chaya_model *model);
 
 /**
  * Most prompt tokens the model's sessions compute per forward pass (after
- * the load option). Returns 0 when `model` is NULL.
+ * the load option). Returns 0 when `model` is NULL or not live.
  *
  * # Safety
  * `model` is NULL or a live model.

@@ -26,7 +26,8 @@ pub struct chaya_load_options {
     /// uses every available core.
     pub threads: u32,
     /// Attention window (KV-cache capacity) in tokens, 1..=65536; 0 keeps the
-    /// model file's value. Longer conversations slide the window.
+    /// model file's value. A longer conversation shifts the window or stops
+    /// (chaya_options.context_shift).
     pub context_length: u32,
     /// Most prompt tokens computed per forward pass, 1..=65536; 0 uses 256.
     /// Smaller chunks lower a long prompt's peak memory and let chaya_cancel
@@ -186,7 +187,7 @@ pub unsafe extern "C" fn chaya_model_free(model: *mut chaya_model) {
 }
 
 /// Number of token ids in the model's vocabulary (token ids are
-/// 0..vocab_size-1). Returns 0 when `model` is NULL.
+/// 0..vocab_size-1). Returns 0 when `model` is NULL or not live.
 ///
 /// # Safety
 /// `model` is NULL or a live model.
@@ -199,7 +200,7 @@ pub unsafe extern "C" fn chaya_vocab_size(model: *const chaya_model) -> usize {
 }
 
 /// The model's effective context length in tokens (after the load option).
-/// Returns 0 when `model` is NULL.
+/// Returns 0 when `model` is NULL or not live.
 ///
 /// # Safety
 /// `model` is NULL or a live model.
@@ -212,7 +213,7 @@ pub unsafe extern "C" fn chaya_context_length(model: *const chaya_model) -> usiz
 }
 
 /// Most prompt tokens the model's sessions compute per forward pass (after
-/// the load option). Returns 0 when `model` is NULL.
+/// the load option). Returns 0 when `model` is NULL or not live.
 ///
 /// # Safety
 /// `model` is NULL or a live model.

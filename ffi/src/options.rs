@@ -57,7 +57,8 @@ pub struct chaya_options {
     /// finite, or -INFINITY to ban the token. May be NULL when n_logit_bias is
     /// 0.
     pub logit_bias_values: *const f32,
-    /// Number of entries in logit_bias_ids and logit_bias_values.
+    /// Number of entries in logit_bias_ids and logit_bias_values (entries for
+    /// one id add up).
     pub n_logit_bias: usize,
     /// When the context window fills up, keep going by re-prefilling its most
     /// recent three quarters; when false, stop with CHAYA_STOP_CONTEXT instead

@@ -176,7 +176,7 @@ def main():
             return False
 
         session.generate("Hi", seeded(chaya), Collect(reenter))
-        assert len(errors) == 1 and "generating" in str(errors[0])
+        assert len(errors) == 1 and "another call is using the session" in str(errors[0])
 
     def test_invalid_temperature_is_invalid_option():
         try:

@@ -65,7 +65,7 @@ public final class ChayaModel: Sendable {
 /// One conversation over a `ChayaModel`. Its generations run one at a time, in the order
 /// `generate` was called: a second one waits for the first instead of failing `Busy`.
 public final class ChayaSession: Sendable {
-    /// The binding object (transcript…).
+    /// The binding object, for what this wrapper does not cover.
     public let session: Session
 
     /// Serial: the session's calls run in order, one at a time.
@@ -84,8 +84,20 @@ public final class ChayaSession: Sendable {
     /// Forgets the conversation, after any generation already started or queued.
     public func reset() async throws {
         let session = self.session
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-            queue.async { continuation.resume(with: Result { try session.reset() }) }
+        try await inTurn { try session.reset() }
+    }
+
+    /// The conversation so far (prompts and replies), after any generation already started or
+    /// queued: unlike `session.transcript()`, which fails with `Busy` while one runs.
+    public func transcript() async throws -> String {
+        let session = self.session
+        return try await inTurn { try session.transcript() }
+    }
+
+    /// Runs `call` on the session's queue, after the calls already queued.
+    private func inTurn<T: Sendable>(_ call: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try call() }) }
         }
     }
 }

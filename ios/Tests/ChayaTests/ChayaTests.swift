@@ -131,6 +131,20 @@ final class ChayaTests: XCTestCase {
         XCTAssertEqual(try session.session.transcript(), "")
     }
 
+    func testTranscriptWaitsForTheGenerationInProgress() async throws {
+        let session = try await loadModel().newSession()
+        var pieces: [String] = []
+        var seen: String?
+        for try await piece in session.generate("Hi", options: seeded(8)) {
+            pieces.append(piece)
+            if seen == nil {
+                seen = try await session.transcript() // the plain binding's would throw Busy here
+            }
+        }
+        XCTAssertGreaterThan(pieces.count, 1)
+        XCTAssertEqual(seen, "Hi" + pieces.joined())
+    }
+
     func testMissingFileThrowsIo() async throws {
         do {
             _ = try await ChayaModel.load(path: "no-such-model.safetensors")

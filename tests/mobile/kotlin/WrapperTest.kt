@@ -18,6 +18,7 @@ import kotlinx.coroutines.cancelAndJoin
 import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.delay
 import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.flow.onEach
 import kotlinx.coroutines.flow.take
 import kotlinx.coroutines.flow.toList
 import kotlinx.coroutines.launch
@@ -96,8 +97,8 @@ fun main(args: Array<String>) {
         model.newSession().use { session ->
             val pieces = withTimeout(60_000) { session.generate("Hello", endless).take(3).toList() }
             check(pieces.size == 3) { "$pieces" }
-            // Busy if the native generation were still running. The step in
-            // flight when the flow was cancelled may have added one more token.
+            // Busy if the native generation were still running. Every piece generated before
+            // the cancel reached it joined the transcript, also those the flow had not delivered.
             val transcript = session.session.transcript()
             check(transcript.startsWith("Hello" + pieces.joinToString(""))) { transcript }
         }
@@ -121,8 +122,20 @@ fun main(args: Array<String>) {
             model.newSession().use { session ->
                 val job = launch(start = CoroutineStart.UNDISPATCHED) { session.generate("Hi", endless).collect {} }
                 withTimeout(60_000) { job.cancelAndJoin() }
-                session.session.transcript()
+                // Nothing generated; the prompt joined the conversation if the native call started.
+                val transcript = session.session.transcript()
+                check(transcript == "" || transcript == "Hi") { transcript }
             }
+        }
+    }
+
+    tests["a collector reads its session's transcript once the generation has ended"] = {
+        model.newSession().use { session ->
+            var seen: String? = null
+            val pieces = withTimeout(60_000) {
+                session.generate("Hi", seeded(maxTokens = 8u)).onEach { if (seen == null) seen = session.transcript() }.toList()
+            }
+            check(pieces.size > 1 && seen == "Hi" + pieces.joinToString("")) { "$seen vs $pieces" }
         }
     }
 
@@ -300,6 +313,13 @@ fun main(args: Array<String>) {
     tests["asset: a missing one is an IOException and leaves nothing behind"] = {
         expect<java.io.FileNotFoundException> { copyAsset(device, "missing.safetensors") }
         check(copyDir.list()!!.toList() == listOf("model.safetensors")) { "left: ${copyDir.list()!!.toList()}" }
+    }
+
+    tests["asset: a one-character name copies too"] = {
+        File(modelPath).copyTo(File(assetDir, "assets/m"))
+        val copy = copyAsset(device, "m")
+        check(copy == File(copyDir, "m") && copy.readBytes().contentEquals(asset)) { "$copy" }
+        copy.delete()
     }
 
     runTests("kotlin-wrapper", tests.mapValues { (_, test) -> { runBlocking { test() } } }) {

@@ -2242,8 +2242,9 @@ public object FfiConverterTypeModel: FfiConverter<Model, Long> {
  * One conversation over a `Model`: its context (KV cache) carries over
  * from one `generate` to the next until `reset`.
  *
- * One call runs at a time: `generate` or `reset` while a generation runs fails
- * with `ChayaError.Busy`. `cancel` works from any thread at any time.
+ * One call runs at a time: `generate`, `reset` or `transcript` while another
+ * of them runs (a generation, say, also from inside its sink) fails with
+ * `ChayaError.Busy`. `cancel` works from any thread at any time.
  */
 public interface SessionInterface {
     
@@ -2292,8 +2293,9 @@ public interface SessionInterface {
  * One conversation over a `Model`: its context (KV cache) carries over
  * from one `generate` to the next until `reset`.
  *
- * One call runs at a time: `generate` or `reset` while a generation runs fails
- * with `ChayaError.Busy`. `cancel` works from any thread at any time.
+ * One call runs at a time: `generate`, `reset` or `transcript` while another
+ * of them runs (a generation, say, also from inside its sink) fails with
+ * `ChayaError.Busy`. `cancel` works from any thread at any time.
  */
 open class Session: Disposable, AutoCloseable, SessionInterface
 {
@@ -2893,7 +2895,7 @@ data class GenerateOptions (
     var `minP`: kotlin.Float = 0.05f 
     , 
     /**
-     * Repetition penalty (> 0; 1 disables).
+     * Repetition penalty in (0, 100]; 1 disables.
      */
     var `repetitionPenalty`: kotlin.Float = 1.1f 
     , 
@@ -2930,7 +2932,7 @@ data class GenerateOptions (
     var `stopAtEos`: kotlin.Boolean = true 
     , 
     /**
-     * Biases added to chosen tokens' logits.
+     * Biases added to chosen tokens' logits (entries for one token add up).
      */
     var `logitBias`: List<LogitBias> = listOf() 
     , 
@@ -3139,8 +3141,8 @@ public object FfiConverterTypeGenerateSummary: FfiConverterRustBuffer<GenerateSu
  */
 data class LoadOptions (
     /**
-     * Compute threads of the model, shared by its sessions; 0 picks the
-     * number of available cores.
+     * Compute threads of the model, shared by its sessions, at most 256; 0
+     * picks the number of available cores.
      */
     var `threads`: kotlin.UInt = 0u 
     , 

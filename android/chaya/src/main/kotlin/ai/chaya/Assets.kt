@@ -5,6 +5,7 @@ package ai.chaya
 
 import android.content.Context
 import java.io.File
+import java.io.IOException
 import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.withContext
@@ -14,8 +15,8 @@ import uniffi.chaya.LoadOptions
  * Loads the model file shipped as asset [name]. The asset is copied once (again after an app
  * update) to no-backup storage and loaded from there memory-mapped, so the weights never pass
  * through the Java heap (see [loadAssetBytes] for the alternative). [options] default to
- * [phoneLoadOptions]. Besides [uniffi.chaya.ChayaException], throws the [java.io.IOException]
- * of a failed copy (a missing asset, a full disk).
+ * [phoneLoadOptions]. Besides [uniffi.chaya.ChayaException], throws the [IOException] of a
+ * failed copy (a missing asset, a full disk).
  */
 suspend fun ChayaModel.Companion.loadAsset(
     context: Context,
@@ -59,7 +60,8 @@ internal fun copyAsset(context: Context, name: String): File = synchronized(copy
     val current = target.isFile && target.lastModified() >= installed &&
         (size == null || target.length() == size)
     if (current) return target
-    val partial = File.createTempFile(target.name, ".partial", dir)
+    // "$name.copy<random>.partial": a prefix of 3 characters at least, as createTempFile wants.
+    val partial = File.createTempFile("${target.name}.copy", ".partial", dir)
     try {
         context.assets.open(name).use { input ->
             partial.outputStream().use { output ->
@@ -67,7 +69,7 @@ internal fun copyAsset(context: Context, name: String): File = synchronized(copy
                 output.fd.sync()
             }
         }
-        check(partial.renameTo(target)) { "cannot move $partial to $target" }
+        if (!partial.renameTo(target)) throw IOException("cannot move $partial to $target")
     } finally {
         partial.delete()
     }

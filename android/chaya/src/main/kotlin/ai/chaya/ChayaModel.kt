@@ -94,12 +94,12 @@ class ChayaModel private constructor(
 /**
  * One conversation over a [ChayaModel]. Its generations run one at a time, in the order their
  * flows are collected: a second collection waits for the first instead of failing. A collector
- * may call [reset] or [generate] on its own session: they run once the current generation has
- * ended (the flow buffers its text, so the generation never waits for the collector). Using a
- * closed session throws [IllegalStateException].
+ * may call [reset], [transcript] or [generate] on its own session: they run once the current
+ * generation has ended (the flow buffers its text, so the generation never waits for the
+ * collector). Using a closed session throws [IllegalStateException].
  */
 class ChayaSession internal constructor(
-    /** The binding object (transcript…). */
+    /** The binding object, for what this wrapper does not cover. */
     val session: Session,
     private val dispatcher: CoroutineDispatcher,
 ) : AutoCloseable {
@@ -130,8 +130,15 @@ class ChayaSession internal constructor(
     suspend fun reset() = turn.withLock { withContext(dispatcher) { session.reset() } }
 
     /**
-     * Cancels any running generation (also one whose native call has not started yet, and one
-     * started on [session] directly), then frees the native session once no call uses it.
+     * The conversation so far (prompts and replies), after any running generation: unlike
+     * `session.transcript()`, which fails with `Busy` while one runs.
+     */
+    suspend fun transcript(): String = turn.withLock { withContext(dispatcher) { session.transcript() } }
+
+    /**
+     * Cancels any running generation of this wrapper (also one whose native call has not started
+     * yet) and any native call already generating on [session] directly, then frees the native
+     * session once no call uses it.
      * Collections still waiting for their turn throw [IllegalStateException]. Closing again
      * does nothing.
      */
