@@ -250,7 +250,10 @@ fun main(args: Array<String>) {
         val twoBig = List(4) { 1_800_000L } + List(2) { 2_400_000L }
         check(performanceCores(pixel8, 9) == 4) { "pixel8 ${performanceCores(pixel8, 9)}" }
         check(performanceCores(twoBig, 6) == 2) { "twoBig ${performanceCores(twoBig, 6)}" }
+        // The fast cores, not half the processors (which would give 4).
+        check(performanceCores(List(6) { 1_800_000L } + List(2) { 2_600_000L }, 8) == 2) { "two fast of eight" }
         check(performanceCores(List(8) { 2_000_000L }, 8) == 4) { "uniform 8" }
+        check(performanceCores(List(4) { 2_000_000L }, 4) == 2) { "uniform 4: half" }
         check(performanceCores(emptyList(), 2) == 1) { "unreadable, 2 processors" }
         check(performanceCores(emptyList(), 1) == 1) { "unreadable, 1 processor" }
         check(performanceCores() in 1..MAX_DEFAULT_THREADS) { "this machine: ${performanceCores()}" }
@@ -315,6 +318,19 @@ fun main(args: Array<String>) {
         check(copyDir.list()!!.toList() == listOf("model.safetensors")) { "left: ${copyDir.list()!!.toList()}" }
     }
 
+    tests["asset: a compressed one (no size known) is copied once, and again after an app update"] = {
+        val zipped = FakeDevice(assetDir, compressed = setOf("model.safetensors"))
+        copied.delete()
+        copyAsset(zipped, "model.safetensors")
+        check(copied.readBytes().contentEquals(asset)) { "copy differs from the asset" }
+        copied.writeBytes(ByteArray(asset.size)) // a marker: kept while the copy counts as current
+        copyAsset(zipped, "model.safetensors")
+        check(copied.readBytes().all { it == 0.toByte() }) { "a current copy was made again" }
+        zipped.installed = System.currentTimeMillis() + 60_000
+        copyAsset(zipped, "model.safetensors")
+        check(copied.readBytes().contentEquals(asset)) { "an app update did not refresh the copy" }
+    }
+
     tests["asset: a one-character name copies too"] = {
         File(modelPath).copyTo(File(assetDir, "assets/m"))
         val copy = copyAsset(device, "m")
@@ -328,12 +344,15 @@ fun main(args: Array<String>) {
     }
 }
 
-/** A device whose assets are the files of `root/assets` and whose app was installed at [installed]. */
-class FakeDevice(root: File) : android.content.Context() {
+/**
+ * A device whose assets are the files of `root/assets` ([compressed] ones without a size, as
+ * compressed APK entries) and whose app was installed at [installed].
+ */
+class FakeDevice(root: File, compressed: Set<String> = emptySet()) : android.content.Context() {
     @Volatile var installed = 0L
     override val noBackupFilesDir = File(root, "no-backup")
     override val packageName = "ai.chaya.test"
-    override val assets = android.content.res.AssetManager(File(root, "assets"))
+    override val assets = android.content.res.AssetManager(File(root, "assets"), compressed)
     override val packageManager = object : android.content.pm.PackageManager() {
         override fun getPackageInfo(packageName: String, flags: Int) =
             android.content.pm.PackageInfo().also { it.lastUpdateTime = installed }
