@@ -81,7 +81,11 @@ if ! command -v valgrind >/dev/null && command -v apt-get >/dev/null && [[ "$(id
         || true
 fi
 if command -v valgrind >/dev/null; then
-    run valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
+    # --fair-sched: valgrind runs one thread at a time, and its default lock
+    # lets a thread that loops on short calls (the misuse suite's chaya_cancel
+    # spinner) take it back again and again: one CI run starved the main
+    # thread for 13 minutes (25 s otherwise, as with the fair ticket lock).
+    run valgrind --fair-sched=yes --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
         --show-leak-kinds=definite,indirect --error-exitcode=1 \
         --suppressions=tests/c/valgrind.supp \
         "$out_dir/test_chaya_shared" "$model"
