@@ -562,6 +562,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_session_reset() != 33235:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_chaya_uniffi_checksum_method_session_score() != 47957:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_session_transcript() != 32778:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_tokensink_on_token() != 24024:
@@ -652,6 +654,9 @@ _UniffiLib.uniffi_chaya_uniffi_checksum_method_session_generate.restype = ctypes
 _UniffiLib.uniffi_chaya_uniffi_checksum_method_session_reset.argtypes = (
 )
 _UniffiLib.uniffi_chaya_uniffi_checksum_method_session_reset.restype = ctypes.c_uint16
+_UniffiLib.uniffi_chaya_uniffi_checksum_method_session_score.argtypes = (
+)
+_UniffiLib.uniffi_chaya_uniffi_checksum_method_session_score.restype = ctypes.c_uint16
 _UniffiLib.uniffi_chaya_uniffi_checksum_method_session_transcript.argtypes = (
 )
 _UniffiLib.uniffi_chaya_uniffi_checksum_method_session_transcript.restype = ctypes.c_uint16
@@ -757,6 +762,12 @@ _UniffiLib.uniffi_chaya_uniffi_fn_method_session_reset.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_chaya_uniffi_fn_method_session_reset.restype = None
+_UniffiLib.uniffi_chaya_uniffi_fn_method_session_score.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_chaya_uniffi_fn_method_session_score.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_chaya_uniffi_fn_method_session_transcript.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1449,6 +1460,45 @@ class _UniffiFfiConverterTypeLoadOptions(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalUInt32.write(value.context_length, buf)
         _UniffiFfiConverterOptionalUInt32.write(value.prefill_chunk, buf)
 
+@dataclass
+class TokenLogprob:
+    """
+    One token of text scored by `Session.score`.
+"""
+    def __init__(self, *, token:int, logprob:float):
+        self.token = token
+        self.logprob = logprob
+        
+        
+
+    
+    def __str__(self):
+        return "TokenLogprob(token={}, logprob={})".format(self.token, self.logprob)
+    def __eq__(self, other):
+        if self.token != other.token:
+            return False
+        if self.logprob != other.logprob:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeTokenLogprob(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return TokenLogprob(
+            token=_UniffiFfiConverterUInt32.read(buf),
+            logprob=_UniffiFfiConverterFloat32.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt32.check_lower(value.token)
+        _UniffiFfiConverterFloat32.check_lower(value.logprob)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt32.write(value.token, buf)
+        _UniffiFfiConverterFloat32.write(value.logprob, buf)
+
 
 
 # ChayaError
@@ -1973,13 +2023,36 @@ class _UniffiFfiConverterOptionalTypeCancelToken(_UniffiConverterRustBuffer):
         else:
             raise InternalError("Unexpected flag byte for optional type")
 
+class _UniffiFfiConverterSequenceTypeTokenLogprob(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeTokenLogprob.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeTokenLogprob.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeTokenLogprob.read(buf) for i in range(count)
+        ]
+
 
 class SessionProtocol(typing.Protocol):
     """
     One conversation over a `Model`: its context (KV cache) carries over
     from one `generate` to the next until `reset`.
 
-    One call runs at a time: `generate`, `reset` or `transcript` while another
+    One call runs at a time: `generate`, `score`, `reset` or `transcript` while another
     of them runs (a generation, say, also from inside its sink) fails with
     `ChayaError.Busy`. `cancel` works from any thread at any time.
 """
@@ -2016,6 +2089,16 @@ class SessionProtocol(typing.Protocol):
         Forgets the conversation: the next `generate` starts from an empty context.
 """
         raise NotImplementedError
+    def score(self, text: str) -> typing.List[TokenLogprob]:
+        """
+        The tokens of `text` (encoded on its own) with their log-probabilities
+        as a continuation of the conversation (of one end-of-text token when
+        it is empty), leaving the conversation as it was: sum them to rank
+        candidate continuations. Reuses the conversation's cache; a text
+        reaching the context length fails with `InvalidInput`, an empty one
+        gives an empty list. Blocks; call it off the UI thread.
+"""
+        raise NotImplementedError
     def transcript(self, ) -> str:
         """
         The conversation so far: prompts and generated text since the last
@@ -2028,7 +2111,7 @@ class Session(SessionProtocol):
     One conversation over a `Model`: its context (KV cache) carries over
     from one `generate` to the next until `reset`.
 
-    One call runs at a time: `generate`, `reset` or `transcript` while another
+    One call runs at a time: `generate`, `score`, `reset` or `transcript` while another
     of them runs (a generation, say, also from inside its sink) fails with
     `ChayaError.Busy`. `cancel` works from any thread at any time.
 """
@@ -2128,6 +2211,29 @@ class Session(SessionProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_chaya_uniffi_fn_method_session_reset,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def score(self, text: str) -> typing.List[TokenLogprob]:
+        """
+        The tokens of `text` (encoded on its own) with their log-probabilities
+        as a continuation of the conversation (of one end-of-text token when
+        it is empty), leaving the conversation as it was: sum them to rank
+        candidate continuations. Reuses the conversation's cache; a text
+        reaching the context length fails with `InvalidInput`, an empty one
+        gives an empty list. Blocks; call it off the UI thread.
+"""
+        
+        _UniffiFfiConverterString.check_lower(text)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(text),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceTypeTokenLogprob.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeChayaError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_chaya_uniffi_fn_method_session_score,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -2530,6 +2636,7 @@ __all__ = [
     "GenerateOptions",
     "GenerateSummary",
     "LoadOptions",
+    "TokenLogprob",
     "compat_generate_options",
     "default_generate_options",
     "greedy_generate_options",

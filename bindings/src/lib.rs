@@ -11,7 +11,8 @@
 //!   and opens sessions.
 //! - [`Session`]: one conversation; [`Session::generate`] streams text to a
 //!   foreign [`TokenSink`] and returns a [`GenerateSummary`];
-//!   [`Session::cancel`] stops it from any thread.
+//!   [`Session::cancel`] stops it from any thread; [`Session::score`] gives
+//!   the log-probabilities ([`TokenLogprob`]) of a text that would continue it.
 //! - [`CancelToken`]: cancels the one generation it is passed to, even before
 //!   that generation starts.
 //! - [`GenerateOptions`]: sampling settings with core's defaults.
@@ -34,6 +35,6 @@ pub use options::{
     compat_generate_options, default_generate_options, greedy_generate_options, GenerateOptions,
     LoadOptions, LogitBias,
 };
-pub use session::{CancelToken, GenerateSummary, Session, StopReason, TokenSink};
+pub use session::{CancelToken, GenerateSummary, Session, StopReason, TokenLogprob, TokenSink};
 
 uniffi::setup_scaffolding!("chaya");

@@ -91,6 +91,25 @@ impl From<chaya::GenerateSummary> for GenerateSummary {
     }
 }
 
+/// One token of text scored by `Session.score`.
+#[derive(Clone, Copy, Debug, PartialEq, uniffi::Record)]
+pub struct TokenLogprob {
+    /// The token's id.
+    pub token: u32,
+    /// Natural log of the token's probability given the conversation and the
+    /// text's tokens before it (≤ 0).
+    pub logprob: f32,
+}
+
+impl From<chaya::TokenLogprob> for TokenLogprob {
+    fn from(s: chaya::TokenLogprob) -> Self {
+        TokenLogprob {
+            token: s.token,
+            logprob: s.logprob,
+        }
+    }
+}
+
 /// Cancels one `Session.generate` call it is passed to, from any thread: once
 /// cancelled it stays cancelled, so it also stops a call that has not started
 /// yet (before any computation) and never reaches another call.
@@ -120,7 +139,7 @@ impl CancelToken {
 /// One conversation over a `Model`: its context (KV cache) carries over
 /// from one `generate` to the next until `reset`.
 ///
-/// One call runs at a time: `generate`, `reset` or `transcript` while another
+/// One call runs at a time: `generate`, `score`, `reset` or `transcript` while another
 /// of them runs (a generation, say, also from inside its sink) fails with
 /// `ChayaError.Busy`. `cancel` works from any thread at any time.
 #[derive(Debug, uniffi::Object)]
@@ -212,6 +231,19 @@ impl Session {
     pub fn reset(&self) -> Result<(), ChayaError> {
         self.lock("reset")?.reset();
         Ok(())
+    }
+
+    /// The tokens of `text` (encoded on its own) with their log-probabilities
+    /// as a continuation of the conversation (of one end-of-text token when
+    /// it is empty), leaving the conversation as it was: sum them to rank
+    /// candidate continuations. Reuses the conversation's cache; a text
+    /// reaching the context length fails with `InvalidInput`, an empty one
+    /// gives an empty list. Blocks; call it off the UI thread.
+    pub fn score(&self, text: String) -> Result<Vec<TokenLogprob>, ChayaError> {
+        let mut session = self.lock("score")?;
+        mark_thread();
+        let scores = session.score(&text)?;
+        Ok(scores.into_iter().map(Into::into).collect())
     }
 
     /// The conversation so far: prompts and generated text since the last

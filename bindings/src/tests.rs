@@ -73,6 +73,41 @@ fn a_failing_sink_is_a_callback_error() {
     assert!(error.to_string().contains("full"), "{error}");
 }
 
+#[test]
+fn scoring_while_a_generation_runs_is_busy_and_afterwards_leaves_the_transcript() {
+    /// Tries to score from inside the sink of a generation on the same session.
+    struct ScoreInside(Mutex<Option<Arc<Session>>>, Mutex<Vec<ChayaError>>);
+    impl TokenSink for ScoreInside {
+        fn on_token(&self, _: String) -> Result<bool, TokenSinkError> {
+            let session = self.0.lock().unwrap().clone().unwrap();
+            let error = session.score(" the sea".into()).unwrap_err();
+            self.1.lock().unwrap().push(error);
+            Ok(false)
+        }
+    }
+    let session = model().new_session().unwrap();
+    let sink = Arc::new(ScoreInside(
+        Mutex::new(Some(session.clone())),
+        Mutex::default(),
+    ));
+    session
+        .generate("Once".into(), options(4), sink.clone(), None)
+        .unwrap();
+    let errors = std::mem::take(&mut *sink.1.lock().unwrap());
+    *sink.0.lock().unwrap() = None;
+    assert!(
+        matches!(&errors[..], [ChayaError::Busy { message }] if message.contains("score")),
+        "{errors:?}"
+    );
+
+    let transcript = session.transcript().unwrap();
+    let scores = session.score(" the sea".into()).unwrap();
+    assert_eq!(session.transcript().unwrap(), transcript);
+    let ids: Vec<u32> = scores.iter().map(|s| s.token).collect();
+    assert_eq!(ids, model().encode(" the sea".into()).unwrap());
+    assert!(scores.iter().all(|s| s.logprob < 0.0), "{scores:?}");
+}
+
 thread_local! {
     static HELD: RefCell<Option<Arc<Session>>> = const { RefCell::new(None) };
 }

@@ -1071,7 +1071,7 @@ public func FfiConverterTypeModel_lower(_ value: Model) -> UInt64 {
  * One conversation over a `Model`: its context (KV cache) carries over
  * from one `generate` to the next until `reset`.
  *
- * One call runs at a time: `generate`, `reset` or `transcript` while another
+ * One call runs at a time: `generate`, `score`, `reset` or `transcript` while another
  * of them runs (a generation, say, also from inside its sink) fails with
  * `ChayaError.Busy`. `cancel` works from any thread at any time.
  */
@@ -1110,6 +1110,16 @@ public protocol SessionProtocol: AnyObject, Sendable {
     func reset() throws 
     
     /**
+     * The tokens of `text` (encoded on its own) with their log-probabilities
+     * as a continuation of the conversation (of one end-of-text token when
+     * it is empty), leaving the conversation as it was: sum them to rank
+     * candidate continuations. Reuses the conversation's cache; a text
+     * reaching the context length fails with `InvalidInput`, an empty one
+     * gives an empty list. Blocks; call it off the UI thread.
+     */
+    func score(text: String) throws  -> [TokenLogprob]
+    
+    /**
      * The conversation so far: prompts and generated text since the last
      * reset, without a character held back unfinished.
      */
@@ -1120,7 +1130,7 @@ public protocol SessionProtocol: AnyObject, Sendable {
  * One conversation over a `Model`: its context (KV cache) carries over
  * from one `generate` to the next until `reset`.
  *
- * One call runs at a time: `generate`, `reset` or `transcript` while another
+ * One call runs at a time: `generate`, `score`, `reset` or `transcript` while another
  * of them runs (a generation, say, also from inside its sink) fails with
  * `ChayaError.Busy`. `cancel` works from any thread at any time.
  */
@@ -1230,6 +1240,24 @@ open func reset()throws   {try rustCallWithError(FfiConverterTypeChayaError_lift
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 }
+}
+    
+    /**
+     * The tokens of `text` (encoded on its own) with their log-probabilities
+     * as a continuation of the conversation (of one end-of-text token when
+     * it is empty), leaving the conversation as it was: sum them to rank
+     * candidate continuations. Reuses the conversation's cache; a text
+     * reaching the context length fails with `InvalidInput`, an empty one
+     * gives an empty list. Blocks; call it off the UI thread.
+     */
+open func score(text: String)throws  -> [TokenLogprob]  {
+    return try  FfiConverterSequenceTypeTokenLogprob.lift(try rustCallWithError(FfiConverterTypeChayaError_lift) {
+        uniffiCallStatus in
+    uniffi_chaya_uniffi_fn_method_session_score(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(text),uniffiCallStatus
+    )
+})
 }
     
     /**
@@ -2036,6 +2064,77 @@ public func FfiConverterTypeLogitBias_lower(_ value: LogitBias) -> RustBuffer {
 
 
 /**
+ * One token of text scored by `Session.score`.
+ */
+public struct TokenLogprob: Equatable, Hashable {
+    /**
+     * The token's id.
+     */
+    public var token: UInt32
+    /**
+     * Natural log of the token's probability given the conversation and the
+     * text's tokens before it (≤ 0).
+     */
+    public var logprob: Float
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The token's id.
+         */token: UInt32, 
+        /**
+         * Natural log of the token's probability given the conversation and the
+         * text's tokens before it (≤ 0).
+         */logprob: Float) {
+        self.token = token
+        self.logprob = logprob
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TokenLogprob: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTokenLogprob: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TokenLogprob {
+        return
+            try TokenLogprob(
+                token: FfiConverterUInt32.read(from: &buf), 
+                logprob: FfiConverterFloat.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TokenLogprob, into buf: inout [UInt8]) {
+        FfiConverterUInt32.write(value.token, into: &buf)
+        FfiConverterFloat.write(value.logprob, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTokenLogprob_lift(_ buf: RustBuffer) throws -> TokenLogprob {
+    return try FfiConverterTypeTokenLogprob.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTokenLogprob_lower(_ value: TokenLogprob) -> RustBuffer {
+    return FfiConverterTypeTokenLogprob.lower(value)
+}
+
+
+/**
  * Why a call failed. Each variant carries a message meant for people; in the
  * foreign languages it is the exception's message.
  */
@@ -2542,6 +2641,31 @@ fileprivate struct FfiConverterSequenceTypeLogitBias: FfiConverterRustBuffer {
         return seq
     }
 }
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeTokenLogprob: FfiConverterRustBuffer {
+    typealias SwiftType = [TokenLogprob]
+
+    public static func write(_ value: [TokenLogprob], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeTokenLogprob.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [TokenLogprob] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [TokenLogprob]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeTokenLogprob.read(from: &buf))
+        }
+        return seq
+    }
+}
 /**
  * The original CHAYA CLI's defaults (compat sampling).
  */
@@ -2634,6 +2758,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_chaya_uniffi_checksum_method_session_reset() != 33235) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_chaya_uniffi_checksum_method_session_score() != 47957) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_chaya_uniffi_checksum_method_session_transcript() != 32778) {

@@ -370,6 +370,11 @@ RustBuffer uniffi_chaya_uniffi_fn_method_session_generate(uint64_t ptr, RustBuff
 void uniffi_chaya_uniffi_fn_method_session_reset(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_SESSION_SCORE
+#define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_SESSION_SCORE
+RustBuffer uniffi_chaya_uniffi_fn_method_session_score(uint64_t ptr, RustBuffer text, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_SESSION_TRANSCRIPT
 #define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_FN_METHOD_SESSION_TRANSCRIPT
 RustBuffer uniffi_chaya_uniffi_fn_method_session_transcript(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -766,6 +771,12 @@ uint16_t uniffi_chaya_uniffi_checksum_method_session_generate(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_SESSION_RESET
 #define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_SESSION_RESET
 uint16_t uniffi_chaya_uniffi_checksum_method_session_reset(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_SESSION_SCORE
+#define UNIFFI_FFIDEF_UNIFFI_CHAYA_UNIFFI_CHECKSUM_METHOD_SESSION_SCORE
+uint16_t uniffi_chaya_uniffi_checksum_method_session_score(void
     
 );
 #endif

@@ -511,7 +511,11 @@ impl Session {
 
     /// The tokens of `conversation`, behind the end-of-text token a
     /// conversation begun with an empty prompt opens with.
-    fn conversation_tokens(&self, conversation: &str, opens_with_eos: bool) -> Result<Vec<u32>> {
+    pub(crate) fn conversation_tokens(
+        &self,
+        conversation: &str,
+        opens_with_eos: bool,
+    ) -> Result<Vec<u32>> {
         let model = self.model();
         let mut tokens = model.tokenizer().encode(conversation)?;
         if opens_with_eos {

@@ -50,6 +50,7 @@ pub mod q8;
 pub mod quant;
 pub mod rope;
 pub mod sampler;
+pub mod score;
 pub mod session;
 pub mod stop_strings;
 pub mod tokenizer;
@@ -69,6 +70,7 @@ pub use generate::{
     CancelHandle, CancelToken, GenerateOptions, GenerateSummary, StopReason, MIN_TEMPERATURE,
 };
 pub use model::{LoadOptions, Model};
+pub use score::TokenLogprob;
 pub use session::{Logits, Session};
 pub use tokenizer::Tokenizer;
 

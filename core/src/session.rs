@@ -209,25 +209,8 @@ impl Session {
         context: &[u32],
         cancelled: &dyn Fn() -> bool,
     ) -> Result<SyncStep> {
-        let ctx = self.model.config().context_length;
-        let mut start = self.kept_window_start(context);
-        let shifted = context.len() - start > ctx;
-        if shifted {
-            start = context.len() - (ctx - ctx / 4).max(1);
-            log::info!(
-                "context overflow: re-prefilling the last {} tokens",
-                context.len() - start
-            );
-        }
+        let (start, reused, shifted) = self.place_window(context, 1, context.len() - 1);
         let window = &context[start..];
-        let shared = if start == self.window_start {
-            self.cached_agreeing(window)
-        } else {
-            0
-        };
-        let reused = shared.min(window.len() - 1);
-        self.tokens.truncate(reused);
-        self.window_start = start;
         // A pass per chunk here, so a cancel ends a long prompt's prefill
         // after the pass it arrives in; the cache keeps what was computed.
         let (mut logits, mut fed) = (Vec::new(), 0);
@@ -244,6 +227,42 @@ impl Session {
             fed,
             shifted,
         })
+    }
+
+    /// Chooses the window of `context` the cache is to hold and keeps the
+    /// cached tokens that agree with it, at most those before `context`'s
+    /// position `recompute_from` (whose logits the caller needs). Returns the
+    /// window's start in `context`, the cached tokens kept and whether the
+    /// context overflowed; a shifted window holds the last three quarters of
+    /// the context, and at least `min_window` tokens.
+    pub(crate) fn place_window(
+        &mut self,
+        context: &[u32],
+        min_window: usize,
+        recompute_from: usize,
+    ) -> (usize, usize, bool) {
+        let ctx = self.model.config().context_length;
+        // The window keeps an old start only if the positions to recompute are in it.
+        let mut start = Some(self.kept_window_start(context))
+            .filter(|&start| start <= recompute_from)
+            .unwrap_or(0);
+        let shifted = context.len() - start > ctx;
+        if shifted {
+            start = context.len() - (ctx - ctx / 4).max(min_window);
+            log::info!(
+                "context overflow: re-prefilling the last {} tokens",
+                context.len() - start
+            );
+        }
+        let shared = if start == self.window_start {
+            self.cached_agreeing(&context[start..])
+        } else {
+            0
+        };
+        let reused = shared.min(recompute_from - start);
+        self.tokens.truncate(reused);
+        self.window_start = start;
+        (start, reused, shifted)
     }
 
     /// Appends `ids` to the cache and returns the logits of the last position

@@ -1,7 +1,7 @@
 //! Stress: 8 threads × 100 generations on one shared model, with random (valid
-//! and invalid) options, random cancellations from other threads and sessions
-//! dropped mid-conversation. No deadlock, no panic, only typed errors, and
-//! resident memory flat after warm-up.
+//! and invalid) options, random cancellations from other threads, sessions
+//! dropped mid-conversation and texts scored between calls. No deadlock, no
+//! panic, only typed errors, and resident memory flat after warm-up.
 //!
 //! Not in the quick run (`#[ignore]`); `tests/all.sh` runs it with `--ignored`.
 
@@ -127,6 +127,17 @@ fn eight_threads_share_a_model_under_random_load() {
                                 counts.1 += 1
                             }
                             Err(other) => panic!("untyped failure: {other}"),
+                        }
+                        // Scoring in whatever state the call left (a shifted
+                        // window, a prefill cut by a cancel) keeps the conversation.
+                        if rng.next_u32().is_multiple_of(3) {
+                            let text = PROMPTS[rng.next_u32() as usize % PROMPTS.len()];
+                            let transcript = session.transcript().to_string();
+                            let scores = session.score(text).expect("a short text scores");
+                            assert_eq!(session.transcript(), transcript);
+                            assert!(scores
+                                .iter()
+                                .all(|s| s.logprob.is_finite() && s.logprob <= 0.0));
                         }
                     }
                     finished.wait();

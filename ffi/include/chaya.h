@@ -691,6 +691,36 @@ enum chaya_status chaya_cancel_token_cancel(const struct chaya_cancel_token *tok
 void chaya_cancel_token_free(struct chaya_cancel_token *token);
 
 /**
+ * Scores `text` (NUL-terminated UTF-8) as a continuation of the session's
+ * conversation (of one end-of-text token when it is empty): writes the ids
+ * of its tokens (encoded on its own, as chaya_tokenize gives them) to
+ * `tokens` and the natural log of each one's probability, given the
+ * conversation and the text's tokens before it, to `logprobs`. Sum them to
+ * rank candidate continuations. The conversation is left as it was; its
+ * cache is reused.
+ *
+ * The number of tokens is stored in `*n_out`. When it exceeds `cap`, nothing
+ * is computed or written to the arrays and CHAYA_ERR_BUFFER_TOO_SMALL is
+ * returned: call again with room for `*n_out` tokens. `tokens` and
+ * `logprobs` may be NULL when `cap` is 0 (to query the count). An empty text
+ * has no tokens. Other statuses: CHAYA_ERR_NULL_POINTER,
+ * CHAYA_ERR_INVALID_UTF8, CHAYA_ERR_INVALID_INPUT (a text of the context
+ * length in tokens or more), CHAYA_ERR_BUSY, CHAYA_ERR_TOKENIZER,
+ * CHAYA_ERR_INFERENCE.
+ *
+ * # Safety
+ * `session` is NULL or live; `text` is NULL or NUL-terminated; `tokens` and
+ * `logprobs` are NULL or writable for `cap` values; `n_out` is NULL or
+ * writable.
+ */
+enum chaya_status chaya_score(struct chaya_session *session,
+                              const char *text,
+                              uint32_t *tokens,
+                              float *logprobs,
+                              size_t cap,
+                              size_t *n_out);
+
+/**
  * Encodes `text` (NUL-terminated UTF-8) into token ids, with no special
  * tokens added (the text `<|endoftext|>` itself reads as the end-of-text
  * token, as in the reference tokenizer).

@@ -32,6 +32,9 @@ mod options;
 // Generation, summaries, cancellation.
 mod generate;
 
+// Scoring text.
+mod score;
+
 // Tokenizer access.
 mod tokenize;
 
@@ -49,6 +52,7 @@ pub use model::{
     chaya_vocab_size,
 };
 pub use options::{chaya_options, chaya_options_compat, chaya_options_default};
+pub use score::chaya_score;
 pub use session::{chaya_session, chaya_session_free, chaya_session_new, chaya_session_reset};
 pub use status::{chaya_last_error, chaya_status};
 pub use strings::chaya_string_free;

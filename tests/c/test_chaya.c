@@ -56,6 +56,9 @@ typedef struct {
      * was refused as the session being in use. */
     chaya_session *free_at_first;
     bool free_refused;
+    /* Try to score on this session at the first call, when set; the status. */
+    chaya_session *score_at_first;
+    chaya_status score_status;
 } buffer;
 
 static void buffer_free(buffer *b) {
@@ -83,6 +86,10 @@ static bool collect(const char *utf8, size_t len, void *user_data) {
     if (b->free_at_first && b->calls == 1) {
         chaya_session_free(b->free_at_first);
         b->free_refused = strstr(chaya_last_error(), "in use") != NULL;
+    }
+    if (b->score_at_first && b->calls == 1) {
+        size_t n = 0;
+        b->score_status = chaya_score(b->score_at_first, "sea", NULL, NULL, 0, &n);
     }
     return b->stop_after == 0 || b->calls < b->stop_after;
 }
@@ -587,6 +594,94 @@ static void test_errors(const char *model_path, const chaya_model *model) {
     chaya_session_free(session);
 }
 
+/* --- scoring */
+
+/* Scores `text` on `session` into new arrays; returns the token count. */
+static size_t score(chaya_session *session, const char *text, uint32_t **tokens,
+                    float **logprobs) {
+    size_t n = 0;
+    CHECK_STATUS(chaya_score(session, text, NULL, NULL, 0, &n), CHAYA_ERR_BUFFER_TOO_SMALL);
+    *tokens = malloc(n * sizeof **tokens);
+    *logprobs = malloc(n * sizeof **logprobs);
+    size_t written = 0;
+    CHECK_STATUS(chaya_score(session, text, *tokens, *logprobs, n, &written), CHAYA_OK);
+    CHECK(written == n, "%zu scored, %zu counted", written, n);
+    return n;
+}
+
+static void test_score(const chaya_model *model) {
+    chaya_session *session = NULL, *untouched = NULL;
+    CHECK_STATUS(chaya_session_new(model, &session), CHAYA_OK);
+    CHECK_STATUS(chaya_session_new(model, &untouched), CHAYA_OK);
+    chaya_options opts = seeded(8, 7);
+    CHECK_STATUS(chaya_generate(session, PROMPT, &opts, NULL, NULL, NULL), CHAYA_OK);
+    CHECK_STATUS(chaya_generate(untouched, PROMPT, &opts, NULL, NULL, NULL), CHAYA_OK);
+
+    const char *candidate = " and the keeper of the sea";
+    uint32_t *tokens = NULL, *again_tokens = NULL;
+    float *logprobs = NULL, *again = NULL;
+    size_t n = score(session, candidate, &tokens, &logprobs);
+    size_t n_ids = 0;
+    uint32_t ids[64];
+    CHECK_STATUS(chaya_tokenize(model, candidate, ids, 64, &n_ids), CHAYA_OK);
+    CHECK(n == n_ids && n > 1 && memcmp(tokens, ids, n * sizeof *ids) == 0,
+          "the candidate's own %zu tokens are scored (%zu)", n_ids, n);
+    for (size_t i = 0; i < n; i++) {
+        CHECK(isfinite(logprobs[i]) && logprobs[i] <= 0.0f, "logprob %zu: %f", i, logprobs[i]);
+    }
+    /* Scored again (its conversation now cached), the same numbers. */
+    CHECK(score(session, candidate, &again_tokens, &again) == n, "count changed");
+    for (size_t i = 0; i < n; i++) {
+        CHECK(fabsf(again[i] - logprobs[i]) < 1e-4f, "logprob %zu: %f then %f", i,
+              logprobs[i], again[i]);
+    }
+    free(tokens), free(logprobs), free(again_tokens), free(again);
+
+    /* The conversation goes on as if nothing had been scored. */
+    chaya_summary scored, plain;
+    CHECK_STATUS(chaya_generate(session, " Then", &opts, NULL, NULL, &scored), CHAYA_OK);
+    CHECK_STATUS(chaya_generate(untouched, " Then", &opts, NULL, NULL, &plain), CHAYA_OK);
+    CHECK(scored.text_len == plain.text_len && memcmp(scored.text, plain.text, plain.text_len) == 0,
+          "after scoring: \"%s\", without: \"%s\"", scored.text, plain.text);
+    chaya_summary_free(&scored);
+    chaya_summary_free(&plain);
+
+    /* Busy inside a generation's callback on the same session. */
+    buffer inside = {0};
+    inside.score_at_first = session;
+    CHECK_STATUS(chaya_generate(session, "", &opts, collect, &inside, NULL), CHAYA_OK);
+    CHECK(inside.score_status == CHAYA_ERR_BUSY, "score in the callback: %d",
+          (int)inside.score_status);
+    buffer_free(&inside);
+
+    /* Errors. */
+    size_t count = 7;
+    CHECK_STATUS(chaya_score(session, "", NULL, NULL, 0, &count), CHAYA_OK);
+    CHECK(count == 0, "an empty text has %zu tokens", count);
+    CHECK_STATUS(chaya_score(NULL, candidate, NULL, NULL, 0, &count), CHAYA_ERR_NULL_POINTER);
+    CHECK_STATUS(chaya_score(session, NULL, NULL, NULL, 0, &count), CHAYA_ERR_NULL_POINTER);
+    CHECK_STATUS(chaya_score(session, candidate, NULL, NULL, 0, NULL), CHAYA_ERR_NULL_POINTER);
+    CHECK_STATUS(chaya_score(session, "\xc3(", NULL, NULL, 0, &count), CHAYA_ERR_INVALID_UTF8);
+    float one[64];
+    CHECK_STATUS(chaya_score(session, candidate, NULL, one, 64, &count), CHAYA_ERR_NULL_POINTER);
+    CHECK(strstr(chaya_last_error(), "tokens") != NULL, "message: %s", chaya_last_error());
+    CHECK_STATUS(chaya_score(session, candidate, ids, NULL, 64, &count), CHAYA_ERR_NULL_POINTER);
+    size_t context = chaya_context_length(model);
+    char *long_text = malloc(context * 4 + 1);
+    for (size_t i = 0; i < context; i++) memcpy(long_text + i * 4, " sea", 4);
+    long_text[context * 4] = '\0';
+    uint32_t *long_tokens = malloc(context * sizeof *long_tokens);
+    float *long_logprobs = malloc(context * sizeof *long_logprobs);
+    CHECK_STATUS(chaya_score(session, long_text, long_tokens, long_logprobs, context, &count),
+                 CHAYA_ERR_INVALID_INPUT);
+    CHECK(strstr(chaya_last_error(), "context window") != NULL, "message: %s",
+          chaya_last_error());
+    free(long_text), free(long_tokens), free(long_logprobs);
+
+    chaya_session_free(untouched);
+    chaya_session_free(session);
+}
+
 /* --- misuse */
 
 static void test_misuse(const char *model_path) {
@@ -881,6 +976,7 @@ int main(int argc, char **argv) {
     test_cancel_from_thread(model);
     test_cancel_token(model);
     test_errors(path, model);
+    test_score(model);
     test_misuse(path);
     test_handle_misuse(path);
     test_hostile_inputs(model);

@@ -178,6 +178,42 @@ def main():
         session.generate("Hi", seeded(chaya), Collect(reenter))
         assert len(errors) == 1 and "another call is using the session" in str(errors[0])
 
+    def test_score_agrees_with_greedy_generation_and_keeps_the_conversation():
+        session = model.new_session()
+        session.generate("Once upon a time", seeded(chaya, max_tokens=6), Collect())
+        transcript = session.transcript()
+        greedy = model.new_session()
+        greedy.generate(transcript, seeded(chaya, max_tokens=1, temperature=0.0), Collect())
+        best = greedy.transcript()[len(transcript):]
+        assert model.encode(best) != [] and len(model.encode(best)) == 1, best
+        scores = {text: session.score(text) for text in (best, " the", ",", " river", "ing")}
+        assert session.transcript() == transcript
+        for text, scored in scores.items():
+            assert [s.token for s in scored] == model.encode(text), (text, scored)
+            assert all(s.logprob <= 0.0 for s in scored), scored
+            assert scored[0].logprob <= scores[best][0].logprob + 1e-5, (text, scores)
+        assert session.score("") == []
+
+    def test_score_inside_the_sink_is_busy_and_a_text_past_the_window_is_invalid():
+        session = model.new_session()
+        errors = []
+
+        def score_inside(n):
+            try:
+                session.score(" sea")
+            except chaya.ChayaError.Busy as e:
+                errors.append(e)
+            return False
+
+        session.generate("Hi", seeded(chaya), Collect(score_inside))
+        assert len(errors) == 1 and "cannot score" in str(errors[0]), errors
+        try:
+            session.score(" sea" * model.context_length())
+        except chaya.ChayaError.InvalidInput as e:
+            assert "context window" in str(e), str(e)
+        else:
+            raise AssertionError("no ChayaError.InvalidInput")
+
     def test_invalid_temperature_is_invalid_option():
         try:
             model.new_session().generate("Hi", chaya.GenerateOptions(temperature=-1.0), Collect())

@@ -94,6 +94,14 @@ public final class ChayaSession: Sendable {
         return try await inTurn { try session.transcript() }
     }
 
+    /// The tokens of `text` with their log-probabilities as a continuation of the conversation,
+    /// which stays as it was (see `Session.score`), after any generation already started or
+    /// queued: sum the `logprob`s to rank candidate replies.
+    public func score(_ text: String) async throws -> [TokenLogprob] {
+        let session = self.session
+        return try await inTurn { try session.score(text: text) }
+    }
+
     /// Runs `call` on the session's queue, after the calls already queued.
     private func inTurn<T: Sendable>(_ call: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in

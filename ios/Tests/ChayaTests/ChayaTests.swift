@@ -145,6 +145,29 @@ final class ChayaTests: XCTestCase {
         XCTAssertEqual(seen, "Hi" + pieces.joined())
     }
 
+    func testScoreWaitsForTheGenerationInProgressAndLeavesTheConversation() async throws {
+        let model = try await loadModel()
+        let session = try await model.newSession()
+        var pieces: [String] = []
+        var scored: [TokenLogprob]?
+        for try await piece in session.generate("Hi", options: seeded(8)) {
+            pieces.append(piece)
+            if scored == nil {
+                scored = try await session.score(" the sea") // the plain binding's would throw Busy here
+            }
+        }
+        let transcript = try await session.transcript()
+        XCTAssertEqual(transcript, "Hi" + pieces.joined())
+        let again = try session.session.score(text: " the sea")
+        XCTAssertEqual(again.map(\.token), try model.model.encode(text: " the sea"))
+        XCTAssertTrue(again.allSatisfy { $0.logprob <= 0 }, "\(again)")
+        XCTAssertEqual(scored?.count, again.count)
+        for (a, b) in zip(scored ?? [], again) {
+            XCTAssertEqual(a.token, b.token)
+            XCTAssertEqual(a.logprob, b.logprob, accuracy: 1e-4)
+        }
+    }
+
     func testMissingFileThrowsIo() async throws {
         do {
             _ = try await ChayaModel.load(path: "no-such-model.safetensors")

@@ -31,6 +31,7 @@ import uniffi.chaya.GenerateOptions
 import uniffi.chaya.LoadOptions
 import uniffi.chaya.Model
 import uniffi.chaya.StopReason
+import uniffi.chaya.TokenLogprob
 import uniffi.chaya.TokenSink
 
 /** Runs [body]; fails unless it throws a [T], which it returns. */
@@ -136,6 +137,22 @@ fun main(args: Array<String>) {
                 session.generate("Hi", seeded(maxTokens = 8u)).onEach { if (seen == null) seen = session.transcript() }.toList()
             }
             check(pieces.size > 1 && seen == "Hi" + pieces.joinToString("")) { "$seen vs $pieces" }
+        }
+    }
+
+    tests["a collector scores a continuation once the generation has ended, leaving the conversation"] = {
+        model.newSession().use { session ->
+            var scored: List<TokenLogprob>? = null
+            val pieces = withTimeout(60_000) {
+                session.generate("Hi", seeded(maxTokens = 8u)).onEach { if (scored == null) scored = session.score(" the sea") }.toList()
+            }
+            check(session.transcript() == "Hi" + pieces.joinToString("")) { session.session.transcript() }
+            val again = session.session.score(" the sea")
+            check(again.map { it.token } == model.model.encode(" the sea") && again.all { it.logprob <= 0f }) { "$again" }
+            val first = scored!!
+            check(first.size == again.size && first.zip(again).all { (a, b) -> a.token == b.token && Math.abs(a.logprob - b.logprob) < 1e-4f }) {
+                "$first vs $again"
+            }
         }
     }
 

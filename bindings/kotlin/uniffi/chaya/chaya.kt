@@ -729,6 +729,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_chaya_uniffi_checksum_method_session_reset(
     ): Int
+    external fun uniffi_chaya_uniffi_checksum_method_session_score(
+    ): Int
     external fun uniffi_chaya_uniffi_checksum_method_session_transcript(
     ): Int
     external fun uniffi_chaya_uniffi_checksum_method_tokensink_on_token(
@@ -804,6 +806,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_chaya_uniffi_fn_method_session_reset(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_chaya_uniffi_fn_method_session_score(`ptr`: Long,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_chaya_uniffi_fn_method_session_transcript(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_chaya_uniffi_fn_clone_tokensink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -985,6 +989,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_chaya_uniffi_checksum_method_session_reset() and 0xFFFF) != 33235) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_chaya_uniffi_checksum_method_session_score() and 0xFFFF) != 47957) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_chaya_uniffi_checksum_method_session_transcript() and 0xFFFF) != 32778) {
@@ -2242,7 +2249,7 @@ public object FfiConverterTypeModel: FfiConverter<Model, Long> {
  * One conversation over a `Model`: its context (KV cache) carries over
  * from one `generate` to the next until `reset`.
  *
- * One call runs at a time: `generate`, `reset` or `transcript` while another
+ * One call runs at a time: `generate`, `score`, `reset` or `transcript` while another
  * of them runs (a generation, say, also from inside its sink) fails with
  * `ChayaError.Busy`. `cancel` works from any thread at any time.
  */
@@ -2281,6 +2288,16 @@ public interface SessionInterface {
     fun `reset`()
     
     /**
+     * The tokens of `text` (encoded on its own) with their log-probabilities
+     * as a continuation of the conversation (of one end-of-text token when
+     * it is empty), leaving the conversation as it was: sum them to rank
+     * candidate continuations. Reuses the conversation's cache; a text
+     * reaching the context length fails with `InvalidInput`, an empty one
+     * gives an empty list. Blocks; call it off the UI thread.
+     */
+    fun `score`(`text`: kotlin.String): List<TokenLogprob>
+    
+    /**
      * The conversation so far: prompts and generated text since the last
      * reset, without a character held back unfinished.
      */
@@ -2293,7 +2310,7 @@ public interface SessionInterface {
  * One conversation over a `Model`: its context (KV cache) carries over
  * from one `generate` to the next until `reset`.
  *
- * One call runs at a time: `generate`, `reset` or `transcript` while another
+ * One call runs at a time: `generate`, `score`, `reset` or `transcript` while another
  * of them runs (a generation, say, also from inside its sink) fails with
  * `ChayaError.Busy`. `cancel` works from any thread at any time.
  */
@@ -2465,6 +2482,29 @@ open class Session: Disposable, AutoCloseable, SessionInterface
 }
     }
     
+    
+
+    
+    /**
+     * The tokens of `text` (encoded on its own) with their log-probabilities
+     * as a continuation of the conversation (of one end-of-text token when
+     * it is empty), leaving the conversation as it was: sum them to rank
+     * candidate continuations. Reuses the conversation's cache; a text
+     * reaching the context length fails with `InvalidInput`, an empty one
+     * gives an empty list. Blocks; call it off the UI thread.
+     */
+    @Throws(ChayaException::class)override fun `score`(`text`: kotlin.String): List<TokenLogprob> {
+            return FfiConverterSequenceTypeTokenLogprob.lift(
+    callWithHandle {
+    uniffiRustCallWithError(ChayaException) { _status ->
+    UniffiLib.uniffi_chaya_uniffi_fn_method_session_score(
+        it,
+        
+        FfiConverterString.lower(`text`),_status)
+}
+    }
+    )
+    }
     
 
     
@@ -3241,6 +3281,54 @@ public object FfiConverterTypeLogitBias: FfiConverterRustBuffer<LogitBias> {
 
 
 
+/**
+ * One token of text scored by `Session.score`.
+ */
+data class TokenLogprob (
+    /**
+     * The token's id.
+     */
+    var `token`: kotlin.UInt
+    , 
+    /**
+     * Natural log of the token's probability given the conversation and the
+     * text's tokens before it (≤ 0).
+     */
+    var `logprob`: kotlin.Float
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTokenLogprob: FfiConverterRustBuffer<TokenLogprob> {
+    override fun read(buf: ByteBuffer): TokenLogprob {
+        return TokenLogprob(
+            FfiConverterUInt.read(buf),
+            FfiConverterFloat.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TokenLogprob) = (
+            FfiConverterUInt.allocationSize(value.`token`) +
+            FfiConverterFloat.allocationSize(value.`logprob`)
+    )
+
+    override fun write(value: TokenLogprob, buf: ByteBuffer) {
+            FfiConverterUInt.write(value.`token`, buf)
+            FfiConverterFloat.write(value.`logprob`, buf)
+    }
+}
+
+
+
 
 
 /**
@@ -3668,6 +3756,34 @@ public object FfiConverterSequenceTypeLogitBias: FfiConverterRustBuffer<List<Log
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeLogitBias.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeTokenLogprob: FfiConverterRustBuffer<List<TokenLogprob>> {
+    override fun read(buf: ByteBuffer): List<TokenLogprob> {
+        val len = buf.getInt()
+        return List<TokenLogprob>(len) {
+            FfiConverterTypeTokenLogprob.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<TokenLogprob>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeTokenLogprob.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<TokenLogprob>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeTokenLogprob.write(it, buf)
         }
     }
 }

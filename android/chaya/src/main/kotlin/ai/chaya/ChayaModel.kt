@@ -21,6 +21,7 @@ import uniffi.chaya.GenerateOptions
 import uniffi.chaya.LoadOptions
 import uniffi.chaya.Model
 import uniffi.chaya.Session
+import uniffi.chaya.TokenLogprob
 import uniffi.chaya.TokenSink
 import java.util.concurrent.atomic.AtomicBoolean
 import java.util.concurrent.atomic.AtomicReference
@@ -94,7 +95,7 @@ class ChayaModel private constructor(
 /**
  * One conversation over a [ChayaModel]. Its generations run one at a time, in the order their
  * flows are collected: a second collection waits for the first instead of failing. A collector
- * may call [reset], [transcript] or [generate] on its own session: they run once the current
+ * may call [reset], [transcript], [score] or [generate] on its own session: they run once the current
  * generation has ended (the flow buffers its text, so the generation never waits for the
  * collector). Using a closed session throws [IllegalStateException].
  */
@@ -134,6 +135,14 @@ class ChayaSession internal constructor(
      * `session.transcript()`, which fails with `Busy` while one runs.
      */
     suspend fun transcript(): String = turn.withLock { withContext(dispatcher) { session.transcript() } }
+
+    /**
+     * The tokens of [text] with their log-probabilities as a continuation of the conversation,
+     * which stays as it was (see `Session.score`), after any running generation: sum the
+     * `logprob`s to rank candidate replies.
+     */
+    suspend fun score(text: String): List<TokenLogprob> =
+        turn.withLock { withContext(dispatcher) { session.score(text) } }
 
     /**
      * Cancels any running generation of this wrapper (also one whose native call has not started
