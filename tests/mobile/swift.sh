@@ -32,5 +32,6 @@ LINK=(-Xlinker -L"$WORK/lib" -Xlinker -rpath -Xlinker "$WORK/lib")
 echo "== swift build"
 swift_chroot swift build --package-path "$WORK/package" "${LINK[@]}"
 echo "== swift test"
-# A generation that fails to stop would run for 1M tokens: bound the run.
+# A generation that fails to stop would run for 1M tokens: the cancel tests end
+# the process after 60 s (their watchdog); the timeout bounds everything else.
 swift_chroot timeout 1200 swift test --package-path "$WORK/package" "${LINK[@]}"

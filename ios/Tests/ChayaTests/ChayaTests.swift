@@ -41,6 +41,30 @@ private final class Counter: @unchecked Sendable {
     var count: Int { lock.lock(); defer { lock.unlock() }; return value }
 }
 
+/// Set once, read from any thread.
+private final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var set = false
+    func raise() { lock.lock(); set = true; lock.unlock() }
+    var isRaised: Bool { lock.lock(); defer { lock.unlock() }; return set }
+}
+
+/// Runs `body`, ending the test process with a message if it has not finished after `seconds`:
+/// a cancel that fails leaves an endless generation running, and XCTest's per-test timeouts
+/// exist on Apple platforms only.
+private func watchdog<T>(_ test: String = #function, seconds: Double = 60,
+                         _ body: () async throws -> T) async rethrows -> T {
+    let done = Flag()
+    DispatchQueue.global().asyncAfter(deadline: .now() + seconds) {
+        if !done.isRaised {
+            fputs("\(test): not finished after \(seconds) s (a generation that was not stopped?)\n", stderr)
+            exit(1)
+        }
+    }
+    defer { done.raise() }
+    return try await body()
+}
+
 final class ChayaTests: XCTestCase {
     private var modelURL: URL {
         Bundle.module.url(forResource: "chaya-tiny-random", withExtension: "safetensors")!
@@ -64,49 +88,55 @@ final class ChayaTests: XCTestCase {
     }
 
     func testTaskCancellationStopsGeneration() async throws {
-        let session = try await loadModel().newSession()
-        let counter = Counter()
-        let consumer = Task {
-            for try await _ in session.generate("Once", options: endless) {
-                counter.increment()
+        try await watchdog {
+            let session = try await loadModel().newSession()
+            let counter = Counter()
+            let consumer = Task {
+                for try await _ in session.generate("Once", options: endless) {
+                    counter.increment()
+                }
             }
+            while counter.count < 3 {
+                try await Task.sleep(nanoseconds: 1_000_000)
+            }
+            consumer.cancel()
+            _ = try? await consumer.value
+            // The session's calls run in order: this one only starts once the endless one has stopped.
+            let next = try await collect(session.generate(" Again", options: seeded(4)))
+            XCTAssertFalse(next.isEmpty)
+            let transcript = try session.session.transcript()
+            XCTAssertTrue(transcript.hasPrefix("Once"), transcript)
+            XCTAssertTrue(transcript.contains(" Again"), transcript)
+            XCTAssertTrue(transcript.hasSuffix(next.joined()), transcript)
+            XCTAssertLessThan(counter.count, 100_000)
         }
-        while counter.count < 3 {
-            try await Task.sleep(nanoseconds: 1_000_000)
-        }
-        consumer.cancel()
-        _ = try? await consumer.value
-        // The session's calls run in order: this one only starts once the endless one has stopped.
-        let next = try await collect(session.generate(" Again", options: seeded(4)))
-        XCTAssertFalse(next.isEmpty)
-        let transcript = try session.session.transcript()
-        XCTAssertTrue(transcript.hasPrefix("Once"), transcript)
-        XCTAssertTrue(transcript.contains(" Again"), transcript)
-        XCTAssertTrue(transcript.hasSuffix(next.joined()), transcript)
-        XCTAssertLessThan(counter.count, 100_000)
     }
 
     func testDroppingTheStreamCancelsGeneration() async throws {
-        let session = try await loadModel().newSession()
-        var first: String?
-        for try await piece in session.generate("Hello", options: endless) {
-            first = piece
-            break // ends the iteration and drops the stream
+        try await watchdog {
+            let session = try await loadModel().newSession()
+            var first: String?
+            for try await piece in session.generate("Hello", options: endless) {
+                first = piece
+                break // ends the iteration and drops the stream
+            }
+            XCTAssertNotNil(first)
+            let next = try await collect(session.generate(" More", options: seeded(4)))
+            XCTAssertFalse(next.isEmpty)
         }
-        XCTAssertNotNil(first)
-        let next = try await collect(session.generate(" More", options: seeded(4)))
-        XCTAssertFalse(next.isEmpty)
     }
 
     func testCancelBeforeTheFirstPiece() async throws {
-        let session = try await loadModel().newSession()
-        let consumer = Task {
-            try await collect(session.generate("Hi", options: endless))
+        try await watchdog {
+            let session = try await loadModel().newSession()
+            let consumer = Task {
+                try await collect(session.generate("Hi", options: endless))
+            }
+            consumer.cancel()
+            _ = try? await consumer.value
+            let next = try await collect(session.generate(" there", options: seeded(4)))
+            XCTAssertFalse(next.isEmpty)
         }
-        consumer.cancel()
-        _ = try? await consumer.value
-        let next = try await collect(session.generate(" there", options: seeded(4)))
-        XCTAssertFalse(next.isEmpty)
     }
 
     func testSessionGenerationsQueueInsteadOfFailingBusy() async throws {
