@@ -562,7 +562,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_session_reset() != 33235:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_chaya_uniffi_checksum_method_session_score() != 47957:
+    if lib.uniffi_chaya_uniffi_checksum_method_session_score() != 25493:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_chaya_uniffi_checksum_method_session_transcript() != 32778:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -2093,10 +2093,12 @@ class SessionProtocol(typing.Protocol):
         """
         The tokens of `text` (encoded on its own) with their log-probabilities
         as a continuation of the conversation (of one end-of-text token when
-        it is empty), leaving the conversation as it was: sum them to rank
-        candidate continuations. Reuses the conversation's cache; a text
-        reaching the context length fails with `InvalidInput`, an empty one
-        gives an empty list. Blocks; call it off the UI thread.
+        it is empty): sum them to rank candidate continuations. Neither the
+        conversation nor what later generations read changes; the
+        conversation's cache is reused when the text fits in its window. A
+        text reaching the context length fails with `InvalidInput`, an empty
+        one gives an empty list; `cancel` does not stop a score. Blocks; call
+        it off the UI thread.
 """
         raise NotImplementedError
     def transcript(self, ) -> str:
@@ -2218,10 +2220,12 @@ class Session(SessionProtocol):
         """
         The tokens of `text` (encoded on its own) with their log-probabilities
         as a continuation of the conversation (of one end-of-text token when
-        it is empty), leaving the conversation as it was: sum them to rank
-        candidate continuations. Reuses the conversation's cache; a text
-        reaching the context length fails with `InvalidInput`, an empty one
-        gives an empty list. Blocks; call it off the UI thread.
+        it is empty): sum them to rank candidate continuations. Neither the
+        conversation nor what later generations read changes; the
+        conversation's cache is reused when the text fits in its window. A
+        text reaching the context length fails with `InvalidInput`, an empty
+        one gives an empty list; `cancel` does not stop a score. Blocks; call
+        it off the UI thread.
 """
         
         _UniffiFfiConverterString.check_lower(text)

@@ -235,10 +235,12 @@ impl Session {
 
     /// The tokens of `text` (encoded on its own) with their log-probabilities
     /// as a continuation of the conversation (of one end-of-text token when
-    /// it is empty), leaving the conversation as it was: sum them to rank
-    /// candidate continuations. Reuses the conversation's cache; a text
-    /// reaching the context length fails with `InvalidInput`, an empty one
-    /// gives an empty list. Blocks; call it off the UI thread.
+    /// it is empty): sum them to rank candidate continuations. Neither the
+    /// conversation nor what later generations read changes; the
+    /// conversation's cache is reused when the text fits in its window. A
+    /// text reaching the context length fails with `InvalidInput`, an empty
+    /// one gives an empty list; `cancel` does not stop a score. Blocks; call
+    /// it off the UI thread.
     pub fn score(&self, text: String) -> Result<Vec<TokenLogprob>, ChayaError> {
         let mut session = self.lock("score")?;
         mark_thread();

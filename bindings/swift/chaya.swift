@@ -1112,10 +1112,12 @@ public protocol SessionProtocol: AnyObject, Sendable {
     /**
      * The tokens of `text` (encoded on its own) with their log-probabilities
      * as a continuation of the conversation (of one end-of-text token when
-     * it is empty), leaving the conversation as it was: sum them to rank
-     * candidate continuations. Reuses the conversation's cache; a text
-     * reaching the context length fails with `InvalidInput`, an empty one
-     * gives an empty list. Blocks; call it off the UI thread.
+     * it is empty): sum them to rank candidate continuations. Neither the
+     * conversation nor what later generations read changes; the
+     * conversation's cache is reused when the text fits in its window. A
+     * text reaching the context length fails with `InvalidInput`, an empty
+     * one gives an empty list; `cancel` does not stop a score. Blocks; call
+     * it off the UI thread.
      */
     func score(text: String) throws  -> [TokenLogprob]
     
@@ -1245,10 +1247,12 @@ open func reset()throws   {try rustCallWithError(FfiConverterTypeChayaError_lift
     /**
      * The tokens of `text` (encoded on its own) with their log-probabilities
      * as a continuation of the conversation (of one end-of-text token when
-     * it is empty), leaving the conversation as it was: sum them to rank
-     * candidate continuations. Reuses the conversation's cache; a text
-     * reaching the context length fails with `InvalidInput`, an empty one
-     * gives an empty list. Blocks; call it off the UI thread.
+     * it is empty): sum them to rank candidate continuations. Neither the
+     * conversation nor what later generations read changes; the
+     * conversation's cache is reused when the text fits in its window. A
+     * text reaching the context length fails with `InvalidInput`, an empty
+     * one gives an empty list; `cancel` does not stop a score. Blocks; call
+     * it off the UI thread.
      */
 open func score(text: String)throws  -> [TokenLogprob]  {
     return try  FfiConverterSequenceTypeTokenLogprob.lift(try rustCallWithError(FfiConverterTypeChayaError_lift) {
@@ -2760,7 +2764,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_chaya_uniffi_checksum_method_session_reset() != 33235) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_chaya_uniffi_checksum_method_session_score() != 47957) {
+    if (uniffi_chaya_uniffi_checksum_method_session_score() != 25493) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_chaya_uniffi_checksum_method_session_transcript() != 32778) {

@@ -28,13 +28,16 @@ impl Session {
     /// from. Sum the log-probabilities of two candidates to tell which the
     /// model finds likelier.
     ///
-    /// The conversation (its transcript and cached tokens) is left as it
-    /// was, and its cache is reused: only the conversation's tokens not cached
-    /// yet and the text's are computed. When the conversation and the text
-    /// outgrow the context window, the text is read after the end of the
-    /// conversation that fills the window's last three quarters, as a
-    /// generation would; a text of `context_length` tokens or more is
-    /// `InvalidInput`. An empty text gives no tokens.
+    /// Scoring changes neither the transcript nor what later generations
+    /// read: the next one continues from the same window with the same cached
+    /// tokens as without the score (up to float rounding). The conversation's
+    /// cache is reused when the text fits in its window: only the text and
+    /// the conversation's tokens not cached yet are computed. When it does not
+    /// fit, the text is read after the end of the conversation that fills the
+    /// last three quarters of the context window (all but the text's tokens
+    /// when the text is longer), in a scratch cache. A text of
+    /// `context_length` tokens or more is `InvalidInput`; an empty text gives
+    /// no tokens. No cancel stops a score.
     pub fn score(&mut self, text: &str) -> Result<Vec<TokenLogprob>> {
         let model = self.model().clone();
         let ids = model.tokenizer().encode(text)?;
@@ -53,10 +56,18 @@ impl Session {
         let mut context = self.conversation_tokens(self.transcript(), opens_with_eos)?;
         let conversation = context.len();
         context.extend_from_slice(&ids);
-        let (start, reused, _) = self.place_window(&context, ids.len() + 1, conversation - 1);
+        let recompute_from = conversation - 1;
+        let (start, _) = self.choose_window(&context, ids.len() + 1, recompute_from);
+        if start != self.window_start() {
+            // Moving the session's window would move the next generation's.
+            return Session::new(model)?.score_after(&context[start..conversation], &ids);
+        }
+        let cached = self.tokens().len();
+        let reused = self.place_window(&context, start, recompute_from);
         let scored = self.score_after(&context[start + reused..conversation], &ids);
-        // Whatever the passes reached, the cache ends with the conversation.
-        self.truncate(conversation - start);
+        // As many cached tokens as before (or the conversation's, if fewer):
+        // the next generation decides on its window as it would have.
+        self.truncate(cached.min(conversation - start));
         scored
     }
 

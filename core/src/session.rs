@@ -209,7 +209,9 @@ impl Session {
         context: &[u32],
         cancelled: &dyn Fn() -> bool,
     ) -> Result<SyncStep> {
-        let (start, reused, shifted) = self.place_window(context, 1, context.len() - 1);
+        let recompute_from = context.len() - 1;
+        let (start, shifted) = self.choose_window(context, 1, recompute_from);
+        let reused = self.place_window(context, start, recompute_from);
         let window = &context[start..];
         // A pass per chunk here, so a cancel ends a long prompt's prefill
         // after the pass it arrives in; the cache keeps what was computed.
@@ -229,31 +231,46 @@ impl Session {
         })
     }
 
-    /// Chooses the window of `context` the cache is to hold and keeps the
-    /// cached tokens that agree with it, at most those before `context`'s
-    /// position `recompute_from` (whose logits the caller needs). Returns the
-    /// window's start in `context`, the cached tokens kept and whether the
-    /// context overflowed; a shifted window holds the last three quarters of
-    /// the context, and at least `min_window` tokens.
-    pub(crate) fn place_window(
-        &mut self,
+    /// The window of `context` the cache is to hold: its start in `context`
+    /// and whether the context overflowed. The window keeps the cache's start
+    /// ([`Session::kept_window_start`]) if that leaves `context`'s position
+    /// `recompute_from` (whose logits the caller needs) in it and the window
+    /// fits; else a shifted window holds the last three quarters of the
+    /// context, and at least `min_window` tokens.
+    pub(crate) fn choose_window(
+        &self,
         context: &[u32],
         min_window: usize,
         recompute_from: usize,
-    ) -> (usize, usize, bool) {
+    ) -> (usize, bool) {
+        debug_assert!(
+            (1..=context.len()).contains(&min_window)
+                && (context.len() - min_window..context.len()).contains(&recompute_from)
+        );
         let ctx = self.model.config().context_length;
-        // The window keeps an old start only if the positions to recompute are in it.
-        let mut start = Some(self.kept_window_start(context))
+        let start = Some(self.kept_window_start(context))
             .filter(|&start| start <= recompute_from)
             .unwrap_or(0);
-        let shifted = context.len() - start > ctx;
-        if shifted {
-            start = context.len() - (ctx - ctx / 4).max(min_window);
-            log::info!(
-                "context overflow: re-prefilling the last {} tokens",
-                context.len() - start
-            );
+        if context.len() - start <= ctx {
+            return (start, false);
         }
+        let start = context.len() - (ctx - ctx / 4).max(min_window);
+        log::info!(
+            "context overflow: re-prefilling the last {} tokens",
+            context.len() - start
+        );
+        (start, true)
+    }
+
+    /// Moves the cache to the window of `context` beginning at `start`,
+    /// keeping the cached tokens that agree with it, at most those before
+    /// `context`'s position `recompute_from`; returns how many it kept.
+    pub(crate) fn place_window(
+        &mut self,
+        context: &[u32],
+        start: usize,
+        recompute_from: usize,
+    ) -> usize {
         let shared = if start == self.window_start {
             self.cached_agreeing(&context[start..])
         } else {
@@ -262,7 +279,12 @@ impl Session {
         let reused = shared.min(recompute_from - start);
         self.tokens.truncate(reused);
         self.window_start = start;
-        (start, reused, shifted)
+        reused
+    }
+
+    /// Where the cache's window begins in the conversation's tokens.
+    pub(crate) fn window_start(&self) -> usize {
+        self.window_start
     }
 
     /// Appends `ids` to the cache and returns the logits of the last position

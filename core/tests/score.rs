@@ -66,7 +66,7 @@ fn a_text_after_an_empty_conversation_is_read_after_end_of_text() {
 }
 
 #[test]
-fn scoring_leaves_the_conversation_as_it_was_with_its_cache() {
+fn scoring_leaves_the_conversation_and_the_next_generation_as_they_were() {
     let model = tiny_model(1);
     let mut session = model.session().unwrap();
     let mut untouched = model.session().unwrap();
@@ -74,6 +74,7 @@ fn scoring_leaves_the_conversation_as_it_was_with_its_cache() {
         s.generate("The river", &greedy(12), |_| true).unwrap();
     }
     let transcript = session.transcript().to_string();
+    let cached = session.tokens().to_vec();
     let candidate = " and then the sea";
     let scores = session.score(candidate).unwrap();
 
@@ -86,57 +87,114 @@ fn scoring_leaves_the_conversation_as_it_was_with_its_cache() {
         &expected_logprobs(&model, &context, conversation.len()),
     );
     assert_eq!(session.transcript(), transcript);
-    assert_eq!(
-        session.tokens(),
-        conversation,
-        "the conversation stays cached"
-    );
+    assert_eq!(session.tokens(), cached, "as many cached tokens as before");
+    assert_next_generation_is_the_same(&mut session, &mut untouched);
+}
 
-    let next = session.generate(" Then", &greedy(12), |_| true).unwrap();
+/// The next generation of `scored` equals that of `untouched`, a session
+/// given the same calls except the scores.
+fn assert_next_generation_is_the_same(scored: &mut Session, untouched: &mut Session) {
+    let next = scored.generate(" Then", &greedy(12), |_| true).unwrap();
     let without_scoring = untouched.generate(" Then", &greedy(12), |_| true).unwrap();
     assert_eq!(next.tokens, without_scoring.tokens);
     assert_eq!(
-        next.prefill_tokens,
-        model.tokenizer().encode(" Then").unwrap().len(),
-        "the next call computes its prompt only"
+        (next.reused_tokens, next.prefill_tokens, next.context_shifts),
+        (
+            without_scoring.reused_tokens,
+            without_scoring.prefill_tokens,
+            without_scoring.context_shifts
+        )
+    );
+}
+
+/// The tiny model with a 64-token window.
+fn tiny_model_64() -> Model {
+    let options = LoadOptions {
+        threads: 1,
+        context_length: Some(64),
+        ..LoadOptions::default()
+    };
+    let path = common::repo_path("models/chaya-tiny-random.safetensors");
+    Model::load(path, &options).unwrap()
+}
+
+/// A session of [`tiny_model_64`] whose conversation outgrew the window:
+/// the cache holds its last tokens, from a window start past 0.
+fn overflowed_session(model: &Model) -> Session {
+    let mut session = model.session().unwrap();
+    let summary = session.generate(LONG_TEXT, &greedy(3), |_| true).unwrap();
+    assert_eq!(summary.context_shifts, 1, "precondition: {summary:?}");
+    session
+}
+
+/// A text of about `n` tokens, with the tokens it encodes to.
+fn text_of(model: &Model, n: usize) -> (String, Vec<u32>) {
+    let tokenizer = model.tokenizer();
+    let text = tokenizer
+        .decode(&tokenizer.encode(LONG_TEXT).unwrap()[1..=n])
+        .unwrap();
+    let ids = tokenizer.encode(&text).unwrap();
+    (text, ids)
+}
+
+/// Scores `text` (encoding to `ids`) on `session` and checks it against a
+/// fresh session's reading of the conversation and the text from the
+/// position `window_start` gives for them.
+fn check_score_in_window(
+    model: &Model,
+    session: &mut Session,
+    text: &str,
+    ids: &[u32],
+    window_start: impl Fn(&[u32]) -> usize,
+) {
+    let conversation = model.tokenizer().encode(session.transcript()).unwrap();
+    let context = [conversation, ids.to_vec()].concat();
+    let start = window_start(&context);
+    let window = &context[start..];
+    assert!(window.len() <= 64 && window.len() > ids.len(), "{start}");
+    let scores = session.score(text).unwrap();
+    assert_close(
+        &scores,
+        ids,
+        &expected_logprobs(model, window, window.len() - ids.len()),
     );
 }
 
 #[test]
-fn a_conversation_outgrowing_the_window_is_read_up_to_the_text() {
-    let context_length = 64;
-    let options = LoadOptions {
-        threads: 1,
-        context_length: Some(context_length),
-        ..LoadOptions::default()
-    };
-    let model = Model::load(
-        common::repo_path("models/chaya-tiny-random.safetensors"),
-        &options,
-    )
-    .unwrap();
-    let mut session: Session = model.session().unwrap();
-    session
-        .generate(&LONG_TEXT[..400], &greedy(3), |_| true)
-        .unwrap();
-    let candidate = &LONG_TEXT[400..];
-    let scores = session.score(candidate).unwrap();
-
+fn a_text_fitting_the_window_of_an_overflowed_conversation_is_read_in_that_window() {
+    let model = tiny_model_64();
+    let (mut session, mut untouched) = (overflowed_session(&model), overflowed_session(&model));
+    let cached = session.tokens().to_vec();
     let conversation = model.tokenizer().encode(session.transcript()).unwrap();
-    let ids = model.tokenizer().encode(candidate).unwrap();
-    let context = [conversation.clone(), ids.clone()].concat();
-    // The cache ends with the conversation: where it starts is where the
-    // window read the text from.
-    let start = conversation.len() - session.tokens().len();
-    assert_eq!(session.tokens(), &conversation[start..]);
-    let window = &context[start..];
-    assert!(window.len() <= context_length, "{} tokens", window.len());
-    assert!(window.len() > ids.len() && start > 0);
-    assert_close(
-        &scores,
-        &ids,
-        &expected_logprobs(&model, window, window.len() - ids.len()),
-    );
+    // The cached window's start: where the conversation holds its tokens.
+    let start = (1..conversation.len())
+        .find(|&s| conversation[s..].starts_with(&cached))
+        .expect("the cache holds a window of the conversation");
+    let (text, ids) = text_of(&model, 5);
+    assert!(conversation.len() + ids.len() - start <= 64, "precondition");
+    check_score_in_window(&model, &mut session, &text, &ids, |_| start);
+    assert_eq!(session.tokens(), cached);
+    assert_next_generation_is_the_same(&mut session, &mut untouched);
+}
+
+#[test]
+fn a_text_not_fitting_the_window_is_read_after_the_last_three_quarters_leaving_the_cache() {
+    let model = tiny_model_64();
+    let (mut session, mut untouched) = (overflowed_session(&model), overflowed_session(&model));
+    let (cached, transcript) = (session.tokens().to_vec(), session.transcript().to_string());
+    let (text, ids) = text_of(&model, 20);
+    check_score_in_window(&model, &mut session, &text, &ids, |context| {
+        context.len() - 48
+    });
+    assert_eq!(session.tokens(), cached, "the session's cache is not moved");
+    assert_eq!(session.transcript(), transcript);
+    assert_next_generation_is_the_same(&mut session, &mut untouched);
+
+    // A text longer than three quarters of the window: all of it, and one token before.
+    let (text, ids) = text_of(&model, 55);
+    check_score_in_window(&model, &mut session, &text, &ids, |context| {
+        context.len() - ids.len() - 1
+    });
 }
 
 #[test]

@@ -109,8 +109,8 @@ typedef enum chaya_status {
      */
     CHAYA_ERR_BUFFER_TOO_SMALL = 9,
     /**
-     * The session is in use: a generation is running on it (on another thread,
-     * or this call was made from inside its token callback).
+     * The session is in use: another call (a generation, a score) is running
+     * on it, on another thread, or this call was made from inside a token callback.
      */
     CHAYA_ERR_BUSY = 10,
     /**
@@ -180,9 +180,9 @@ typedef struct chaya_model chaya_model;
  * chaya_generate continues the conversation (the prompt is appended to what
  * was prompted and generated before); chaya_session_reset starts over.
  *
- * Threads: a session runs one generation at a time. A call made while a
- * generation runs on it (from another thread, or from inside its token
- * callback) fails with CHAYA_ERR_BUSY instead of blocking, except
+ * Threads: a session runs one call at a time. A call made while another
+ * (a generation, a score) runs on it, from another thread or from inside a
+ * token callback, fails with CHAYA_ERR_BUSY instead of blocking, except
  * chaya_cancel, which may be called from any thread at any time. Distinct
  * sessions may generate from different threads at once; the forward passes
  * of one model's sessions take turns on the model's compute threads (with
@@ -696,8 +696,10 @@ void chaya_cancel_token_free(struct chaya_cancel_token *token);
  * of its tokens (encoded on its own, as chaya_tokenize gives them) to
  * `tokens` and the natural log of each one's probability, given the
  * conversation and the text's tokens before it, to `logprobs`. Sum them to
- * rank candidate continuations. The conversation is left as it was; its
- * cache is reused.
+ * rank candidate continuations. Neither the conversation nor what later
+ * generations read changes; the conversation's cache is reused when the
+ * text fits in its window (see `Session::score` of the Rust crate for
+ * windows). chaya_cancel does not stop a score.
  *
  * The number of tokens is stored in `*n_out`. When it exceeds `cap`, nothing
  * is computed or written to the arrays and CHAYA_ERR_BUFFER_TOO_SMALL is

@@ -9,8 +9,10 @@ use std::ffi::c_char;
 /// of its tokens (encoded on its own, as chaya_tokenize gives them) to
 /// `tokens` and the natural log of each one's probability, given the
 /// conversation and the text's tokens before it, to `logprobs`. Sum them to
-/// rank candidate continuations. The conversation is left as it was; its
-/// cache is reused.
+/// rank candidate continuations. Neither the conversation nor what later
+/// generations read changes; the conversation's cache is reused when the
+/// text fits in its window (see `Session::score` of the Rust crate for
+/// windows). chaya_cancel does not stop a score.
 ///
 /// The number of tokens is stored in `*n_out`. When it exceeds `cap`, nothing
 /// is computed or written to the arrays and CHAYA_ERR_BUFFER_TOO_SMALL is

@@ -14,9 +14,9 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 /// chaya_generate continues the conversation (the prompt is appended to what
 /// was prompted and generated before); chaya_session_reset starts over.
 ///
-/// Threads: a session runs one generation at a time. A call made while a
-/// generation runs on it (from another thread, or from inside its token
-/// callback) fails with CHAYA_ERR_BUSY instead of blocking, except
+/// Threads: a session runs one call at a time. A call made while another
+/// (a generation, a score) runs on it, from another thread or from inside a
+/// token callback, fails with CHAYA_ERR_BUSY instead of blocking, except
 /// chaya_cancel, which may be called from any thread at any time. Distinct
 /// sessions may generate from different threads at once; the forward passes
 /// of one model's sessions take turns on the model's compute threads (with
@@ -43,7 +43,7 @@ impl chaya_session {
             Ok(session) => Ok(session),
             Err(TryLockError::WouldBlock) => Err(Failure::new(
                 chaya_status::CHAYA_ERR_BUSY,
-                "the session is busy: a generation is running on it",
+                "the session is busy: another call is using it",
             )),
             Err(TryLockError::Poisoned(poisoned)) => {
                 let mut session = poisoned.into_inner();

@@ -34,8 +34,8 @@ pub enum chaya_status {
     CHAYA_ERR_INFERENCE = 8,
     /// An output buffer is too small; the needed size was reported.
     CHAYA_ERR_BUFFER_TOO_SMALL = 9,
-    /// The session is in use: a generation is running on it (on another thread,
-    /// or this call was made from inside its token callback).
+    /// The session is in use: another call (a generation, a score) is running
+    /// on it, on another thread, or this call was made from inside a token callback.
     CHAYA_ERR_BUSY = 10,
     /// A bug: the library panicked. The handles involved stay usable (a session
     /// whose generation panicked is reset before its next use).

@@ -183,7 +183,10 @@ def main():
         session.generate("Once upon a time", seeded(chaya, max_tokens=6), Collect())
         transcript = session.transcript()
         greedy = model.new_session()
-        greedy.generate(transcript, seeded(chaya, max_tokens=1, temperature=0.0), Collect())
+        # The argmax of the model's own distribution: no penalty, no end-of-text stop.
+        options = chaya.greedy_generate_options()
+        options.max_tokens, options.stop_at_eos = 1, False
+        greedy.generate(transcript, options, Collect())
         best = greedy.transcript()[len(transcript):]
         assert model.encode(best) != [] and len(model.encode(best)) == 1, best
         scores = {text: session.score(text) for text in (best, " the", ",", " river", "ing")}

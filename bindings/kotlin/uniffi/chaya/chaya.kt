@@ -991,7 +991,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_chaya_uniffi_checksum_method_session_reset() and 0xFFFF) != 33235) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_chaya_uniffi_checksum_method_session_score() and 0xFFFF) != 47957) {
+    if ((lib.uniffi_chaya_uniffi_checksum_method_session_score() and 0xFFFF) != 25493) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_chaya_uniffi_checksum_method_session_transcript() and 0xFFFF) != 32778) {
@@ -2290,10 +2290,12 @@ public interface SessionInterface {
     /**
      * The tokens of `text` (encoded on its own) with their log-probabilities
      * as a continuation of the conversation (of one end-of-text token when
-     * it is empty), leaving the conversation as it was: sum them to rank
-     * candidate continuations. Reuses the conversation's cache; a text
-     * reaching the context length fails with `InvalidInput`, an empty one
-     * gives an empty list. Blocks; call it off the UI thread.
+     * it is empty): sum them to rank candidate continuations. Neither the
+     * conversation nor what later generations read changes; the
+     * conversation's cache is reused when the text fits in its window. A
+     * text reaching the context length fails with `InvalidInput`, an empty
+     * one gives an empty list; `cancel` does not stop a score. Blocks; call
+     * it off the UI thread.
      */
     fun `score`(`text`: kotlin.String): List<TokenLogprob>
     
@@ -2488,10 +2490,12 @@ open class Session: Disposable, AutoCloseable, SessionInterface
     /**
      * The tokens of `text` (encoded on its own) with their log-probabilities
      * as a continuation of the conversation (of one end-of-text token when
-     * it is empty), leaving the conversation as it was: sum them to rank
-     * candidate continuations. Reuses the conversation's cache; a text
-     * reaching the context length fails with `InvalidInput`, an empty one
-     * gives an empty list. Blocks; call it off the UI thread.
+     * it is empty): sum them to rank candidate continuations. Neither the
+     * conversation nor what later generations read changes; the
+     * conversation's cache is reused when the text fits in its window. A
+     * text reaching the context length fails with `InvalidInput`, an empty
+     * one gives an empty list; `cancel` does not stop a score. Blocks; call
+     * it off the UI thread.
      */
     @Throws(ChayaException::class)override fun `score`(`text`: kotlin.String): List<TokenLogprob> {
             return FfiConverterSequenceTypeTokenLogprob.lift(
