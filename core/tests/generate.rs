@@ -653,6 +653,26 @@ fn a_conversation_begun_with_an_empty_prompt_keeps_its_end_of_text_token() {
 }
 
 #[test]
+fn a_saved_transcript_given_to_a_new_session_continues_the_conversation() {
+    let model = tiny_model(1);
+    // An empty opening is read as end-of-text: the saved text is prefixed with it.
+    for (opening, prefix) in [("The river", ""), ("", "<|endoftext|>")] {
+        let mut old = model.session().unwrap();
+        old.generate(opening, &greedy(10), |_| true).unwrap();
+        let saved = old.transcript().to_string();
+        let next = old.generate(" Then", &greedy(10), |_| true).unwrap();
+
+        let mut restored = model.session().unwrap();
+        let prompt = format!("{prefix}{saved} Then");
+        let continued = restored.generate(&prompt, &greedy(10), |_| true).unwrap();
+        assert_eq!(continued.tokens, next.tokens, "opening {opening:?}");
+        assert_eq!(continued.reused_tokens + continued.prefill_tokens, {
+            next.reused_tokens + next.prefill_tokens
+        });
+    }
+}
+
+#[test]
 fn concurrent_sessions_on_one_model_match_running_alone() {
     let model = tiny_model(1);
     let jobs: Vec<(String, GenerateOptions)> = (0..4)
