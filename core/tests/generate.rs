@@ -666,9 +666,8 @@ fn a_saved_transcript_given_to_a_new_session_continues_the_conversation() {
         let prompt = format!("{prefix}{saved} Then");
         let continued = restored.generate(&prompt, &greedy(10), |_| true).unwrap();
         assert_eq!(continued.tokens, next.tokens, "opening {opening:?}");
-        assert_eq!(continued.reused_tokens + continued.prefill_tokens, {
-            next.reused_tokens + next.prefill_tokens
-        });
+        let context_len = |s: &GenerateSummary| s.reused_tokens + s.prefill_tokens;
+        assert_eq!(context_len(&continued), context_len(&next));
     }
 }
 
