@@ -41,7 +41,8 @@ pub struct LogitBias {
 /// `greedy_generate_options`.
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
 pub struct GenerateOptions {
-    /// Maximum number of new tokens (1..=1000000).
+    /// Maximum number of new tokens (0..=1000000). With 0 the call only reads
+    /// the prompt into the conversation and the cache, as before `Session.score`.
     #[uniffi(default = 128)]
     pub max_tokens: u32,
     /// Sampling temperature (0..=100); 0, or anything below 1e-6, means greedy.

@@ -66,7 +66,7 @@ pub struct GenerateSummary {
     pub context_shifts: u32,
     /// Why generation stopped.
     pub stop_reason: StopReason,
-    /// Milliseconds from the call to the first sampled token.
+    /// Milliseconds from the call to the first sampled token (0 when none was).
     pub time_to_first_token_ms: f64,
     /// Prompt prefill speed in tokens per second (the forward passes only).
     pub prefill_tokens_per_second: f64,

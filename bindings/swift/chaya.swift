@@ -1552,7 +1552,8 @@ public func FfiConverterTypeTokenSink_lower(_ value: TokenSink) -> UInt64 {
  */
 public struct GenerateOptions: Equatable, Hashable {
     /**
-     * Maximum number of new tokens (1..=1000000).
+     * Maximum number of new tokens (0..=1000000). With 0 the call only reads
+     * the prompt into the conversation and the cache, as before `Session.score`.
      */
     public var maxTokens: UInt32
     /**
@@ -1624,7 +1625,8 @@ public struct GenerateOptions: Equatable, Hashable {
     // declare one manually.
     public init(
         /**
-         * Maximum number of new tokens (1..=1000000).
+         * Maximum number of new tokens (0..=1000000). With 0 the call only reads
+         * the prompt into the conversation and the cache, as before `Session.score`.
          */maxTokens: UInt32 = UInt32(128), 
         /**
          * Sampling temperature (0..=100); 0, or anything below 1e-6, means greedy.
@@ -1796,7 +1798,7 @@ public struct GenerateSummary: Equatable, Hashable {
      */
     public var stopReason: StopReason
     /**
-     * Milliseconds from the call to the first sampled token.
+     * Milliseconds from the call to the first sampled token (0 when none was).
      */
     public var timeToFirstTokenMs: Double
     /**
@@ -1834,7 +1836,7 @@ public struct GenerateSummary: Equatable, Hashable {
          * Why generation stopped.
          */stopReason: StopReason, 
         /**
-         * Milliseconds from the call to the first sampled token.
+         * Milliseconds from the call to the first sampled token (0 when none was).
          */timeToFirstTokenMs: Double, 
         /**
          * Prompt prefill speed in tokens per second (the forward passes only).

@@ -34,6 +34,8 @@ enum Command {
     Compare(commands::compare::Args),
     /// Generate text from a prompt (streams to stdout), or chat interactively.
     Generate(commands::generate::Args),
+    /// Rank candidate continuations of a context by their log-probability.
+    Score(commands::score::Args),
     /// Measure load time, first-token latency, prefill and decode speed, peak memory.
     Bench(commands::bench::Args),
 }
@@ -46,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Compare(args) => commands::compare::run(args),
         Command::Generate(args) => commands::generate::run(args),
+        Command::Score(args) => commands::score::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };
     match result {

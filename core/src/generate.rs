@@ -18,7 +18,10 @@ pub const MIN_TEMPERATURE: f32 = 1e-6;
 /// settings; [`GenerateOptions::compat`] reproduces the original CHAYA CLI.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GenerateOptions {
-    /// Maximum number of new tokens (1..=1,000,000).
+    /// Maximum number of new tokens (0..=1,000,000). With 0 the call only
+    /// reads its prompt into the conversation and the cache (llama.cpp's
+    /// `n_predict = 0`): what to do before [`Session::score`] or to restore a
+    /// saved conversation ahead of its next turn.
     pub max_tokens: usize,
     /// Sampling temperature (0..=100); 0 means greedy, as does anything below
     /// [`MIN_TEMPERATURE`].
@@ -113,10 +116,10 @@ impl GenerateOptions {
     pub fn validate(&self, vocab_size: usize) -> Result<()> {
         let invalid = |name, reason: String| Err(Error::InvalidOption { name, reason });
         let within = |v: f32, lo: f32, hi: f32| v.is_finite() && v >= lo && v <= hi;
-        if self.max_tokens == 0 || self.max_tokens > 1_000_000 {
+        if self.max_tokens > 1_000_000 {
             return invalid(
                 "max_tokens",
-                format!("{} is not in 1..=1000000", self.max_tokens),
+                format!("{} is not in 0..=1000000", self.max_tokens),
             );
         }
         if !within(self.temperature, 0.0, 100.0) {
@@ -263,7 +266,7 @@ pub struct GenerateSummary {
     pub context_shifts: usize,
     /// Why generation stopped.
     pub stop_reason: StopReason,
-    /// From the call to the first sampled token.
+    /// From the call to the first sampled token (zero when none was).
     pub time_to_first_token: Duration,
     /// Prompt prefill speed (the forward passes only, not tokenizing).
     pub prefill_tokens_per_second: f64,
@@ -430,6 +433,10 @@ impl Session {
         self.set_transcript(conversation);
         self.set_opens_with_eos(opens_with_eos);
 
+        if options.max_tokens == 0 && cancelled() {
+            // As the loop's first check would say: the prompt may not all be read.
+            summary.stop_reason = StopReason::Cancelled;
+        }
         for i in 0..options.max_tokens {
             if cancelled() {
                 summary.stop_reason = StopReason::Cancelled;

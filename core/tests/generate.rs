@@ -653,6 +653,34 @@ fn a_conversation_begun_with_an_empty_prompt_keeps_its_end_of_text_token() {
 }
 
 #[test]
+fn no_tokens_to_generate_reads_the_prompt_into_the_conversation_and_the_cache() {
+    let model = tiny_model(1);
+    let mut session = model.session().unwrap();
+    let prompt_ids = model.tokenizer().encode("The river").unwrap();
+    let (read, pieces) = run(&mut session, "The river", &greedy(0));
+    assert!(pieces.is_empty() && read.text.is_empty() && read.tokens.is_empty());
+    assert_eq!(read.stop_reason, StopReason::Length);
+    assert_eq!(read.prefill_tokens, prompt_ids.len());
+    assert_eq!(read.time_to_first_token, std::time::Duration::ZERO);
+    assert_eq!(session.transcript(), "The river");
+    assert_eq!(session.tokens(), prompt_ids);
+
+    let (next, _) = run(&mut session, " flows", &greedy(8));
+    assert_eq!(next.reused_tokens, prompt_ids.len(), "the prompt was read");
+    let (at_once, _) = run(&mut model.session().unwrap(), "The river flows", &greedy(8));
+    assert_eq!(next.tokens, at_once.tokens);
+
+    let token = CancelToken::default();
+    token.cancel();
+    let mut cancelled = model.session().unwrap();
+    let summary = cancelled
+        .generate_with_cancel("The river", &greedy(0), &token, |_| true)
+        .unwrap();
+    assert_eq!(summary.stop_reason, StopReason::Cancelled);
+    assert_eq!(summary.prefill_tokens, 0);
+}
+
+#[test]
 fn a_saved_transcript_given_to_a_new_session_continues_the_conversation() {
     let model = tiny_model(1);
     // An empty opening is read as end-of-text: the saved text is prefixed with it.
@@ -738,7 +766,7 @@ fn out_of_range_options_are_typed_errors() {
         (
             "max_tokens",
             GenerateOptions {
-                max_tokens: 0,
+                max_tokens: 1_000_001,
                 ..Default::default()
             },
         ),

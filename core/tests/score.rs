@@ -218,3 +218,24 @@ fn an_empty_text_has_no_tokens_and_one_longer_than_the_window_is_refused() {
     );
     assert!(session.tokens().is_empty(), "nothing was computed");
 }
+
+#[test]
+fn a_context_read_without_generating_is_what_a_score_continues() {
+    let model = tiny_model(1);
+    let mut session = model.session().unwrap();
+    session
+        .generate("The weather today is", &greedy(0), |_| true)
+        .unwrap();
+    let context = model.tokenizer().encode("The weather today is").unwrap();
+    for candidate in [" sunny", " cold and wet"] {
+        let ids = model.tokenizer().encode(candidate).unwrap();
+        let all = [context.clone(), ids.clone()].concat();
+        let scores = session.score(candidate).unwrap();
+        assert_close(
+            &scores,
+            &ids,
+            &expected_logprobs(&model, &all, context.len()),
+        );
+        assert_eq!(session.tokens(), context, "the context stays cached");
+    }
+}

@@ -44,7 +44,7 @@ fn uniform(rng: &mut ChaCha8Rng) -> f32 {
 /// Options drawn at random; about one in five is out of range.
 fn random_options(rng: &mut ChaCha8Rng, vocab: usize) -> GenerateOptions {
     let mut options = GenerateOptions {
-        max_tokens: 1 + rng.next_u32() as usize % 40,
+        max_tokens: rng.next_u32() as usize % 41,
         temperature: uniform(rng) * 1.5,
         top_k: rng.next_u32() as usize % 60,
         top_p: 0.05 + uniform(rng) * 0.95,

@@ -224,7 +224,8 @@ typedef struct chaya_load_options {
  */
 typedef struct chaya_options {
     /**
-     * Maximum number of new tokens, 1..=1000000.
+     * Maximum number of new tokens, 0..=1000000. With 0 the call only reads
+     * the prompt into the conversation and the cache, as before chaya_score.
      */
     uint32_t max_tokens;
     /**
@@ -383,7 +384,7 @@ typedef struct chaya_summary {
      */
     enum chaya_stop_reason stop_reason;
     /**
-     * Milliseconds from the call to the first generated token.
+     * Milliseconds from the call to the first generated token (0 when none was).
      */
     double time_to_first_token_ms;
     /**

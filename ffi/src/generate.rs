@@ -88,7 +88,7 @@ pub struct chaya_summary {
     pub context_shifts: usize,
     /// Why the generation stopped.
     pub stop_reason: chaya_stop_reason,
-    /// Milliseconds from the call to the first generated token.
+    /// Milliseconds from the call to the first generated token (0 when none was).
     pub time_to_first_token_ms: f64,
     /// Milliseconds the whole chaya_generate call took.
     pub total_ms: f64,

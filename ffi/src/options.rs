@@ -13,7 +13,8 @@ use std::ffi::{c_char, CStr};
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct chaya_options {
-    /// Maximum number of new tokens, 1..=1000000.
+    /// Maximum number of new tokens, 0..=1000000. With 0 the call only reads
+    /// the prompt into the conversation and the cache, as before chaya_score.
     pub max_tokens: u32,
     /// Sampling temperature, 0..=100; 0 (or anything below 1e-6) means greedy
     /// (always the most likely token).

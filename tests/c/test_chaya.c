@@ -396,7 +396,7 @@ static void test_cancel_from_thread(const chaya_model *model) {
 
     /* The session is usable after a cancelled generation. */
     chaya_options zeroed;
-    memset(&zeroed, 0, sizeof zeroed); /* not valid: max_tokens is 0 */
+    memset(&zeroed, 0, sizeof zeroed); /* not valid: top_p is 0 */
     CHECK_STATUS(chaya_generate(t.session, " more", &zeroed, NULL, NULL, NULL),
                  CHAYA_ERR_INVALID_OPTION);
     chaya_options few = seeded(4, 7);
@@ -636,6 +636,32 @@ static void test_score(const chaya_model *model) {
               logprobs[i], again[i]);
     }
     free(tokens), free(logprobs), free(again_tokens), free(again);
+
+    /* A context read without generating (max_tokens 0) is what a score continues:
+     * scoring " sea" after it equals the last token's score of the whole text scored
+     * in a fresh session (which reads it after end-of-text, as the context starts). */
+    chaya_session *reader = NULL;
+    CHECK_STATUS(chaya_session_new(model, &reader), CHAYA_OK);
+    chaya_options read_only = seeded(0, 1);
+    buffer none = {0};
+    chaya_summary read;
+    CHECK_STATUS(chaya_generate(reader, "<|endoftext|>The sea and", &read_only, collect, &none, &read), CHAYA_OK);
+    CHECK(read.generated_tokens == 0 && read.text_len == 0 && none.calls == 0 &&
+              read.prefill_tokens == read.prompt_tokens && read.prompt_tokens == 4,
+          "max_tokens 0: %zu tokens, %zu callbacks, prefill %zu", read.generated_tokens,
+          none.calls, read.prefill_tokens);
+    chaya_summary_free(&read);
+    n = score(reader, " sea", &tokens, &logprobs);
+    chaya_session *fresh = NULL;
+    CHECK_STATUS(chaya_session_new(model, &fresh), CHAYA_OK);
+    size_t n_whole = score(fresh, "The sea and sea", &again_tokens, &again);
+    CHECK(n == 1 && n_whole > 1 && again_tokens[n_whole - 1] == tokens[0] &&
+              fabsf(again[n_whole - 1] - logprobs[0]) < 1e-4f,
+          "after the context %f, in the whole text %f", n ? logprobs[0] : 0.0f,
+          n_whole ? again[n_whole - 1] : 0.0f);
+    free(tokens), free(logprobs), free(again_tokens), free(again);
+    chaya_session_free(fresh);
+    chaya_session_free(reader);
 
     /* The conversation goes on as if nothing had been scored. */
     chaya_summary scored, plain;
@@ -906,7 +932,7 @@ static void test_hostile_inputs(const chaya_model *model) {
     CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
                  CHAYA_ERR_INVALID_OPTION);
     bad = opts;
-    bad.max_tokens = 0;
+    bad.max_tokens = 1000001;
     CHECK_STATUS(chaya_generate(session, PROMPT, &bad, NULL, NULL, NULL),
                  CHAYA_ERR_INVALID_OPTION);
     bad = opts;

@@ -196,6 +196,12 @@ def main():
             assert all(s.logprob <= 0.0 for s in scored), scored
             assert scored[0].logprob <= scores[best][0].logprob + 1e-5, (text, scores)
         assert session.score("") == []
+        # A context read without generating: the same scores as after a turn that ended there.
+        reader = model.new_session()
+        read = reader.generate(transcript, seeded(chaya, max_tokens=0), Collect())
+        assert read.tokens == [] and read.text == "" and reader.transcript() == transcript
+        pairs = list(zip(reader.score(" river"), session.score(" river")))
+        assert pairs and all(a.token == b.token and math.isclose(a.logprob, b.logprob, abs_tol=1e-4) for a, b in pairs)
 
     def test_score_inside_the_sink_is_busy_and_a_text_past_the_window_is_invalid():
         session = model.new_session()

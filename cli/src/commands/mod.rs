@@ -6,6 +6,7 @@ pub mod convert;
 pub mod eval;
 pub mod generate;
 pub mod inspect;
+pub mod score;
 
 use chaya::{LoadOptions, Model};
 use std::path::Path;

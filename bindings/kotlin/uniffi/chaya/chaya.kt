@@ -2914,7 +2914,8 @@ public object FfiConverterTypeTokenSink: FfiConverter<TokenSink, Long> {
  */
 data class GenerateOptions (
     /**
-     * Maximum number of new tokens (1..=1000000).
+     * Maximum number of new tokens (0..=1000000). With 0 the call only reads
+     * the prompt into the conversation and the cache, as before `Session.score`.
      */
     var `maxTokens`: kotlin.UInt = 128u 
     , 
@@ -3109,7 +3110,7 @@ data class GenerateSummary (
     var `stopReason`: StopReason
     , 
     /**
-     * Milliseconds from the call to the first sampled token.
+     * Milliseconds from the call to the first sampled token (0 when none was).
      */
     var `timeToFirstTokenMs`: kotlin.Double
     , 
