@@ -69,10 +69,36 @@ fn the_context_changes_the_scores_and_text_output_has_a_line_per_candidate() {
 }
 
 #[test]
-fn no_candidate_or_a_missing_model_is_an_error() {
+fn a_context_or_a_candidate_may_begin_with_a_hyphen() {
+    let json = score(&["-c", "-- well", "--", "-ish", " fine"]);
+    assert_eq!(json["context"], "-- well");
+    let texts: Vec<_> = json["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].clone())
+        .collect();
+    assert!(
+        texts.contains(&"-ish".into()) && texts.len() == 2,
+        "{texts:?}"
+    );
+}
+
+#[test]
+fn no_candidate_an_empty_or_too_long_one_or_a_missing_model_is_an_error() {
     let model = tiny_model();
     let output = chaya(&["score", "-m", &model]);
     assert!(!output.status.success());
+    let output = chaya(&["score", "-m", &model, " a", ""]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("empty candidate"));
+    let long = " sea".repeat(600);
+    let output = chaya(&["score", "-m", &model, " a", &long]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("cannot score the candidate \" sea sea"),
+        "{stderr}"
+    );
     let output = chaya(&["score", "-m", "no-such-model.safetensors", " a"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

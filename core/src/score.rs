@@ -28,16 +28,18 @@ impl Session {
     /// from. Sum the log-probabilities of two candidates to tell which the
     /// model finds likelier.
     ///
-    /// Scoring changes neither the transcript nor what later generations
-    /// read: the next one continues from the same window with the same cached
-    /// tokens as without the score (up to float rounding). The conversation's
-    /// cache is reused when the text fits in its window: only the text and
-    /// the conversation's tokens not cached yet are computed. When it does not
-    /// fit, the text is read after the end of the conversation that fills the
-    /// last three quarters of the context window (all but the text's tokens
-    /// when the text is longer), in a scratch cache. A text of
-    /// `context_length` tokens or more is `InvalidInput`; an empty text gives
-    /// no tokens. No cancel stops a score.
+    /// A character the last generation cut off (not in the transcript) is
+    /// not read. Scoring changes neither the transcript nor what later
+    /// generations read: the next one continues from the same window with
+    /// the same cached tokens as without the score (up to float rounding).
+    /// When the text fits in the conversation's window and the cache holds
+    /// only the conversation's tokens, the cache is reused: the text, the
+    /// conversation's last token and those not cached yet are computed.
+    /// Otherwise the window is read in a scratch cache; when the text does not
+    /// fit, it is read after the end of the conversation that fills the last
+    /// three quarters of the context window (all but the text's tokens when
+    /// the text is longer). A text of `context_length` tokens or more is
+    /// `InvalidInput`; an empty text gives no tokens. No cancel stops a score.
     pub fn score(&mut self, text: &str) -> Result<Vec<TokenLogprob>> {
         let model = self.model().clone();
         let ids = model.tokenizer().encode(text)?;
@@ -58,16 +60,20 @@ impl Session {
         context.extend_from_slice(&ids);
         let recompute_from = conversation - 1;
         let (start, _) = self.choose_window(&context, ids.len() + 1, recompute_from);
-        if start != self.window_start() {
-            // Moving the session's window would move the next generation's.
+        let cached = self.tokens().len();
+        let in_place = start == self.window_start()
+            && self.cached_agreeing(&context[start..conversation]) == cached;
+        if !in_place {
+            // Moving the session's window, or replacing cached tokens the
+            // transcript does not hold (a cut character's, generated tokens
+            // that re-encode otherwise), would change the next generation's
+            // decisions: read the window in a scratch session instead.
             return Session::new(model)?.score_after(&context[start..conversation], &ids);
         }
-        let cached = self.tokens().len();
         let reused = self.place_window(&context, start, recompute_from);
         let scored = self.score_after(&context[start + reused..conversation], &ids);
-        // As many cached tokens as before (or the conversation's, if fewer):
-        // the next generation decides on its window as it would have.
-        self.truncate(cached.min(conversation - start));
+        // The cached tokens as they were: the next generation decides as it would have.
+        self.truncate(cached);
         scored
     }
 

@@ -163,7 +163,7 @@ impl Session {
     }
 
     /// How many cached tokens, from position 0, agree with `window`.
-    fn cached_agreeing(&self, window: &[u32]) -> usize {
+    pub(crate) fn cached_agreeing(&self, window: &[u32]) -> usize {
         self.tokens
             .iter()
             .zip(window)

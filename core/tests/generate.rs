@@ -696,6 +696,13 @@ fn a_saved_transcript_given_to_a_new_session_continues_the_conversation() {
         assert_eq!(continued.tokens, next.tokens, "opening {opening:?}");
         let context_len = |s: &GenerateSummary| s.reused_tokens + s.prefill_tokens;
         assert_eq!(context_len(&continued), context_len(&next));
+
+        // Read ahead of the next turn without generating, as the README suggests.
+        let mut read_first = model.session().unwrap();
+        let read = read_first.generate(&format!("{prefix}{saved}"), &greedy(0), |_| true);
+        assert!(read.unwrap().tokens.is_empty());
+        let then = read_first.generate(" Then", &greedy(10), |_| true).unwrap();
+        assert_eq!(then.tokens, next.tokens, "opening {opening:?}, read first");
     }
 }
 

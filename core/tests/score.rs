@@ -94,8 +94,17 @@ fn scoring_leaves_the_conversation_and_the_next_generation_as_they_were() {
 /// The next generation of `scored` equals that of `untouched`, a session
 /// given the same calls except the scores.
 fn assert_next_generation_is_the_same(scored: &mut Session, untouched: &mut Session) {
-    let next = scored.generate(" Then", &greedy(12), |_| true).unwrap();
-    let without_scoring = untouched.generate(" Then", &greedy(12), |_| true).unwrap();
+    assert_next_generation_from_is_the_same(scored, untouched, " Then");
+}
+
+/// [`assert_next_generation_is_the_same`], prompted with `prompt`.
+fn assert_next_generation_from_is_the_same(
+    scored: &mut Session,
+    untouched: &mut Session,
+    prompt: &str,
+) {
+    let next = scored.generate(prompt, &greedy(12), |_| true).unwrap();
+    let without_scoring = untouched.generate(prompt, &greedy(12), |_| true).unwrap();
     assert_eq!(next.tokens, without_scoring.tokens);
     assert_eq!(
         (next.reused_tokens, next.prefill_tokens, next.context_shifts),
@@ -238,4 +247,30 @@ fn a_context_read_without_generating_is_what_a_score_continues() {
         );
         assert_eq!(session.tokens(), context, "the context stays cached");
     }
+}
+
+#[test]
+fn a_cache_holding_tokens_the_transcript_does_not_is_left_as_it_was() {
+    let model = tiny_model_64();
+    let tokenizer = model.tokenizer();
+    let byte = |b| tokenizer.byte_token(b).unwrap();
+    let forcing = |b| GenerateOptions {
+        logit_bias: vec![(byte(b), 100.0)],
+        ..greedy(1)
+    };
+    let mut twins = [model.session().unwrap(), model.session().unwrap()];
+    for session in &mut twins {
+        let context = format!("{LONG_TEXT} keep");
+        session.generate(&context, &greedy(0), |_| true).unwrap();
+        // The first two bytes of "だ" (E3 81 A0): a cut character, held back.
+        session.generate("", &forcing(0xE3), |_| true).unwrap();
+        session.generate("", &forcing(0x81), |_| true).unwrap();
+    }
+    let [scored, untouched] = &mut twins;
+    let cached = scored.tokens().to_vec();
+    assert_eq!(cached.last(), Some(&byte(0xE3)), "precondition");
+    scored.score(" x").unwrap();
+    assert_eq!(scored.tokens(), cached);
+    // " keep" + "er" re-encode as one token: the twin's cache no longer agrees.
+    assert_next_generation_from_is_the_same(scored, untouched, "er");
 }

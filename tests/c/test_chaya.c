@@ -647,6 +647,7 @@ static void test_score(const chaya_model *model) {
     chaya_summary read;
     CHECK_STATUS(chaya_generate(reader, "<|endoftext|>The sea and", &read_only, collect, &none, &read), CHAYA_OK);
     CHECK(read.generated_tokens == 0 && read.text_len == 0 && none.calls == 0 &&
+              read.stop_reason == CHAYA_STOP_LENGTH &&
               read.prefill_tokens == read.prompt_tokens && read.prompt_tokens == 4,
           "max_tokens 0: %zu tokens, %zu callbacks, prefill %zu", read.generated_tokens,
           none.calls, read.prefill_tokens);
@@ -669,6 +670,12 @@ static void test_score(const chaya_model *model) {
     CHECK_STATUS(chaya_generate(untouched, " Then", &opts, NULL, NULL, &plain), CHAYA_OK);
     CHECK(scored.text_len == plain.text_len && memcmp(scored.text, plain.text, plain.text_len) == 0,
           "after scoring: \"%s\", without: \"%s\"", scored.text, plain.text);
+    CHECK(scored.reused_tokens == plain.reused_tokens &&
+              scored.prefill_tokens == plain.prefill_tokens &&
+              scored.context_shifts == plain.context_shifts,
+          "reused %zu/%zu, prefill %zu/%zu, shifts %zu/%zu", scored.reused_tokens,
+          plain.reused_tokens, scored.prefill_tokens, plain.prefill_tokens,
+          scored.context_shifts, plain.context_shifts);
     chaya_summary_free(&scored);
     chaya_summary_free(&plain);
 

@@ -1,6 +1,7 @@
 //! `chaya score`: how likely the model finds each candidate continuation of
 //! a context, ranked (e.g. a keyboard's suggestions).
 
+use anyhow::Context as _;
 use chaya::{GenerateOptions, TokenLogprob};
 use std::path::PathBuf;
 
@@ -9,10 +10,13 @@ pub struct Args {
     /// Model file.
     #[arg(short, long)]
     model: PathBuf,
-    /// The text the candidates continue (empty: they start a text).
-    #[arg(short, long, default_value = "")]
+    /// The text the candidates continue (empty: they start a text). Put the
+    /// space between it and a candidate in the candidate (" sunny"): GPT-2's
+    /// tokens begin with their space.
+    #[arg(short, long, default_value = "", allow_hyphen_values = true)]
     context: String,
-    /// Candidate continuations, each scored on its own after the context.
+    /// Candidate continuations, each scored on its own after the context
+    /// (after `--` when one begins with '-').
     #[arg(required = true)]
     candidates: Vec<String>,
     #[command(flatten)]
@@ -30,6 +34,9 @@ struct Scored {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.candidates.iter().any(String::is_empty) {
+        anyhow::bail!("an empty candidate has no tokens to score");
+    }
     let model = args.load.load(&args.model)?;
     let mut session = model.session()?;
     if !args.context.is_empty() {
@@ -42,7 +49,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut ranked = Vec::new();
     for text in args.candidates {
-        let tokens = session.score(&text)?;
+        let tokens = session
+            .score(&text)
+            .with_context(|| format!("cannot score the candidate {text:?}"))?;
         let logprob = tokens.iter().map(|t| f64::from(t.logprob)).sum();
         ranked.push(Scored {
             text,

@@ -198,6 +198,25 @@ final class ChayaTests: XCTestCase {
         }
     }
 
+    func testAContextReadWithMaxTokensZeroIsAnEmptyStreamAndTheScoreContinuesIt() async throws {
+        let model = try await loadModel()
+        let session = try await model.newSession()
+        let reader = try await model.newSession()
+        let pieces = try await collect(session.generate("Hi", options: seeded(8)))
+        let transcript = try await session.transcript()
+        let read = try await collect(reader.generate(transcript, options: GenerateOptions(maxTokens: 0)))
+        XCTAssertFalse(pieces.isEmpty)
+        XCTAssertEqual(read, [])
+        let readTranscript = try await reader.transcript()
+        XCTAssertEqual(readTranscript, transcript)
+        let a = try await reader.score(" the sea")
+        let b = try await session.score(" the sea")
+        XCTAssertEqual(a.map(\.token), b.map(\.token))
+        for (x, y) in zip(a, b) {
+            XCTAssertEqual(x.logprob, y.logprob, accuracy: 1e-4)
+        }
+    }
+
     func testMissingFileThrowsIo() async throws {
         do {
             _ = try await ChayaModel.load(path: "no-such-model.safetensors")

@@ -156,6 +156,22 @@ fun main(args: Array<String>) {
         }
     }
 
+    tests["a context read with maxTokens 0 is an empty flow, and the score continues it"] = {
+        model.newSession().use { reader ->
+            model.newSession().use { session ->
+                val pieces = withTimeout(60_000) { session.generate("Hi", seeded(maxTokens = 8u)).toList() }
+                val transcript = session.transcript()
+                val read = withTimeout(60_000) { reader.generate(transcript, GenerateOptions(maxTokens = 0u)).toList() }
+                check(read.isEmpty() && pieces.isNotEmpty() && reader.transcript() == transcript) { "$read" }
+                val a = reader.score(" the sea")
+                val b = session.score(" the sea")
+                check(a.size == b.size && a.zip(b).all { (x, y) -> x.token == y.token && Math.abs(x.logprob - y.logprob) < 1e-4f }) {
+                    "$a vs $b"
+                }
+            }
+        }
+    }
+
     tests["collections of one session queue instead of failing Busy"] = {
         coroutineScope {
             model.newSession().use { session ->
