@@ -112,6 +112,7 @@ impl Session {
         self.window_start = 0;
         self.transcript.clear();
         self.unfinished.clear();
+        self.opens_with_eos = false;
     }
 
     /// A handle that cancels this session's generation from any thread.

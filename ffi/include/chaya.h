@@ -708,8 +708,8 @@ void chaya_cancel_token_free(struct chaya_cancel_token *token);
  * `logprobs` may be NULL when `cap` is 0 (to query the count). An empty text
  * has no tokens. Other statuses: CHAYA_ERR_NULL_POINTER,
  * CHAYA_ERR_INVALID_UTF8, CHAYA_ERR_INVALID_INPUT (a text of the context
- * length in tokens or more), CHAYA_ERR_BUSY, CHAYA_ERR_TOKENIZER,
- * CHAYA_ERR_INFERENCE.
+ * length in tokens or more, also to a size query; `*n_out` holds its
+ * count), CHAYA_ERR_BUSY, CHAYA_ERR_TOKENIZER, CHAYA_ERR_INFERENCE.
  *
  * # Safety
  * `session` is NULL or live; `text` is NULL or NUL-terminated; `tokens` and

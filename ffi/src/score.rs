@@ -20,8 +20,8 @@ use std::ffi::c_char;
 /// `logprobs` may be NULL when `cap` is 0 (to query the count). An empty text
 /// has no tokens. Other statuses: CHAYA_ERR_NULL_POINTER,
 /// CHAYA_ERR_INVALID_UTF8, CHAYA_ERR_INVALID_INPUT (a text of the context
-/// length in tokens or more), CHAYA_ERR_BUSY, CHAYA_ERR_TOKENIZER,
-/// CHAYA_ERR_INFERENCE.
+/// length in tokens or more, also to a size query; `*n_out` holds its
+/// count), CHAYA_ERR_BUSY, CHAYA_ERR_TOKENIZER, CHAYA_ERR_INFERENCE.
 ///
 /// # Safety
 /// `session` is NULL or live; `text` is NULL or NUL-terminated; `tokens` and
@@ -47,6 +47,17 @@ pub unsafe extern "C" fn chaya_score(
         let count = session.model().tokenizer().encode(text)?.len();
         // SAFETY: checked non-NULL and writable above.
         unsafe { n_out.write(count) };
+        let context_length = session.model().config().context_length;
+        if count >= context_length {
+            // Before the buffer check: a size query must not invite a retry.
+            return Err(Failure::new(
+                chaya_status::CHAYA_ERR_INVALID_INPUT,
+                format!(
+                    "the text's {count} tokens and one token before them do not fit \
+                     the context window ({context_length})"
+                ),
+            ));
+        }
         if count > cap {
             return Err(Failure::new(
                 chaya_status::CHAYA_ERR_BUFFER_TOO_SMALL,

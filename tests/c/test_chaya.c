@@ -707,6 +707,7 @@ static void test_score(const chaya_model *model) {
     float *long_logprobs = malloc(context * sizeof *long_logprobs);
     CHECK_STATUS(chaya_score(session, long_text, long_tokens, long_logprobs, context, &count),
                  CHAYA_ERR_INVALID_INPUT);
+    CHECK_STATUS(chaya_score(session, long_text, NULL, NULL, 0, &count), CHAYA_ERR_INVALID_INPUT);
     CHECK(strstr(chaya_last_error(), "context window") != NULL, "message: %s",
           chaya_last_error());
     free(long_text), free(long_tokens), free(long_logprobs);
