@@ -46,14 +46,7 @@ impl Session {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ctx = model.config().context_length;
-        if ids.len() >= ctx {
-            return Err(Error::InvalidInput(format!(
-                "the text's {} tokens and one token before them do not fit the \
-                 context window ({ctx})",
-                ids.len()
-            )));
-        }
+        check_scorable(ids.len(), model.config().context_length)?;
         let opens_with_eos = self.transcript().is_empty() || self.opens_with_eos();
         let mut context = self.conversation_tokens(self.transcript(), opens_with_eos)?;
         let conversation = context.len();
@@ -95,6 +88,18 @@ impl Session {
         }
         Ok(scores)
     }
+}
+
+/// Fails with `InvalidInput` unless a text of `n_tokens` tokens and the one
+/// token read before it fit a context window of `context_length`.
+pub fn check_scorable(n_tokens: usize, context_length: usize) -> Result<()> {
+    if n_tokens < context_length {
+        return Ok(());
+    }
+    Err(Error::InvalidInput(format!(
+        "the text's {n_tokens} tokens and one token before them do not fit the \
+         context window ({context_length})"
+    )))
 }
 
 /// `token` with its log-probability under the logits `row`.

@@ -2,6 +2,7 @@
 
 use crate::session::chaya_session;
 use crate::status::{chaya_status, guard, handle, utf8, write_out, Failure};
+use chaya_core::score::check_scorable;
 use std::ffi::c_char;
 
 /// Scores `text` (NUL-terminated UTF-8) as a continuation of the session's
@@ -47,23 +48,9 @@ pub unsafe extern "C" fn chaya_score(
         let count = session.model().tokenizer().encode(text)?.len();
         // SAFETY: checked non-NULL and writable above.
         unsafe { n_out.write(count) };
-        let context_length = session.model().config().context_length;
-        if count >= context_length {
-            // Before the buffer check: a size query must not invite a retry.
-            return Err(Failure::new(
-                chaya_status::CHAYA_ERR_INVALID_INPUT,
-                format!(
-                    "the text's {count} tokens and one token before them do not fit \
-                     the context window ({context_length})"
-                ),
-            ));
-        }
-        if count > cap {
-            return Err(Failure::new(
-                chaya_status::CHAYA_ERR_BUFFER_TOO_SMALL,
-                format!("{count} scored tokens do not fit in buffers of {cap}"),
-            ));
-        }
+        // Before the buffer check: a size query must not invite a retry.
+        check_scorable(count, session.model().config().context_length)?;
+        Failure::unless_fits(count, cap, "scored tokens")?;
         if count == 0 {
             return Ok(());
         }

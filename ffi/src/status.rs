@@ -64,6 +64,18 @@ impl Failure {
         }
     }
 
+    /// Unless `count` values fit in a buffer of `cap`: BUFFER_TOO_SMALL
+    /// naming them `what`.
+    pub fn unless_fits(count: usize, cap: usize, what: &str) -> Result<(), Failure> {
+        if count <= cap {
+            return Ok(());
+        }
+        Err(Failure::new(
+            chaya_status::CHAYA_ERR_BUFFER_TOO_SMALL,
+            format!("{count} {what} do not fit in a buffer of {cap}"),
+        ))
+    }
+
     /// A NULL pointer passed as argument `name`.
     pub fn null(name: &str) -> Failure {
         Failure::new(

@@ -36,12 +36,7 @@ pub unsafe extern "C" fn chaya_tokenize(
         let ids = model.model.tokenizer().encode(text)?;
         // SAFETY: checked non-NULL and writable above.
         unsafe { n_out.write(ids.len()) };
-        if ids.len() > cap {
-            return Err(Failure::new(
-                chaya_status::CHAYA_ERR_BUFFER_TOO_SMALL,
-                format!("{} token ids do not fit in a buffer of {cap}", ids.len()),
-            ));
-        }
+        Failure::unless_fits(ids.len(), cap, "token ids")?;
         if !ids.is_empty() {
             if out.is_null() {
                 return Err(Failure::null("out"));
